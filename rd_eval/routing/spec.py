@@ -1,0 +1,245 @@
+"""Expert sets and intervention specs: frozen, validated on creation, exchanged as versioned JSON.
+
+Layer numbers in both are MoE-layer indices (positions in the model's list of MoE layers), so a band of
+fractions 0.25-0.75 means the middle half of the MoE layers whatever the dense/sparse interleaving.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rd_eval.jsonio import canonical_hash, read_json, write_json_atomic
+
+EXPERT_SET_FORMAT = "rd-eval.expert-set"
+INTERVENTION_FORMAT = "rd-eval.intervention"
+FORMAT_VERSION = 1
+
+MODES = ("soft", "soft_topk", "random", "force", "suppress", "selection_only")
+TOKEN_SCOPES = ("all", "prompt", "generated", "text", "image")
+EXPERT_KINDS = ("domain", "visual")
+
+
+class SpecError(ValueError):
+    """An expert set or intervention spec is invalid; the message names the key and what is valid."""
+
+
+@dataclass(frozen=True)
+class LayerBand:
+    """MoE layers an intervention applies to: fractions [lo, hi) of the MoE-layer list, or explicit indices."""
+
+    fractions: tuple[float, float] | None = (0.25, 0.75)
+    layers: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.fractions is None) == (self.layers is None):
+            raise SpecError("band: give exactly one of 'fractions' [lo, hi] or 'layers' [indices]")
+        if self.fractions is not None:
+            lo, hi = self.fractions
+            if not (0.0 <= lo < hi <= 1.0):
+                raise SpecError(f"band fractions {list(self.fractions)} invalid; need 0 <= lo < hi <= 1")
+        if self.layers is not None:
+            if not self.layers or any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
+                raise SpecError(f"band layers {list(self.layers)} invalid; need distinct MoE-layer indices >= 0")
+
+    def resolve(self, num_moe_layers: int) -> tuple[int, ...]:
+        """The MoE-layer indices in the band for a model with `num_moe_layers` MoE layers."""
+        if self.layers is not None:
+            bad = [i for i in self.layers if i >= num_moe_layers]
+            if bad:
+                raise SpecError(f"band layers {bad} out of range; this model has MoE layers 0..{num_moe_layers - 1}")
+            return tuple(sorted(self.layers))
+        lo, hi = self.fractions  # type: ignore[misc]
+        start, stop = math.floor(lo * num_moe_layers + 0.5), math.floor(hi * num_moe_layers + 0.5)
+        return tuple(range(start, max(stop, start + 1)))
+
+    @classmethod
+    def parse(cls, text: str) -> LayerBand:
+        """'0.25-0.75' (fractions) or '12,13,14' (explicit MoE-layer indices)."""
+        value = text.strip()
+        try:
+            if "-" in value and "," not in value:
+                lo, hi = (float(v) for v in value.split("-", 1))
+                return cls(fractions=(lo, hi))
+            return cls(fractions=None, layers=tuple(int(v) for v in value.split(",") if v.strip()))
+        except ValueError:
+            raise SpecError(f"band {text!r} invalid; use fractions like '0.25-0.75' or indices like '12,13,14'") from None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fractions": list(self.fractions)} if self.fractions is not None else {"layers": list(self.layers)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> LayerBand:
+        if not isinstance(data, Mapping) or set(data) - {"fractions", "layers"}:
+            raise SpecError(f"band {data!r} invalid; use {{'fractions': [lo, hi]}} or {{'layers': [i, ...]}}")
+        if "fractions" in data:
+            fr = data["fractions"]
+            if not isinstance(fr, Sequence) or len(fr) != 2:
+                raise SpecError(f"band fractions {fr!r} invalid; need [lo, hi]")
+            return cls(fractions=(float(fr[0]), float(fr[1])))
+        return cls(fractions=None, layers=tuple(int(i) for i in data.get("layers", ())))
+
+
+@dataclass(frozen=True)
+class LayerExperts:
+    moe_index: int
+    experts: tuple[int, ...]
+    scores: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.moe_index < 0:
+            raise SpecError(f"expert set layer {self.moe_index} invalid; MoE-layer indices are >= 0")
+        if any(e < 0 for e in self.experts) or len(set(self.experts)) != len(self.experts):
+            raise SpecError(f"layer {self.moe_index}: experts {list(self.experts)} must be distinct ids >= 0")
+        if self.scores and len(self.scores) != len(self.experts):
+            raise SpecError(f"layer {self.moe_index}: {len(self.scores)} scores for {len(self.experts)} experts")
+
+
+@dataclass(frozen=True)
+class ExpertSet:
+    """Experts per MoE layer (domain or visual), with how they were found, reusable across tasks and runs."""
+
+    model: str
+    kind: str
+    layers: tuple[LayerExperts, ...]
+    method: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXPERT_KINDS:
+            raise SpecError(f"expert set kind {self.kind!r} invalid; valid: {', '.join(EXPERT_KINDS)}")
+        indices = [layer.moe_index for layer in self.layers]
+        if len(set(indices)) != len(indices):
+            raise SpecError(f"expert set lists a layer twice: {indices}")
+
+    def experts_by_layer(self) -> dict[int, tuple[int, ...]]:
+        return {layer.moe_index: layer.experts for layer in self.layers if layer.experts}
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(layer.experts for layer in self.layers)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": EXPERT_SET_FORMAT,
+            "version": FORMAT_VERSION,
+            "model": self.model,
+            "kind": self.kind,
+            "method": dict(self.method),
+            "layers": [
+                {"moe_index": le.moe_index, "experts": list(le.experts), "scores": list(le.scores)}
+                for le in self.layers
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, *, source: str = "expert set") -> ExpertSet:
+        _check_format(data, EXPERT_SET_FORMAT, source)
+        try:
+            layers = tuple(
+                LayerExperts(
+                    moe_index=int(item["moe_index"]),
+                    experts=tuple(int(e) for e in item["experts"]),
+                    scores=tuple(float(s) for s in item.get("scores", ())),
+                )
+                for item in data["layers"]
+            )
+            return cls(model=str(data.get("model", "")), kind=str(data["kind"]), layers=layers,
+                       method=dict(data.get("method", {})))
+        except SpecError as exc:
+            raise SpecError(f"{source}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpecError(f"{source}: malformed expert set ({exc!r}); need 'kind' and 'layers' "
+                            "[{moe_index, experts, scores}]") from None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        return write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ExpertSet:
+        return cls.from_json(read_json(path), source=str(path))
+
+
+@dataclass(frozen=True)
+class InterventionSpec:
+    """DESIGN §3.4: which experts to steer, how, where (band), on which tokens."""
+
+    experts: ExpertSet
+    mode: str = "soft"
+    strength: float = 1.0  # λ: the boost in units of the per-token std of the layer's router logits
+    band: LayerBand = field(default_factory=LayerBand)
+    token_scope: str = "all"
+    seed: int = 0  # only the `random` control uses it
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise SpecError(f"intervention mode {self.mode!r} invalid; valid: {', '.join(MODES)}")
+        if not isinstance(self.strength, (int, float)) or not math.isfinite(self.strength):
+            raise SpecError(f"intervention strength (lambda) {self.strength!r} invalid; need a finite number")
+        if self.token_scope not in TOKEN_SCOPES:
+            raise SpecError(f"token scope {self.token_scope!r} invalid; valid: {', '.join(TOKEN_SCOPES)}")
+
+    @property
+    def is_noop(self) -> bool:
+        """True when the spec cannot change any routing decision or weight."""
+        scaled = self.mode in ("soft", "soft_topk", "random", "selection_only")
+        return self.experts.is_empty or (scaled and self.strength == 0.0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": INTERVENTION_FORMAT,
+            "version": FORMAT_VERSION,
+            "mode": self.mode,
+            "lambda": self.strength,
+            "band": self.band.to_json(),
+            "token_scope": self.token_scope,
+            "seed": self.seed,
+            "experts": self.experts.to_json(),
+        }
+
+    def content_hash(self) -> str:
+        """Identifies the intervention in routing records, run matching and lmms-eval's response cache."""
+        return canonical_hash(self.to_json())
+
+    @classmethod
+    def from_json(cls, data: Any, *, source: str = "intervention spec") -> InterventionSpec:
+        _check_format(data, INTERVENTION_FORMAT, source)
+        known = {"format", "version", "mode", "lambda", "band", "token_scope", "seed", "experts"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"{source}: unknown keys {unknown}; valid keys: {sorted(known)}")
+        if "experts" not in data:
+            raise SpecError(f"{source}: missing 'experts' (an expert set object)")
+        try:
+            return cls(
+                experts=ExpertSet.from_json(data["experts"], source=f"{source}: experts"),
+                mode=str(data.get("mode", "soft")),
+                strength=float(data.get("lambda", 1.0)),
+                band=LayerBand.from_json(data.get("band", {"fractions": [0.25, 0.75]})),
+                token_scope=str(data.get("token_scope", "all")),
+                seed=int(data.get("seed", 0)),
+            )
+        except SpecError as exc:
+            msg = str(exc)
+            raise SpecError(msg if msg.startswith(source) else f"{source}: {msg}") from None
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"{source}: malformed intervention spec ({exc})") from None
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        return write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> InterventionSpec:
+        return cls.from_json(read_json(path), source=str(path))
+
+
+def _check_format(data: Any, expected: str, source: str) -> None:
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{source}: expected a JSON object with \"format\": \"{expected}\"")
+    if data.get("format") != expected:
+        raise SpecError(f"{source}: format {data.get('format')!r} is not {expected!r}")
+    if data.get("version") != FORMAT_VERSION:
+        raise SpecError(f"{source}: version {data.get('version')!r} unsupported; this rd-eval reads {FORMAT_VERSION}")
