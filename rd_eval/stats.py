@@ -27,7 +27,9 @@ _MAX_BOOT_CELLS = 4_000_000
 def _check_count(name: str, value: Any) -> int:
     # bool is an int subclass, but True/False as a count is almost surely a caller bug.
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be a non-negative integer count, got {value!r} ({type(value).__name__})")
+        raise ValueError(
+            f"{name} must be a non-negative integer count, got {value!r} ({type(value).__name__})"
+        )
     if value < 0:
         raise ValueError(f"{name} must be a non-negative integer count, got {value}")
     return int(value)
@@ -57,7 +59,9 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, tail / (1 << (n - 1)))
 
 
-def _as_paired_arrays(x: Any, y: Any, *, names: tuple[str, str] = ("x", "y")) -> tuple[np.ndarray, np.ndarray]:
+def _as_paired_arrays(
+    x: Any, y: Any, *, names: tuple[str, str] = ("x", "y")
+) -> tuple[np.ndarray, np.ndarray]:
     arrays = []
     for name, values in zip(names, (x, y), strict=True):
         arr = np.asarray(values)
@@ -122,8 +126,9 @@ class PairedDifference:
     """Difference of two paired 0/1 accuracies, A minus B.
 
     ``mean_a``, ``mean_b``, ``diff``, ``ci_low`` and ``ci_high`` are all percentage points
-    (accuracy x 100), so ``diff == mean_a - mean_b``. Counts form the 2x2 table: ``both`` right,
-    ``a_only`` right, ``b_only`` right, ``neither`` right; McNemar uses ``a_only`` and ``b_only``.
+    (accuracy x 100), so ``diff = mean_a - mean_b`` (up to rounding). Counts form the 2x2 table:
+    ``both`` right, ``a_only`` right, ``b_only`` right, ``neither`` right; McNemar uses ``a_only``
+    and ``b_only``.
     """
 
     n: int
@@ -172,13 +177,14 @@ def paired_difference(
     b_only = int(np.sum(~xa & yb))
     neither = int(np.sum(~xa & ~yb))
     low, high = paired_bootstrap_ci(x, y, n_boot=n_boot, level=level, seed=seed)
-    mean_a = 100.0 * float(x.mean())
-    mean_b = 100.0 * float(y.mean())
+    n = int(x.shape[0])
+    # Difference from integer counts, so equal accuracies give exactly 0.0 (recovery = gain / gap
+    # relies on that) and 5/6 - 2/6 prints as 50.0, not 50.000000000000014.
     return PairedDifference(
-        n=int(x.shape[0]),
-        mean_a=mean_a,
-        mean_b=mean_b,
-        diff=mean_a - mean_b,
+        n=n,
+        mean_a=100.0 * (both + a_only) / n,
+        mean_b=100.0 * (both + b_only) / n,
+        diff=100.0 * (a_only - b_only) / n,
         ci_low=100.0 * low,
         ci_high=100.0 * high,
         p_mcnemar=mcnemar_exact(a_only, b_only),

@@ -1,0 +1,343 @@
+"""Text-vs-image accuracy gaps per benchmark, and what an intervention gains back.
+
+Input frames are those of :func:`rd_eval.runs.load_paired_samples` (columns task, form, pair_id,
+correct, ...). Accuracies only ever use pair_ids present in both forms; pair_ids seen in one form
+(or, for interventions, in one run) are counted and reported, never averaged in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+
+from rd_eval.stats import PairedDifference, paired_difference
+
+__all__ = [
+    "GapRow",
+    "InterventionEffect",
+    "PairingReport",
+    "RunGap",
+    "benchmark_of",
+    "compare_runs",
+    "pair_forms",
+    "to_markdown",
+]
+
+FORM_SUFFIXES = ("_img", "_txt")
+REQUIRED_COLUMNS = ("task", "form", "pair_id", "correct")
+LEVEL = 0.95  # confidence level of every CI below (paired_difference's default)
+
+
+@dataclass(frozen=True)
+class PairingReport:
+    """How many pair_ids have both forms, and how many only one."""
+
+    n_pairs: int
+    img_only: int
+    txt_only: int
+
+
+@dataclass(frozen=True)
+class RunGap:
+    """One run on one benchmark: accuracies (percent) over complete pairs and the txt - img gap."""
+
+    n_pairs: int
+    img_only: int
+    txt_only: int
+    acc_img: float
+    acc_txt: float
+    gap: PairedDifference
+
+
+@dataclass(frozen=True)
+class InterventionEffect:
+    """Intervened vs base run on the pair_ids complete (img and txt) in both runs.
+
+    ``gain`` is intervened minus base image accuracy, ``text_cost`` the same for text (negative
+    means the intervention hurt text), ``recovery = gain / gap_base`` (None when the gap is 0).
+    """
+
+    n_pairs: int
+    dropped_base: int
+    dropped_intervened: int
+    acc_img_base: float
+    acc_txt_base: float
+    acc_img: float
+    acc_txt: float
+    gap_base: PairedDifference
+    gap: PairedDifference
+    gain: PairedDifference
+    text_cost: PairedDifference
+    recovery: float | None
+
+
+@dataclass(frozen=True)
+class GapRow:
+    """Everything reported for one benchmark."""
+
+    benchmark: str
+    tasks: tuple[str, ...]
+    base: RunGap
+    intervened: RunGap | None
+    effect: InterventionEffect | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["tasks"] = list(self.tasks)
+        return out
+
+
+def benchmark_of(task: str) -> str:
+    """``rd_demo_img`` / ``rd_demo_txt`` -> ``rd_demo``; other names are their own benchmark."""
+    for suffix in FORM_SUFFIXES:
+        if task.endswith(suffix) and len(task) > len(suffix):
+            return task[: -len(suffix)]
+    return task
+
+
+def _check_frame(df: Any, name: str) -> pd.DataFrame:
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(
+            f"{name} must be a pandas DataFrame from load_paired_samples, got {type(df).__name__}"
+        )
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{name} lacks columns {missing}; has {list(df.columns)}")
+    if df.empty:
+        raise ValueError(f"{name} has no samples")
+    bad_form = sorted(set(df["form"]) - {"img", "txt"})
+    if bad_form:
+        raise ValueError(f"{name}: column 'form' must be 'img' or 'txt', got {bad_form}")
+    bad_correct = sorted({repr(v) for v in df["correct"] if v not in (0, 1)})
+    if bad_correct:
+        raise ValueError(f"{name}: column 'correct' must be 0 or 1, got {bad_correct[:5]}")
+    return df
+
+
+def pair_forms(df: pd.DataFrame) -> tuple[pd.DataFrame, PairingReport]:
+    """Join the img and txt outcome of each pair_id (use on one benchmark at a time).
+
+    Returns a frame indexed by pair_id (sorted) with int columns ``img`` and ``txt``, holding only
+    pair_ids present in both forms, and the counts of pair_ids found in one form only.
+    """
+    df = _check_frame(df, "samples")
+    keys = df[["form", "pair_id"]].astype(str)
+    dup = keys.duplicated(keep=False)
+    if dup.any():
+        shown = keys[dup].drop_duplicates().head(5).to_dict("records")
+        tasks = sorted(df.loc[dup, "task"].astype(str).unique())
+        raise ValueError(
+            f"duplicate pair_id within a form in task(s) {tasks}: {shown}; each pair_id must appear "
+            f"once per form (were two benchmarks or repeated runs mixed?)"
+        )
+    outcomes = pd.Series(df["correct"].to_numpy(), index=df["pair_id"].astype(str).to_numpy())
+    by_form = {form: outcomes[(df["form"] == form).to_numpy()] for form in ("img", "txt")}
+    img_ids = set(by_form["img"].index)
+    txt_ids = set(by_form["txt"].index)
+    common = sorted(img_ids & txt_ids)
+    paired = pd.DataFrame(
+        {
+            "img": by_form["img"].reindex(common).astype(int).to_numpy(),
+            "txt": by_form["txt"].reindex(common).astype(int).to_numpy(),
+        },
+        index=pd.Index(common, name="pair_id"),
+    )
+    report = PairingReport(
+        n_pairs=len(common), img_only=len(img_ids - txt_ids), txt_only=len(txt_ids - img_ids)
+    )
+    return paired, report
+
+
+def _split_benchmarks(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    bench = df["task"].astype(str).map(benchmark_of)
+    return {name: part for name, part in df.groupby(bench, sort=True)}
+
+
+def _run_gap(paired: pd.DataFrame, report: PairingReport, *, n_boot: int, seed: int) -> RunGap:
+    gap = paired_difference(
+        paired["txt"].to_numpy(), paired["img"].to_numpy(), n_boot=n_boot, level=LEVEL, seed=seed
+    )
+    return RunGap(
+        n_pairs=report.n_pairs,
+        img_only=report.img_only,
+        txt_only=report.txt_only,
+        acc_img=gap.mean_b,
+        acc_txt=gap.mean_a,
+        gap=gap,
+    )
+
+
+def _require_pairs(report: PairingReport, *, benchmark: str, which: str) -> None:
+    if report.n_pairs == 0:
+        raise ValueError(
+            f"{which} run, benchmark {benchmark!r}: no pair_id has both an img and a txt sample "
+            f"(img-only {report.img_only}, txt-only {report.txt_only}); run both the _img and _txt tasks"
+        )
+
+
+def _effect(
+    base: pd.DataFrame, inter: pd.DataFrame, *, benchmark: str, n_boot: int, seed: int
+) -> InterventionEffect:
+    common = base.index.intersection(inter.index).sort_values()
+    if len(common) == 0:
+        raise ValueError(
+            f"benchmark {benchmark!r}: no pair_id is complete (img and txt) in both the base and the "
+            f"intervened run; were they run on the same data?"
+        )
+    b = base.loc[common]
+    i = inter.loc[common]
+    kw: dict[str, Any] = {"n_boot": n_boot, "level": LEVEL, "seed": seed}
+    gap_base = paired_difference(b["txt"].to_numpy(), b["img"].to_numpy(), **kw)
+    gap = paired_difference(i["txt"].to_numpy(), i["img"].to_numpy(), **kw)
+    gain = paired_difference(i["img"].to_numpy(), b["img"].to_numpy(), **kw)
+    text_cost = paired_difference(i["txt"].to_numpy(), b["txt"].to_numpy(), **kw)
+    return InterventionEffect(
+        n_pairs=len(common),
+        dropped_base=len(base) - len(common),
+        dropped_intervened=len(inter) - len(common),
+        acc_img_base=gap_base.mean_b,
+        acc_txt_base=gap_base.mean_a,
+        acc_img=gap.mean_b,
+        acc_txt=gap.mean_a,
+        gap_base=gap_base,
+        gap=gap,
+        gain=gain,
+        text_cost=text_cost,
+        recovery=None if gap_base.diff == 0 else gain.diff / gap_base.diff,
+    )
+
+
+def _models(df: pd.DataFrame) -> dict[str, list[str]]:
+    return {
+        col: sorted(df[col].dropna().astype(str).unique().tolist()) if col in df.columns else []
+        for col in ("model", "model_args")
+    }
+
+
+def compare_runs(
+    base: pd.DataFrame,
+    intervened: pd.DataFrame | None,
+    *,
+    n_boot: int = 10000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per-benchmark gap table for ``base``; with ``intervened``, also gain / text cost / recovery.
+
+    Returns a JSON-serialisable dict: run metadata, benchmarks found in only one run, and one
+    ``rows`` entry (:meth:`GapRow.to_dict`) per benchmark. Percent units throughout.
+    """
+    base = _check_frame(base, "base")
+    if intervened is not None:
+        intervened = _check_frame(intervened, "intervened")
+    base_parts = _split_benchmarks(base)
+    inter_parts = _split_benchmarks(intervened) if intervened is not None else {}
+
+    rows: list[dict[str, Any]] = []
+    for name, part in base_parts.items():
+        paired_b, report_b = pair_forms(part)
+        _require_pairs(report_b, benchmark=name, which="base")
+        run_b = _run_gap(paired_b, report_b, n_boot=n_boot, seed=seed)
+        run_i: RunGap | None = None
+        effect: InterventionEffect | None = None
+        if name in inter_parts:
+            paired_i, report_i = pair_forms(inter_parts[name])
+            _require_pairs(report_i, benchmark=name, which="intervened")
+            run_i = _run_gap(paired_i, report_i, n_boot=n_boot, seed=seed)
+            effect = _effect(paired_b, paired_i, benchmark=name, n_boot=n_boot, seed=seed)
+        tasks = tuple(sorted(part["task"].astype(str).unique()))
+        rows.append(GapRow(name, tasks, run_b, run_i, effect).to_dict())
+
+    only_base = sorted(set(base_parts) - set(inter_parts)) if intervened is not None else []
+    return {
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "level": LEVEL,
+        "base_run": _models(base),
+        "intervened_run": _models(intervened) if intervened is not None else None,
+        "benchmarks_only_in_base": only_base,
+        "benchmarks_only_in_intervened": sorted(set(inter_parts) - set(base_parts)),
+        "rows": rows,
+    }
+
+
+def _pts(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.1f}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def _diff_ci(d: Mapping[str, Any]) -> str:
+    return f"{_signed(d['diff'])} [{_signed(d['ci_low'])}, {_signed(d['ci_high'])}]"
+
+
+def to_markdown(table: Mapping[str, Any], *, title: str) -> str:
+    """Render a :func:`compare_runs` dict (or its JSON round trip) as markdown."""
+    for key in ("rows", "level", "n_boot"):
+        if key not in table:
+            raise ValueError(f"table lacks key {key!r}; pass the dict returned by compare_runs")
+    level = int(round(100 * float(table["level"])))
+    lines = [f"# {title}", ""]
+    for label, key in (("Base", "base_run"), ("Intervened", "intervened_run")):
+        info = table.get(key)
+        if info:
+            lines.append(
+                f"- {label}: model {', '.join(info['model']) or '?'}; "
+                f"model_args `{'; '.join(info['model_args']) or '-'}`"
+            )
+    lines += [
+        f"- Accuracies in percent over pair_ids present in both forms; gap = acc_txt - acc_img in points, "
+        f"paired bootstrap {level}% CI ({table['n_boot']} resamples), exact McNemar p.",
+        "",
+        f"| benchmark | run | n pairs | unpaired (img-only / txt-only) | acc_img | acc_txt "
+        f"| gap [{level}% CI] | McNemar p |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in table["rows"]:
+        for run in ("base", "intervened"):
+            r = row.get(run)
+            if not r:
+                continue
+            lines.append(
+                f"| {row['benchmark']} | {run} | {r['n_pairs']} | {r['img_only']} / {r['txt_only']} "
+                f"| {_pts(r['acc_img'])} | {_pts(r['acc_txt'])} | {_diff_ci(r['gap'])} "
+                f"| {_p(r['gap']['p_mcnemar'])} |"
+            )
+    effects = [row for row in table["rows"] if row.get("effect")]
+    if effects:
+        lines += [
+            "",
+            "## Intervention effect",
+            "",
+            "On pair_ids complete in both runs. gain = acc_img(intervened) - acc_img(base); "
+            "text cost = acc_txt(intervened) - acc_txt(base); recovery = gain / base gap.",
+            "",
+            f"| benchmark | n pairs | dropped (base / intervened) | acc_img base → int. | gain [{level}% CI] "
+            f"| gain p | acc_txt base → int. | text cost [{level}% CI] | text cost p | base gap | recovery |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in effects:
+            e = row["effect"]
+            rec = "n/a (gap 0)" if e["recovery"] is None else f"{e['recovery']:.2f}"
+            lines.append(
+                f"| {row['benchmark']} | {e['n_pairs']} | {e['dropped_base']} / {e['dropped_intervened']} "
+                f"| {_pts(e['acc_img_base'])} → {_pts(e['acc_img'])} | {_diff_ci(e['gain'])} "
+                f"| {_p(e['gain']['p_mcnemar'])} "
+                f"| {_pts(e['acc_txt_base'])} → {_pts(e['acc_txt'])} | {_diff_ci(e['text_cost'])} "
+                f"| {_p(e['text_cost']['p_mcnemar'])} | {_signed(e['gap_base']['diff'])} | {rec} |"
+            )
+    for key, label in (
+        ("benchmarks_only_in_base", "Benchmarks only in the base run"),
+        ("benchmarks_only_in_intervened", "Benchmarks only in the intervened run"),
+    ):
+        if table.get(key):
+            lines += ["", f"{label} (no intervention effect computed): {', '.join(table[key])}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,86 @@
+"""Routing settings as they arrive in lmms-eval `model_args`, parsed and validated once.
+
+All of them live in `model_args` on purpose: lmms-eval's response cache keys on that string, so two
+intervention settings never share cached answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, SpecError
+
+SETTING_KEYS = (
+    "intervention",  # path of an intervention spec JSON (mode, lambda, band, scope, experts)
+    "expert_set",  # path of an expert set JSON, with the inline settings below
+    "intervention_mode",
+    "intervention_lambda",
+    "intervention_band",  # "0.25-0.75" (fractions of the MoE layers) or "12,13,14" (MoE-layer indices)
+    "intervention_scope",
+    "intervention_seed",
+    "record_routing",
+    "routing_dir",
+)
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    intervention: InterventionSpec | None
+    record_routing: bool = True
+    routing_dir: Path | None = None
+
+    @property
+    def intervention_hash(self) -> str:
+        """'none' for plain runs, else the spec's content hash."""
+        return "none" if self.intervention is None else self.intervention.content_hash()
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise SpecError(f"model_args {key}={value!r} invalid; use true or false")
+
+
+def pop_routing_settings(kwargs: dict[str, Any]) -> RoutingSettings:
+    """Remove our keys from `kwargs` (the rest go to the family's base class) and validate them."""
+    raw = {key: kwargs.pop(key) for key in SETTING_KEYS if key in kwargs}
+    inline = {k: raw[k] for k in ("intervention_mode", "intervention_lambda", "intervention_band",
+                                  "intervention_scope", "intervention_seed") if k in raw}
+    spec: InterventionSpec | None = None
+    if "intervention" in raw and "expert_set" in raw:
+        raise SpecError("model_args: give either intervention=<spec.json> or expert_set=<experts.json>, not both")
+    if "intervention" in raw:
+        spec = InterventionSpec.load(str(raw["intervention"]))
+    elif "expert_set" in raw:
+        spec = InterventionSpec(experts=ExpertSet.load(str(raw["expert_set"])))
+    elif inline:
+        raise SpecError(
+            f"model_args {sorted(inline)} need an expert set: add expert_set=<experts.json> or intervention=<spec.json>"
+        )
+    if spec is not None and inline:
+        changes: dict[str, Any] = {}
+        if "intervention_mode" in inline:
+            changes["mode"] = str(inline["intervention_mode"])
+        if "intervention_lambda" in inline:
+            try:
+                changes["strength"] = float(inline["intervention_lambda"])
+            except (TypeError, ValueError):
+                raise SpecError(f"model_args intervention_lambda={inline['intervention_lambda']!r} is not a number") from None
+        if "intervention_band" in inline:
+            changes["band"] = LayerBand.parse(str(inline["intervention_band"]))
+        if "intervention_scope" in inline:
+            changes["token_scope"] = str(inline["intervention_scope"])
+        if "intervention_seed" in inline:
+            changes["seed"] = int(inline["intervention_seed"])
+        spec = dataclasses.replace(spec, **changes)
+    routing_dir = Path(str(raw["routing_dir"])).expanduser() if "routing_dir" in raw else None
+    record = _as_bool("record_routing", raw.get("record_routing", True))
+    return RoutingSettings(intervention=spec, record_routing=record, routing_dir=routing_dir)

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from scipy.stats import binomtest
+
+from rd_eval.gaps import PairingReport, benchmark_of, compare_runs, pair_forms, to_markdown
+from rd_eval.runs import find_runs, load_paired_samples
+
+
+def frame(task_prefix: str, img: dict[str, int], txt: dict[str, int], model: str = "m") -> pd.DataFrame:
+    rows = [
+        {"task": f"{task_prefix}_{form}", "form": form, "pair_id": pid, "doc_id": i, "correct": ok,
+         "pred": None, "answer": "A", "model": model, "model_args": "pretrained=m"}
+        for form, outcomes in (("img", img), ("txt", txt))
+        for i, (pid, ok) in enumerate(outcomes.items())
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# Hand-computed example (see test_compare_runs_hand_example for the arithmetic).
+BASE_IMG = {"p1": 1, "p2": 0, "p3": 0, "p4": 1, "p5": 0, "p6": 0, "p7": 1}
+BASE_TXT = {"p1": 1, "p2": 1, "p3": 1, "p4": 1, "p5": 0, "p6": 1, "p8": 1}
+INT_IMG = {"p1": 1, "p2": 1, "p3": 1, "p4": 0, "p5": 0, "p6": 1, "p9": 1}
+INT_TXT = {"p1": 1, "p2": 1, "p3": 0, "p4": 1, "p5": 0, "p9": 0}
+FLAT = {"q1": 1, "q2": 0, "q3": 1}
+
+
+def base_frame() -> pd.DataFrame:
+    return pd.concat(
+        [
+            frame("rd_demo", BASE_IMG, BASE_TXT, model="base"),
+            frame("rd_flat", FLAT, FLAT, model="base"),
+            frame("rd_only_base", {"r1": 0}, {"r1": 1}, model="base"),
+        ],
+        ignore_index=True,
+    )
+
+
+def int_frame() -> pd.DataFrame:
+    return pd.concat(
+        [frame("rd_demo", INT_IMG, INT_TXT, model="steered"), frame("rd_flat", FLAT, FLAT, model="steered")],
+        ignore_index=True,
+    )
+
+
+def test_benchmark_of() -> None:
+    assert benchmark_of("rd_demo_img") == "rd_demo"
+    assert benchmark_of("rd_demo_txt") == "rd_demo"
+    assert benchmark_of("mathvista_rd") == "mathvista_rd"
+    assert benchmark_of("_img") == "_img"
+
+
+def test_pair_forms_excludes_and_counts_unpaired() -> None:
+    paired, report = pair_forms(frame("rd_demo", BASE_IMG, BASE_TXT))
+    assert report == PairingReport(n_pairs=6, img_only=1, txt_only=1)
+    assert list(paired.index) == ["p1", "p2", "p3", "p4", "p5", "p6"]
+    assert paired.index.name == "pair_id"
+    assert list(paired.columns) == ["img", "txt"]
+    assert paired["img"].tolist() == [1, 0, 0, 1, 0, 0]
+    assert paired["txt"].tolist() == [1, 1, 1, 1, 0, 1]
+
+
+def test_pair_forms_rejects_duplicate_pair_ids() -> None:
+    df = pd.concat(
+        [frame("rd_demo", {"p1": 1}, {"p1": 1}), frame("rd_demo", {"p1": 0}, {})], ignore_index=True
+    )
+    with pytest.raises(ValueError, match=r"duplicate pair_id within a form in task\(s\) \['rd_demo_img'\]"):
+        pair_forms(df)
+
+
+def test_compare_runs_base_only() -> None:
+    table = compare_runs(frame("rd_demo", BASE_IMG, BASE_TXT), None, n_boot=500)
+    assert table["intervened_run"] is None
+    assert table["benchmarks_only_in_base"] == []
+    (row,) = table["rows"]
+    assert row["benchmark"] == "rd_demo"
+    assert row["tasks"] == ["rd_demo_img", "rd_demo_txt"]
+    assert row["intervened"] is None and row["effect"] is None
+    base = row["base"]
+    assert (base["n_pairs"], base["img_only"], base["txt_only"]) == (6, 1, 1)
+    # p7 (img-only, correct) and p8 (txt-only, correct) must not enter the accuracies.
+    assert base["acc_img"] == pytest.approx(100 * 2 / 6)
+    assert base["acc_txt"] == pytest.approx(100 * 5 / 6)
+    gap = base["gap"]
+    assert gap["diff"] == pytest.approx(50.0)
+    assert (gap["both"], gap["a_only"], gap["b_only"], gap["neither"]) == (2, 3, 0, 1)
+    assert gap["p_mcnemar"] == pytest.approx(binomtest(0, 3, 0.5).pvalue)
+    assert gap["ci_low"] <= 50.0 <= gap["ci_high"]
+
+
+def test_compare_runs_hand_example() -> None:
+    table = compare_runs(base_frame(), int_frame(), n_boot=500, seed=1)
+    json.dumps(table)  # JSON-serialisable as promised
+    assert table["base_run"] == {"model": ["base"], "model_args": ["pretrained=m"]}
+    assert table["intervened_run"]["model"] == ["steered"]
+    assert table["benchmarks_only_in_base"] == ["rd_only_base"]
+    assert table["benchmarks_only_in_intervened"] == []
+    rows = {r["benchmark"]: r for r in table["rows"]}
+    assert list(rows) == ["rd_demo", "rd_flat", "rd_only_base"]
+    assert rows["rd_only_base"]["effect"] is None
+
+    demo = rows["rd_demo"]
+    inter = demo["intervened"]
+    # Intervened: p1..p5 and p9 complete, p6 image only.
+    assert (inter["n_pairs"], inter["img_only"], inter["txt_only"]) == (6, 1, 0)
+    assert inter["acc_img"] == pytest.approx(100 * 4 / 6)
+    assert inter["acc_txt"] == pytest.approx(100 * 3 / 6)
+
+    e = demo["effect"]
+    # Common pairs p1..p5: p6 dropped from base, p9 from the intervened run.
+    assert (e["n_pairs"], e["dropped_base"], e["dropped_intervened"]) == (5, 1, 1)
+    assert e["acc_img_base"] == pytest.approx(40.0)  # 1 0 0 1 0
+    assert e["acc_txt_base"] == pytest.approx(80.0)  # 1 1 1 1 0
+    assert e["acc_img"] == pytest.approx(60.0)  # 1 1 1 0 0
+    assert e["acc_txt"] == pytest.approx(60.0)  # 1 1 0 1 0
+    assert e["gap_base"]["diff"] == pytest.approx(40.0)
+    assert e["gap"]["diff"] == pytest.approx(0.0)
+    gain = e["gain"]
+    assert gain["diff"] == pytest.approx(20.0)
+    assert (gain["both"], gain["a_only"], gain["b_only"], gain["neither"]) == (1, 2, 1, 1)
+    assert gain["p_mcnemar"] == pytest.approx(binomtest(1, 3, 0.5).pvalue)
+    cost = e["text_cost"]
+    assert cost["diff"] == pytest.approx(-20.0)
+    assert (cost["both"], cost["a_only"], cost["b_only"], cost["neither"]) == (3, 0, 1, 1)
+    assert cost["p_mcnemar"] == pytest.approx(1.0)
+    assert e["recovery"] == pytest.approx(0.5)
+
+    flat = rows["rd_flat"]["effect"]
+    assert flat["gap_base"]["diff"] == 0.0
+    assert flat["recovery"] is None
+
+
+def test_compare_runs_is_deterministic() -> None:
+    assert compare_runs(base_frame(), int_frame(), n_boot=300, seed=7) == compare_runs(
+        base_frame(), int_frame(), n_boot=300, seed=7
+    )
+
+
+def test_markdown_contains_the_numbers() -> None:
+    table = json.loads(json.dumps(compare_runs(base_frame(), int_frame(), n_boot=500)))
+    md = to_markdown(table, title="Seeing but not thinking: demo")
+    assert md.startswith("# Seeing but not thinking: demo\n")
+    e = table["rows"][0]["effect"]
+    base_gap = table["rows"][0]["base"]["gap"]
+    for text in (
+        "| rd_demo | base | 6 | 1 / 1 | 33.3 | 83.3 |",
+        f"+50.0 [{base_gap['ci_low']:+.1f}, {base_gap['ci_high']:+.1f}]",
+        "| rd_demo | intervened | 6 | 1 / 0 | 66.7 | 50.0 |",
+        "| rd_demo | 5 | 1 / 1 | 40.0 → 60.0 |",
+        f"+20.0 [{e['gain']['ci_low']:+.1f}, {e['gain']['ci_high']:+.1f}]",
+        "80.0 → 60.0",
+        "-20.0 [",
+        "| +40.0 | 0.50 |",
+        "n/a (gap 0)",
+        "Benchmarks only in the base run (no intervention effect computed): rd_only_base",
+        "model base; model_args `pretrained=m`",
+        "0.250",
+    ):
+        assert text in md, text
+
+
+def test_markdown_base_only_has_no_effect_section() -> None:
+    md = to_markdown(compare_runs(frame("rd_demo", BASE_IMG, BASE_TXT), None, n_boot=100), title="t")
+    assert "| rd_demo | base |" in md
+    assert "Intervention effect" not in md
+
+
+def test_to_markdown_rejects_other_dicts() -> None:
+    with pytest.raises(ValueError, match="table lacks key 'rows'"):
+        to_markdown({"n_boot": 1, "level": 0.95}, title="t")
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda df: "not a frame", "must be a pandas DataFrame"),
+        (lambda df: df.drop(columns=["form"]), r"base lacks columns \['form'\]"),
+        (lambda df: df.iloc[0:0], "base has no samples"),
+        (lambda df: df.assign(form="image"), r"column 'form' must be 'img' or 'txt', got \['image'\]"),
+        (lambda df: df.assign(correct=2), "column 'correct' must be 0 or 1"),
+    ],
+)
+def test_compare_runs_input_errors(mutate: object, match: str) -> None:
+    df = frame("rd_demo", BASE_IMG, BASE_TXT)
+    with pytest.raises(ValueError, match=match):
+        compare_runs(mutate(df), None)  # type: ignore[operator]
+
+
+def test_compare_runs_needs_complete_pairs() -> None:
+    with pytest.raises(ValueError, match=r"base run, benchmark 'rd_demo': no pair_id has both.*img-only 1"):
+        compare_runs(frame("rd_demo", {"p1": 1}, {"p2": 1}), None)
+    with pytest.raises(ValueError, match="intervened run, benchmark 'rd_demo'"):
+        compare_runs(frame("rd_demo", {"p1": 1}, {"p1": 1}), frame("rd_demo", {"p1": 1}, {"p2": 1}))
+    with pytest.raises(ValueError, match="no pair_id is complete .* in both the base and the intervened run"):
+        compare_runs(frame("rd_demo", {"p1": 1}, {"p1": 1}), frame("rd_demo", {"p2": 1}, {"p2": 1}))
+
+
+def test_end_to_end_from_lmms_eval_output(tmp_path: Path) -> None:
+    from test_runs import DEMO, write_run
+
+    write_run(tmp_path / "base", "20250101_120000", DEMO)
+    steered = {
+        "rd_demo_img": [("p1", 1, "A", "A"), ("p2", 1, "B", "B"), ("p3", 1, "C", "C")],
+        "rd_demo_txt": [("p1", 1, "A", "A"), ("p2", 1, "B", "B"), ("p3", 1, "C", "C")],
+    }
+    write_run(tmp_path / "steer", "20250101_130000", steered, model_args="pretrained=m,steer=1")
+    (base_run,) = find_runs(tmp_path / "base")
+    (int_run,) = find_runs(tmp_path / "steer")
+    table = compare_runs(load_paired_samples(base_run), load_paired_samples(int_run), n_boot=200)
+    (row,) = table["rows"]
+    # Base: p1, p2 complete (p3 img-only, p4 txt-only); img 1 0 -> 50, txt 1 1 -> 100.
+    assert (row["base"]["n_pairs"], row["base"]["img_only"], row["base"]["txt_only"]) == (2, 1, 1)
+    assert row["base"]["gap"]["diff"] == pytest.approx(50.0)
+    e = row["effect"]
+    assert (e["n_pairs"], e["dropped_base"], e["dropped_intervened"]) == (2, 0, 1)
+    assert e["gain"]["diff"] == pytest.approx(50.0)
+    assert e["text_cost"]["diff"] == pytest.approx(0.0)
+    assert e["recovery"] == pytest.approx(1.0)
+    assert "| rd_demo | base | 2 | 1 / 1 | 50.0 | 100.0 |" in to_markdown(table, title="e2e")
