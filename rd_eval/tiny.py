@@ -103,10 +103,6 @@ def _byte_alphabet() -> list[int]:
     return printable + extra
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return (value + multiple - 1) // multiple * multiple
-
-
 def _build_qwen3_vl_moe(out_dir: Path, seed: int) -> None:
     import torch
     from transformers import (
@@ -122,7 +118,7 @@ def _build_qwen3_vl_moe(out_dir: Path, seed: int) -> None:
     head_dim = 16
     config = Qwen3VLMoeConfig(
         text_config={
-            "vocab_size": _round_up(len(tokenizer), 64),
+            "vocab_size": len(tokenizer),  # every id decodes to text
             "hidden_size": 64,
             "intermediate_size": 128,
             "moe_intermediate_size": 32,

@@ -1,0 +1,85 @@
+"""Expert identification (DESIGN §3.4): selection frequencies on probe sets and the domain-expert rule.
+
+Φ_l,i = fraction of the probe tokens whose top-k at MoE layer l contains expert i (pooled over the probe
+set's tokens in the chosen scope). Domain experts: the top-N experts per band layer by
+ΔΦ = Φ(domain text) − Φ(general text), keeping only ΔΦ > 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from rd_eval.routing.recording import BatchRouting
+from rd_eval.routing.spec import ExpertSet, LayerExperts
+
+
+def general_probe_texts() -> list[str]:
+    """rd-eval's embedded general-domain probe set (short everyday instructions, written for this project)."""
+    text = resources.files("rd_eval").joinpath("data/general_probe.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def selection_frequency(batches: Sequence[BatchRouting], token_scope: str = "prompt") -> np.ndarray:
+    """Pooled Φ [L, E] over all documents of `batches` in `token_scope`."""
+    if not batches:
+        raise ValueError("selection_frequency needs at least one batch of routing statistics")
+    counts = sum(b.scoped(token_scope)[0].sum(axis=0) for b in batches)
+    tokens = sum(float(b.scoped(token_scope)[2].sum()) for b in batches)
+    if tokens <= 0:
+        raise ValueError(f"no tokens in scope {token_scope!r}: cannot compute selection frequencies")
+    return np.asarray(counts, dtype=np.float64) / tokens
+
+
+def top_positive_experts(delta: np.ndarray, band: Sequence[int], top_n: int) -> tuple[LayerExperts, ...]:
+    """Per band layer: the `top_n` experts with the largest ΔΦ, keeping only ΔΦ > 0 (ties: lower id first)."""
+    if delta.ndim != 2:
+        raise ValueError(f"delta must be [layers, experts], got shape {delta.shape}")
+    if top_n < 1:
+        raise ValueError(f"top_n must be >= 1, got {top_n}")
+    layers = []
+    for layer in band:
+        row = delta[layer]
+        order = sorted(range(row.shape[0]), key=lambda e: (-row[e], e))[:top_n]
+        chosen = [e for e in order if row[e] > 0]
+        layers.append(LayerExperts(moe_index=int(layer), experts=tuple(int(e) for e in chosen),
+                                   scores=tuple(float(row[e]) for e in chosen)))
+    return tuple(layers)
+
+
+def domain_expert_set(phi_domain: np.ndarray, phi_general: np.ndarray, *, band: Sequence[int], top_n: int,
+                      model: str, method: dict[str, Any]) -> ExpertSet:
+    if phi_domain.shape != phi_general.shape:
+        raise ValueError(f"Φ shapes differ: domain {phi_domain.shape} vs general {phi_general.shape}")
+    layers = top_positive_experts(phi_domain - phi_general, band, top_n)
+    return ExpertSet(model=model, kind="domain", layers=layers,
+                     method={"statistic": "delta_phi = phi(domain) - phi(general)", "top_n": top_n,
+                             "band_layers": [int(b) for b in band], **method})
+
+
+def probe_routing(model: Any, processor: Any, texts: Sequence[str], *, batch_size: int = 8,
+                  system_prompt: str | None = "You are a helpful assistant.") -> list[BatchRouting]:
+    """Prefill-only routing statistics of `texts`, each formatted with the model's chat template."""
+    import torch
+
+    from rd_eval.routing.session import routing_session
+
+    device = next(model.parameters()).device
+    batches: list[BatchRouting] = []
+    with routing_session(model, record=True) as session, torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            chunk = texts[start : start + batch_size]
+            prompts = []
+            for text in chunk:
+                messages = [{"role": "user", "content": [{"type": "text", "text": text}]}]
+                if system_prompt:
+                    messages.insert(0, {"role": "system", "content": system_prompt})
+                prompts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            inputs = processor(text=prompts, padding=True, padding_side="left", return_tensors="pt").to(device)
+            session.begin(len(chunk))
+            model(**inputs)
+            batches.append(session.recorder.finish_batch())
+    return batches
