@@ -1,0 +1,99 @@
+"""End to end through lmms-eval's own command lines and through `rd-eval demo`, offline on a CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rd_eval.routing.records import merge_routing_records
+from rd_eval.runs import find_runs, load_paired_samples
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def run(command: list[str], tmp_path: Path, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **OFFLINE, "LMMS_EVAL_DATASETS_CACHE": str(tmp_path / "datasets_cache")}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+
+
+def tasks_path() -> str:
+    result = subprocess.run([sys.executable, "-m", "rd_eval.cli", "tasks-path"], capture_output=True, text=True,
+                            check=True)
+    return result.stdout.strip()
+
+
+def lmms_eval_args(checkpoint: Path, out: Path, limit: int) -> list[str]:
+    return ["--model", "rd_qwen3_vl_moe", "--model_args", f"pretrained={checkpoint}", "--tasks", "rd_demo",
+            "--include_path", tasks_path(), "--output_path", str(out), "--log_samples", "--limit", str(limit),
+            "--batch_size", "4"]
+
+
+def check_run(out: Path, limit: int) -> None:
+    runs = find_runs(out)
+    assert len(runs) == 1
+    results = json.loads(runs[0].results_path.read_text())
+    assert results["config"]["model"] == "rd_qwen3_vl_moe"
+    assert set(runs[0].samples) == {"rd_demo_img", "rd_demo_txt"}
+    for task in ("rd_demo_img", "rd_demo_txt"):
+        assert 0.0 <= results["results"][task]["rd_acc,none"] <= 1.0
+    samples = load_paired_samples(runs[0])
+    assert len(samples) == 2 * limit
+    assert sorted(samples[samples.form == "img"].pair_id) == sorted(samples[samples.form == "txt"].pair_id)
+    routing_dirs = list((out / "rd_routing").iterdir())
+    assert len(routing_dirs) == 1 and routing_dirs[0].name.endswith("__none")
+    records = merge_routing_records(routing_dirs[0])
+    assert len(records) == 2 * limit
+    img = [r for r in records if r["form"] == "img"]
+    txt = [r for r in records if r["form"] == "txt"]
+    # The image check's other half: image forms carry image tokens, text twins none.
+    assert all(r["tokens"]["prompt_image"] > 0 for r in img)
+    assert all(r["tokens"]["prompt_image"] == 0 for r in txt)
+
+
+def test_python_m_lmms_eval_runs_rd_demo(tiny_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run([sys.executable, "-m", "lmms_eval", *lmms_eval_args(tiny_dir, out, 8)], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    check_run(out, 8)
+
+
+def test_lmms_eval_eval_subcommand_runs_rd_demo(tiny_dir: Path, tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "lmms-eval"
+    if not script.is_file():
+        pytest.skip("lmms-eval console script not installed beside this Python")
+    out = tmp_path / "out"
+    result = run([str(script), "eval", *lmms_eval_args(tiny_dir, out, 4)], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    check_run(out, 4)
+
+
+def test_rd_eval_demo_end_to_end(tiny_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    # Reuse the session's tiny checkpoint (same family and seed): the demo must recognise and not rebuild it.
+    shutil.copytree(tiny_dir, out / "models" / "rd-tiny-qwen3_vl_moe-A1B")
+    result = run([sys.executable, "-m", "rd_eval.cli", "demo", "--out", str(out), "--limit", "6"], tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "reusing tiny random qwen3_vl_moe checkpoint" in result.stdout
+    assert "random weights" in result.stdout and "| rd_demo | base | 6 |" in result.stdout
+    table = json.loads((out / "rd_demo_table.json").read_text())
+    row = table["rows"][0]
+    assert row["benchmark"] == "rd_demo" and row["base"]["n_pairs"] == 6 and row["effect"]["n_pairs"] == 6
+    gap = row["base"]["gap"]
+    assert gap["diff"] == pytest.approx(row["base"]["acc_txt"] - row["base"]["acc_img"], abs=0.01)
+    gain = row["effect"]["gain"]
+    assert gain["diff"] == pytest.approx(row["effect"]["acc_img"] - row["effect"]["acc_img_base"], abs=0.01)
+    for name in ("rd_demo_table.md", "experts/domain_experts.json", "experts/intervention_soft.json",
+                 "logs/lmms_eval_plain.log", "logs/lmms_eval_soft.log"):
+        assert (out / name).is_file(), name
+        assert str(out / name) in result.stdout
+    spec = json.loads((out / "experts" / "intervention_soft.json").read_text())
+    assert spec["mode"] == "soft" and spec["band"] == {"fractions": [0.25, 0.75]}
+    # The intervened run's routing records carry the spec's hash, the plain run's "none".
+    hashes = {p.name.rsplit("__", 1)[1] for p in (out / "runs").glob("*/rd_routing/*")}
+    assert hashes == {"none", table["demo"]["intervention_hash"]}
