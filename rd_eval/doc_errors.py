@@ -6,16 +6,20 @@ recognises it and marks the document as an error, so pairing reports it instead 
 
 from __future__ import annotations
 
-ERROR_PREFIX = "[rd-eval:error] "
+ERROR_MARK = "[rd-eval:error]"
 
 
 def error_response(reason: str) -> str:
-    return ERROR_PREFIX + " ".join(reason.split())
+    text = " ".join(reason.split()) or "unspecified error"
+    return f"{ERROR_MARK} {text}"
 
 
 def is_error_response(response: str) -> bool:
-    return response.startswith(ERROR_PREFIX)
+    # lmms-eval strips generations before scoring, so only the mark itself is relied on.
+    return response.lstrip().startswith(ERROR_MARK)
 
 
 def error_reason(response: str) -> str | None:
-    return response[len(ERROR_PREFIX):] if is_error_response(response) else None
+    if not is_error_response(response):
+        return None
+    return response.lstrip()[len(ERROR_MARK):].strip() or "unspecified error"

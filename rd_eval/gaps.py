@@ -1,8 +1,13 @@
 """Text-vs-image accuracy gaps per benchmark, and what an intervention gains back.
 
 Input frames are those of :func:`rd_eval.runs.load_paired_samples` (columns task, form, pair_id,
-correct, ...). Accuracies only ever use pair_ids present in both forms; pair_ids seen in one form
-(or, for interventions, in one run) are counted and reported, never averaged in.
+correct, and optionally error, ...). Accuracies only ever use pair_ids present in both forms; pair_ids
+seen in one form (or, for interventions, in one run) are counted and reported, never averaged in.
+
+Error rows (a non-empty ``error``, ``correct`` <NA>: the model could not run that doc) are never
+scored: not as wrong, not in any accuracy, gap, gain or text cost. A pair_id with an error in either
+form is removed from *both* forms before pairing and shows up only in the per-form error counts
+(``img_errors`` / ``txt_errors``, rows); its other form's outcome is not counted as unpaired either.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rd_eval.stats import PairedDifference, paired_difference
@@ -33,20 +39,31 @@ LEVEL = 0.95  # confidence level of every CI below (paired_difference's default)
 
 @dataclass(frozen=True)
 class PairingReport:
-    """How many pair_ids have both forms, and how many only one."""
+    """How many pair_ids have both forms, how many only one, and how many rows per form were errors.
+
+    ``img_only`` / ``txt_only`` count pair_ids with no error that appear in one form only; pair_ids
+    with an error row in either form are in neither and counted only in ``img_errors`` / ``txt_errors``.
+    """
 
     n_pairs: int
     img_only: int
     txt_only: int
+    img_errors: int = 0
+    txt_errors: int = 0
 
 
 @dataclass(frozen=True)
 class RunGap:
-    """One run on one benchmark: accuracies (percent) over complete pairs and the txt - img gap."""
+    """One run on one benchmark: accuracies (percent) over complete pairs and the txt - img gap.
+
+    ``img_errors`` / ``txt_errors`` are the error rows per form, excluded as described in the module doc.
+    """
 
     n_pairs: int
     img_only: int
     txt_only: int
+    img_errors: int
+    txt_errors: int
     acc_img: float
     acc_txt: float
     gap: PairedDifference
@@ -58,6 +75,9 @@ class InterventionEffect:
 
     ``gain`` is intervened minus base image accuracy, ``text_cost`` the same for text (negative
     means the intervention hurt text), ``recovery = gain / gap_base`` (None when the gap is 0).
+    A pair_id with an error in any of its four cells (img/txt x base/intervened) is not complete in
+    that run, so it is excluded and counted in ``dropped_base`` / ``dropped_intervened`` (the run in
+    which it was complete) like any other pair_id missing from the other run.
     """
 
     n_pairs: int
@@ -111,17 +131,52 @@ def _check_frame(df: Any, name: str) -> pd.DataFrame:
     bad_form = sorted(set(df["form"]) - {"img", "txt"})
     if bad_form:
         raise ValueError(f"{name}: column 'form' must be 'img' or 'txt', got {bad_form}")
-    bad_correct = sorted({repr(v) for v in df["correct"] if v not in (0, 1)})
+    errors = _error_mask(df, name)
+    missing_correct = df["correct"].isna().to_numpy()
+    scored_without = missing_correct & ~errors
+    if scored_without.any():
+        shown = df.loc[scored_without, ["task", "pair_id"]].astype(str).head(5).to_dict("records")
+        raise ValueError(
+            f"{name}: column 'correct' is missing for {int(scored_without.sum())} row(s) that are not marked "
+            f"as errors (no 'error' reason), e.g. {shown}; only error rows may be unscored"
+        )
+    error_with = errors & ~missing_correct
+    if error_with.any():
+        shown = df.loc[error_with, ["task", "pair_id"]].astype(str).head(5).to_dict("records")
+        raise ValueError(
+            f"{name}: {int(error_with.sum())} error row(s) also carry a 'correct' value, e.g. {shown}; "
+            f"an error row must have 'correct' missing (<NA>)"
+        )
+    bad_correct = sorted({repr(v) for v in df.loc[~missing_correct, "correct"] if v not in (0, 1)})
     if bad_correct:
-        raise ValueError(f"{name}: column 'correct' must be 0 or 1, got {bad_correct[:5]}")
+        raise ValueError(f"{name}: column 'correct' must be 0 or 1 (or <NA> on error rows), got {bad_correct[:5]}")
     return df
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _error_mask(df: pd.DataFrame, name: str) -> np.ndarray:
+    """Boolean mask of error rows: those with a reason string in the optional ``error`` column."""
+    if "error" not in df.columns:
+        return np.zeros(len(df), dtype=bool)
+    values = df["error"].tolist()
+    bad = sorted({repr(v) for v in values if not _is_missing(v) and not (isinstance(v, str) and v)})
+    if bad:
+        raise ValueError(
+            f"{name}: column 'error' must be missing or a non-empty reason string, got {bad[:5]}"
+        )
+    return np.array([isinstance(v, str) for v in values], dtype=bool)
 
 
 def pair_forms(df: pd.DataFrame) -> tuple[pd.DataFrame, PairingReport]:
     """Join the img and txt outcome of each pair_id (use on one benchmark at a time).
 
     Returns a frame indexed by pair_id (sorted) with int columns ``img`` and ``txt``, holding only
-    pair_ids present in both forms, and the counts of pair_ids found in one form only.
+    pair_ids present in both forms with no error in either, and the counts of pair_ids found in one
+    form only plus the error rows per form. A pair_id with an error in one form is dropped from both
+    forms (its other form is not counted as unpaired); see the module doc.
     """
     df = _check_frame(df, "samples")
     keys = df[["form", "pair_id"]].astype(str)
@@ -133,8 +188,16 @@ def pair_forms(df: pd.DataFrame) -> tuple[pd.DataFrame, PairingReport]:
             f"duplicate pair_id within a form in task(s) {tasks}: {shown}; each pair_id must appear "
             f"once per form (were two benchmarks or repeated runs mixed?)"
         )
-    outcomes = pd.Series(df["correct"].to_numpy(), index=df["pair_id"].astype(str).to_numpy())
-    by_form = {form: outcomes[(df["form"] == form).to_numpy()] for form in ("img", "txt")}
+    errors = _error_mask(df, "samples")
+    is_img = (df["form"] == "img").to_numpy()
+    errored_ids = set(df.loc[errors, "pair_id"].astype(str))
+    pair_ids = df["pair_id"].astype(str).to_numpy()
+    keep = ~errors & ~pd.Series(pair_ids).isin(errored_ids).to_numpy()
+    outcomes = pd.Series(df.loc[keep, "correct"].astype(int).to_numpy(), index=pair_ids[keep])
+    by_form = {
+        "img": outcomes[is_img[keep]],
+        "txt": outcomes[~is_img[keep]],
+    }
     img_ids = set(by_form["img"].index)
     txt_ids = set(by_form["txt"].index)
     common = sorted(img_ids & txt_ids)
@@ -146,7 +209,11 @@ def pair_forms(df: pd.DataFrame) -> tuple[pd.DataFrame, PairingReport]:
         index=pd.Index(common, name="pair_id"),
     )
     report = PairingReport(
-        n_pairs=len(common), img_only=len(img_ids - txt_ids), txt_only=len(txt_ids - img_ids)
+        n_pairs=len(common),
+        img_only=len(img_ids - txt_ids),
+        txt_only=len(txt_ids - img_ids),
+        img_errors=int((errors & is_img).sum()),
+        txt_errors=int((errors & ~is_img).sum()),
     )
     return paired, report
 
@@ -164,6 +231,8 @@ def _run_gap(paired: pd.DataFrame, report: PairingReport, *, n_boot: int, seed: 
         n_pairs=report.n_pairs,
         img_only=report.img_only,
         txt_only=report.txt_only,
+        img_errors=report.img_errors,
+        txt_errors=report.txt_errors,
         acc_img=gap.mean_b,
         acc_txt=gap.mean_a,
         gap=gap,
@@ -174,7 +243,8 @@ def _require_pairs(report: PairingReport, *, benchmark: str, which: str) -> None
     if report.n_pairs == 0:
         raise ValueError(
             f"{which} run, benchmark {benchmark!r}: no pair_id has both an img and a txt sample "
-            f"(img-only {report.img_only}, txt-only {report.txt_only}); run both the _img and _txt tasks"
+            f"(img-only {report.img_only}, txt-only {report.txt_only}; error rows img {report.img_errors}, "
+            f"txt {report.txt_errors}); run both the _img and _txt tasks"
         )
 
 
@@ -296,10 +366,12 @@ def to_markdown(table: Mapping[str, Any], *, title: str) -> str:
     lines += [
         f"- Accuracies in percent over pair_ids present in both forms; gap = acc_txt - acc_img in points, "
         f"paired bootstrap {level}% CI ({table['n_boot']} resamples), exact McNemar p.",
+        "- errors (img / txt): documents the model could not run, per form. They are not scored; a pair_id "
+        "with an error in either form is left out of both forms (not counted as unpaired).",
         "",
         f"| benchmark | run | n pairs | unpaired (img-only / txt-only) | acc_img | acc_txt "
-        f"| gap [{level}% CI] | McNemar p |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        f"| gap [{level}% CI] | McNemar p | errors (img / txt) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in table["rows"]:
         for run in ("base", "intervened"):
@@ -309,7 +381,7 @@ def to_markdown(table: Mapping[str, Any], *, title: str) -> str:
             lines.append(
                 f"| {row['benchmark']} | {run} | {r['n_pairs']} | {r['img_only']} / {r['txt_only']} "
                 f"| {_pts(r['acc_img'])} | {_pts(r['acc_txt'])} | {_diff_ci(r['gap'])} "
-                f"| {_p(r['gap']['p_mcnemar'])} |"
+                f"| {_p(r['gap']['p_mcnemar'])} | {r.get('img_errors', 0)} / {r.get('txt_errors', 0)} |"
             )
     effects = [row for row in table["rows"] if row.get("effect")]
     if effects:
@@ -317,7 +389,8 @@ def to_markdown(table: Mapping[str, Any], *, title: str) -> str:
             "",
             "## Intervention effect",
             "",
-            "On pair_ids complete in both runs. gain = acc_img(intervened) - acc_img(base); "
+            "On pair_ids complete in both runs (pairs with an error in either run are dropped). "
+            "gain = acc_img(intervened) - acc_img(base); "
             "text cost = acc_txt(intervened) - acc_txt(base); recovery = gain / base gap.",
             "",
             f"| benchmark | n pairs | dropped (base / intervened) | acc_img base → int. | gain [{level}% CI] "

@@ -5,6 +5,9 @@ itself when the model args name no model path) holding ``<date_id>_results.json`
 ``--log_samples``, one ``<date_id>_samples_<task>.jsonl`` per task, where ``date_id`` is
 ``YYYYMMDD_HHMMSS``. Each samples line is one doc: ``doc_id``, ``target``, ``filtered_resps``, ...
 plus every key returned by the task's ``process_results`` (for our paired tasks, ``rd_acc``).
+
+A doc the model could not run is logged with ``rd_acc.correct`` null and ``rd_acc.error`` holding the
+reason (see ``rd_eval.doc_errors``); it is kept as an error row, never read as a wrong answer.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ RESULTS_SUFFIX = "_results.json"
 SAMPLES_INFIX = "_samples_"
 SAMPLES_SUFFIX = ".jsonl"
 FORMS = ("img", "txt")
-SAMPLE_COLUMNS = ("task", "form", "pair_id", "doc_id", "correct", "pred", "answer", "model", "model_args")
+SAMPLE_COLUMNS = ("task", "form", "pair_id", "doc_id", "correct", "pred", "answer", "error", "model", "model_args")
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,9 @@ def _as_correct(value: Any) -> int | None:
     return None
 
 
-def _parse_metric(entry: Any, *, where: str, metric: str) -> tuple[str, str, int, Any, Any]:
+def _parse_metric(
+    entry: Any, *, where: str, metric: str
+) -> tuple[str, str, int | None, Any, Any, str | None]:
     if not isinstance(entry, dict):
         raise ValueError(
             f"{where}: '{metric}' must be a dict with pair_id/form/correct (from the task's "
@@ -147,16 +152,37 @@ def _parse_metric(entry: Any, *, where: str, metric: str) -> tuple[str, str, int
     form = entry["form"]
     if form not in FORMS:
         raise ValueError(f"{where}: '{metric}.form' must be one of {list(FORMS)}, got {form!r}")
+    error = entry.get("error")
+    if error is not None and (not isinstance(error, str) or not error):
+        raise ValueError(
+            f"{where}: '{metric}.error' must be null or a non-empty string (the reason the doc could not "
+            f"be run), got {error!r}"
+        )
+    if error is not None:
+        if entry["correct"] is not None:
+            raise ValueError(
+                f"{where}: '{metric}' is marked as an error ({error!r}) but has 'correct' "
+                f"{entry['correct']!r}; an error doc must have 'correct' null"
+            )
+        return str(pair_id), form, None, entry.get("pred"), entry.get("answer"), error
+    if entry["correct"] is None:
+        raise ValueError(
+            f"{where}: '{metric}.correct' is null but '{metric}.error' gives no reason; only a doc marked "
+            f"as an error may be left unscored"
+        )
     correct = _as_correct(entry["correct"])
     if correct is None:
         raise ValueError(f"{where}: '{metric}.correct' must be 0 or 1, got {entry['correct']!r}")
-    return str(pair_id), form, correct, entry.get("pred"), entry.get("answer")
+    return str(pair_id), form, correct, entry.get("pred"), entry.get("answer"), None
 
 
 def load_paired_samples(run: RunRecord, metric: str = "rd_acc") -> pd.DataFrame:
     """All logged samples of ``run`` as one row per doc.
 
-    Columns: task, form, pair_id, doc_id, correct (int 0/1), pred, answer, model, model_args.
+    Columns: task, form, pair_id, doc_id, correct, pred, answer, error, model, model_args.
+    ``correct`` is a nullable ``Int64`` column: 0/1 for scored docs, <NA> exactly for error rows,
+    whose ``error`` holds the reason (None for scored docs). Error rows are kept so that pairing
+    can report them; they must never be averaged in as wrong answers.
     Raises ValueError naming the file and line for anything that is not a paired sample.
     """
     if not run.samples:
@@ -190,7 +216,9 @@ def load_paired_samples(run: RunRecord, metric: str = "rd_acc") -> pd.DataFrame:
                 )
             if "doc_id" not in sample:
                 raise ValueError(f"{where}: no 'doc_id' key; keys present: {sorted(sample)}")
-            pair_id, form, correct, pred, answer = _parse_metric(sample[metric], where=where, metric=metric)
+            pair_id, form, correct, pred, answer, error = _parse_metric(
+                sample[metric], where=where, metric=metric
+            )
             rows.append(
                 {
                     "task": task,
@@ -200,6 +228,7 @@ def load_paired_samples(run: RunRecord, metric: str = "rd_acc") -> pd.DataFrame:
                     "correct": correct,
                     "pred": pred,
                     "answer": answer,
+                    "error": error,
                     "model": run.model,
                     "model_args": run.model_args,
                 }
@@ -207,7 +236,7 @@ def load_paired_samples(run: RunRecord, metric: str = "rd_acc") -> pd.DataFrame:
     # object dtype keeps a missing pred as None (pandas' inferred string dtype would turn it into NaN).
     columns = {col: pd.Series([r[col] for r in rows], dtype=object) for col in SAMPLE_COLUMNS}
     df = pd.DataFrame(columns)
-    df["correct"] = df["correct"].astype(int)
+    df["correct"] = pd.array([pd.NA if c is None else c for c in df["correct"]], dtype="Int64")
     if all(isinstance(v, int) and not isinstance(v, bool) for v in df["doc_id"]):
         df["doc_id"] = df["doc_id"].astype("int64")
     return df

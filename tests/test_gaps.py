@@ -10,15 +10,23 @@ from scipy.stats import binomtest
 from rd_eval.gaps import PairingReport, benchmark_of, compare_runs, pair_forms, to_markdown
 from rd_eval.runs import find_runs, load_paired_samples
 
+ERR = None  # an outcome of None in the dicts below marks a doc the model could not run (an error row)
 
-def frame(task_prefix: str, img: dict[str, int], txt: dict[str, int], model: str = "m") -> pd.DataFrame:
+
+def frame(
+    task_prefix: str, img: dict[str, int | None], txt: dict[str, int | None], model: str = "m"
+) -> pd.DataFrame:
+    """A load_paired_samples-like frame; outcome None gives an error row (correct <NA>, error reason)."""
     rows = [
-        {"task": f"{task_prefix}_{form}", "form": form, "pair_id": pid, "doc_id": i, "correct": ok,
-         "pred": None, "answer": "A", "model": model, "model_args": "pretrained=m"}
+        {"task": f"{task_prefix}_{form}", "form": form, "pair_id": pid, "doc_id": i,
+         "correct": pd.NA if ok is None else ok, "pred": None, "answer": "A",
+         "error": "image unreadable" if ok is None else None, "model": model, "model_args": "pretrained=m"}
         for form, outcomes in (("img", img), ("txt", txt))
         for i, (pid, ok) in enumerate(outcomes.items())
     ]  # fmt: skip
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    df["correct"] = df["correct"].astype("Int64")
+    return df
 
 
 # Hand-computed example (see test_compare_runs_hand_example for the arithmetic).
@@ -221,3 +229,119 @@ def test_end_to_end_from_lmms_eval_output(tmp_path: Path) -> None:
     assert e["text_cost"]["diff"] == pytest.approx(0.0)
     assert e["recovery"] == pytest.approx(1.0)
     assert "| rd_demo | base | 2 | 1 / 1 | 50.0 | 100.0 |" in to_markdown(table, title="e2e")
+
+
+# Hand-computed example with errors. p3's image and p5's text could not be run; p6 is txt-only.
+ERR_IMG = {"p1": 1, "p2": 0, "p3": ERR, "p4": 1, "p5": 0}
+ERR_TXT = {"p1": 1, "p2": 1, "p3": 1, "p4": 1, "p5": ERR, "p6": 1}
+
+
+def test_pair_forms_drops_error_pairs_from_both_forms_and_counts_them() -> None:
+    paired, report = pair_forms(frame("rd_demo", ERR_IMG, ERR_TXT))
+    # p3 and p5 are in neither form (their other form is not counted as unpaired); p6 is txt-only.
+    assert report == PairingReport(n_pairs=3, img_only=0, txt_only=1, img_errors=1, txt_errors=1)
+    assert list(paired.index) == ["p1", "p2", "p4"]
+    assert paired["img"].tolist() == [1, 0, 1]
+    assert paired["txt"].tolist() == [1, 1, 1]
+    assert paired["img"].dtype.kind == "i"
+
+
+def test_errors_are_excluded_from_accuracy_and_gap_not_counted_wrong() -> None:
+    table = compare_runs(frame("rd_demo", ERR_IMG, ERR_TXT), None, n_boot=500)
+    json.dumps(table)
+    base = table["rows"][0]["base"]
+    assert (base["n_pairs"], base["img_only"], base["txt_only"]) == (3, 0, 1)
+    assert (base["img_errors"], base["txt_errors"]) == (1, 1)
+    # Over p1, p2, p4: img 1 0 1 -> 66.7, txt 1 1 1 -> 100, gap +33.3.
+    assert base["acc_img"] == pytest.approx(100 * 2 / 3)
+    assert base["acc_txt"] == pytest.approx(100.0)
+    gap = base["gap"]
+    assert gap["diff"] == pytest.approx(100 / 3)
+    assert (gap["both"], gap["a_only"], gap["b_only"], gap["neither"]) == (2, 1, 0, 0)
+    # Had the errors been scored as wrong, p1..p5 would give img 40, txt 80 and a gap of +40.
+    as_wrong = compare_runs(
+        frame("rd_demo", {**ERR_IMG, "p3": 0}, {**ERR_TXT, "p5": 0}), None, n_boot=500
+    )["rows"][0]["base"]
+    assert (as_wrong["acc_img"], as_wrong["acc_txt"]) == (pytest.approx(40.0), pytest.approx(80.0))
+    assert as_wrong["gap"]["diff"] == pytest.approx(40.0)
+    assert as_wrong["gap"]["diff"] != pytest.approx(gap["diff"])
+
+
+def test_error_in_the_intervened_run_drops_the_pair_from_gain_and_text_cost() -> None:
+    base = frame("rd_demo", {"p1": 0, "p2": 0, "p3": 1, "p4": 0}, {"p1": 1, "p2": 1, "p3": 1, "p4": 1})
+    inter = frame("rd_demo", {"p1": 1, "p2": ERR, "p3": 1, "p4": 0}, {"p1": 1, "p2": 1, "p3": 1, "p4": 1})
+    (row,) = compare_runs(base, inter, n_boot=500)["rows"]
+    i = row["intervened"]
+    assert (i["n_pairs"], i["img_only"], i["txt_only"], i["img_errors"], i["txt_errors"]) == (3, 0, 0, 1, 0)
+    assert (row["base"]["img_errors"], row["base"]["txt_errors"]) == (0, 0)
+    e = row["effect"]
+    # p2 errored in the intervened run: complete only in base, so it is dropped from base.
+    assert (e["n_pairs"], e["dropped_base"], e["dropped_intervened"]) == (3, 1, 0)
+    # Over p1, p3, p4: img base 0 1 0 -> 33.3, intervened 1 1 0 -> 66.7, gain +33.3
+    # (scoring the error as wrong would give 25 -> 50, a gain of +25).
+    assert e["acc_img_base"] == pytest.approx(100 / 3)
+    assert e["acc_img"] == pytest.approx(200 / 3)
+    assert e["gain"]["diff"] == pytest.approx(100 / 3)
+    assert e["text_cost"]["diff"] == pytest.approx(0.0)
+    assert e["gap_base"]["diff"] == pytest.approx(200 / 3)
+    assert e["recovery"] == pytest.approx(0.5)
+
+
+def test_markdown_shows_error_counts() -> None:
+    inter = frame("rd_demo", {"p1": 1, "p2": 1, "p3": ERR, "p4": 1}, {"p1": 1, "p2": ERR, "p3": ERR, "p4": 1})
+    table = json.loads(json.dumps(compare_runs(frame("rd_demo", ERR_IMG, ERR_TXT), inter, n_boot=200)))
+    md = to_markdown(table, title="errors")
+    assert "| McNemar p | errors (img / txt) |" in md
+    lines = md.splitlines()
+    (base_line,) = [ln for ln in lines if ln.startswith("| rd_demo | base |")]
+    (int_line,) = [ln for ln in lines if ln.startswith("| rd_demo | intervened |")]
+    assert base_line.startswith("| rd_demo | base | 3 | 0 / 1 | 66.7 | 100.0 |")
+    assert base_line.endswith("| 1 / 1 |")
+    assert int_line.startswith("| rd_demo | intervened | 2 | 0 / 0 | 100.0 | 100.0 |")
+    assert int_line.endswith("| 1 / 2 |")
+    # Runs without errors show 0 / 0.
+    clean = to_markdown(compare_runs(frame("rd_demo", BASE_IMG, BASE_TXT), None, n_boot=100), title="t")
+    assert "| 0 / 0 |" in clean
+
+
+def test_frame_without_error_column_is_accepted() -> None:
+    df = frame("rd_demo", BASE_IMG, BASE_TXT).drop(columns=["error"])
+    df["correct"] = df["correct"].astype(int)
+    _, report = pair_forms(df)
+    assert report == PairingReport(n_pairs=6, img_only=1, txt_only=1, img_errors=0, txt_errors=0)
+
+
+@pytest.mark.parametrize(
+    "mutate, match",
+    [
+        (lambda df: df.assign(error=None), r"'correct' is missing for 1 row\(s\) that are not marked as errors"),
+        (lambda df: df.drop(columns=["error"]), r"'correct' is missing for 1 row\(s\) that are not marked"),
+        (
+            lambda df: df.assign(correct=df["correct"].fillna(0)),
+            r"1 error row\(s\) also carry a 'correct' value",
+        ),
+        (lambda df: df.assign(error=df["error"].replace({"image unreadable": ""})), "non-empty reason string"),
+    ],
+)
+def test_inconsistent_error_rows_are_rejected(mutate: object, match: str) -> None:
+    df = frame("rd_demo", {"p1": 1, "p2": ERR}, {"p1": 1, "p2": 1})
+    with pytest.raises(ValueError, match=match):
+        compare_runs(mutate(df), None, n_boot=10)  # type: ignore[operator]
+
+
+def test_end_to_end_with_error_rows(tmp_path: Path) -> None:
+    from test_runs import DEMO, add_error_lines, write_run
+
+    # p1's image could not be run: logged as an error row instead of a scored one.
+    samples = {"rd_demo_img": DEMO["rd_demo_img"][1:], "rd_demo_txt": DEMO["rd_demo_txt"]}
+    results = write_run(tmp_path, "20250101_120000", samples)
+    add_error_lines(results, "rd_demo_img", [("p1", "image unreadable")])
+    (run,) = find_runs(tmp_path)
+    df = load_paired_samples(run)
+    table = compare_runs(df, None, n_boot=200)
+    base = table["rows"][0]["base"]
+    # Left: p2 complete (img 0, txt 1); p3 img-only, p4 txt-only; one img error.
+    assert (base["n_pairs"], base["img_only"], base["txt_only"]) == (1, 1, 1)
+    assert (base["img_errors"], base["txt_errors"]) == (1, 0)
+    assert (base["acc_img"], base["acc_txt"]) == (pytest.approx(0.0), pytest.approx(100.0))
+    assert to_markdown(table, title="e2e").count("| 1 / 0 |") == 1

@@ -11,6 +11,7 @@ import rd_eval_tasks
 from lmms_eval.tasks import TaskManager, get_task_dict
 from PIL import Image
 
+from rd_eval.doc_errors import error_response
 from rd_eval.twins.demo_bench import from_record
 
 TASKS_DIR = os.path.dirname(rd_eval_tasks.__file__)
@@ -90,9 +91,48 @@ def test_process_results_scores_right_and_wrong(loaded: dict[str, Any], name: st
         p = from_record(doc)
         right = task.process_results(doc, [f"The answer is {p.answer}."])["rd_acc"]
         wrong = task.process_results(doc, [WRONG[p.answer_type]])["rd_acc"]
-        assert right == {"pair_id": p.pair_id, "form": form, "correct": 1, "pred": p.answer, "answer": p.answer}
+        assert right == {
+            "pair_id": p.pair_id, "form": form, "correct": 1, "pred": p.answer, "answer": p.answer, "error": None,
+        }  # fmt: skip
         assert wrong["correct"] == 0 and wrong["pair_id"] == p.pair_id and wrong["form"] == form
+        assert wrong["error"] is None
         items += [right, wrong]
     aggregate = task.aggregation()["rd_acc"]
     assert aggregate(items) == 0.5
     assert task.higher_is_better()["rd_acc"] is True
+
+
+@pytest.mark.parametrize(("name", "form"), [("rd_demo_img", "img"), ("rd_demo_txt", "txt")])
+def test_error_response_is_recorded_not_scored(loaded: dict[str, Any], name: str, form: str) -> None:
+    task = loaded["tasks"][name]
+    doc = _docs(task)[0]
+    p = from_record(doc)
+    # Even an error reason that happens to contain the right answer must not be scored.
+    response = error_response(f"image unreadable (expected {p.answer})")
+    item = task.process_results(doc, [response])["rd_acc"]
+    assert item == {
+        "pair_id": p.pair_id, "form": form, "correct": None, "pred": None, "answer": p.answer,
+        "error": f"image unreadable (expected {p.answer})",
+    }  # fmt: skip
+    right = task.process_results(doc, [f"The answer is {p.answer}."])["rd_acc"]
+    wrong = task.process_results(doc, [WRONG[p.answer_type]])["rd_acc"]
+    aggregate = task.aggregation()["rd_acc"]
+    # The error item is skipped: 1 right of 2 scored, not 1 of 3.
+    assert aggregate([right, item, wrong]) == 0.5
+    assert aggregate([item, right]) == 1.0
+    assert aggregate([item, item]) == 0.0  # nothing scored
+    assert aggregate([]) == 0.0
+
+
+def test_error_response_without_reason_still_marks_an_error(loaded: dict[str, Any]) -> None:
+    task = loaded["tasks"]["rd_demo_img"]
+    doc = _docs(task)[0]
+    item = task.process_results(doc, [error_response("")])["rd_acc"]
+    assert item["correct"] is None and item["pred"] is None
+    assert isinstance(item["error"], str) and item["error"]
+
+
+def test_mean_correct_rejects_other_values(loaded: dict[str, Any]) -> None:
+    aggregate = loaded["tasks"]["rd_demo_img"].aggregation()["rd_acc"]
+    with pytest.raises(ValueError, match=r"'correct' must be 0, 1 or None \(error\).*0\.5"):
+        aggregate([{"correct": 1}, {"correct": None}, {"correct": 0.5}])

@@ -123,6 +123,8 @@ def test_load_paired_samples(tmp_path: Path) -> None:
     assert list(df.columns) == list(SAMPLE_COLUMNS)
     assert len(df) == 6
     assert df["correct"].dtype.kind == "i"
+    assert str(df["correct"].dtype) == "Int64"
+    assert df["error"].isna().all() and not df["correct"].isna().any()
     img = df[df["task"] == "rd_demo_img"].set_index("pair_id")
     assert (img["form"] == "img").all()
     assert img.loc["p2", "correct"] == 0
@@ -236,6 +238,11 @@ def _line_with(**rd_acc: Any) -> str:
         (_line_with(correct="1"), "'rd_acc.correct' must be 0 or 1"),
         (_line_with(pair_id=""), "pair_id' must be a non-empty string"),
         (_line_with(pair_id=None), "pair_id' must be a non-empty string"),
+        (_line_with(correct=None), r"'rd_acc.correct' is null but 'rd_acc.error' gives no reason"),
+        (_line_with(correct=None, error=None), r"'rd_acc.correct' is null but 'rd_acc.error' gives no reason"),
+        (_line_with(correct=None, error=""), r"'rd_acc.error' must be null or a non-empty string"),
+        (_line_with(correct=None, error=3), r"'rd_acc.error' must be null or a non-empty string"),
+        (_line_with(correct=0, error="image unreadable"), r"marked as an error .* must have 'correct' null"),
     ],
 )
 def test_bad_samples_line_names_file_and_line(tmp_path: Path, line: str, match: str) -> None:
@@ -264,3 +271,45 @@ def test_other_metric_name_and_blank_lines(tmp_path: Path) -> None:
     assert df["pair_id"].tolist() == ["p1", "p2", "p3"]
     with pytest.raises(ValueError, match="no 'rd_acc' key"):
         load_paired_samples(read_run(results))
+
+
+def error_line(doc_id: int, pair_id: str, form: str, reason: str, answer: str) -> str:
+    """A samples line for a doc the model could not run (what score_response logs for an error response)."""
+    sample = {
+        "doc_id": doc_id,
+        "target": answer,
+        "filtered_resps": f"[rd-eval:error] {reason}",
+        "rd_acc": {"pair_id": pair_id, "form": form, "correct": None, "pred": None, "answer": answer, "error": reason},
+    }
+    return json.dumps(sample) + "\n"
+
+
+def add_error_lines(results: Path, task: str, errors: list[tuple[str, str]]) -> None:
+    """Append error rows (pair_id, reason) to ``task``'s samples file of the run at ``results``."""
+    date_id = results.name[: -len("_results.json")]
+    path = results.parent / f"{date_id}_samples_{task}.jsonl"
+    form = "img" if task.endswith("_img") else "txt"
+    start = len(path.read_text().splitlines())
+    lines = [error_line(start + i, pid, form, reason, "A") for i, (pid, reason) in enumerate(errors)]
+    path.write_text(path.read_text() + "".join(lines))
+
+
+def test_error_rows_are_kept_with_na_correct_and_the_reason(tmp_path: Path) -> None:
+    results = write_run(tmp_path, "20250101_120000", DEMO)
+    add_error_lines(results, "rd_demo_img", [("p4", "image unreadable")])
+    add_error_lines(results, "rd_demo_txt", [("p3", "no image tokens in prompt")])
+    df = load_paired_samples(read_run(results))
+    assert list(df.columns) == list(SAMPLE_COLUMNS)
+    assert len(df) == 8
+    assert str(df["correct"].dtype) == "Int64"
+    errors = df[df["error"].notna()].set_index(["form", "pair_id"])
+    assert sorted(errors.index) == [("img", "p4"), ("txt", "p3")]
+    assert errors.loc[("img", "p4"), "error"] == "image unreadable"
+    assert errors.loc[("txt", "p3"), "error"] == "no image tokens in prompt"
+    assert errors.loc[("img", "p4"), "pred"] is None
+    assert errors.loc[("img", "p4"), "doc_id"] == 3
+    # <NA> exactly on the error rows; every other row keeps its 0/1 and error None.
+    assert (df["correct"].isna() == df["error"].notna()).all()
+    scored = df[df["error"].isna()]
+    assert scored["correct"].tolist() == [1, 0, 1, 1, 1, 0]
+    assert all(e is None for e in scored["error"])

@@ -11,6 +11,7 @@ from typing import Any, TypeAlias
 
 from PIL import Image
 
+from rd_eval.doc_errors import error_reason
 from rd_eval.scoring import extract_answer, is_correct
 from rd_eval.twins.demo_bench import from_record, render_problem
 
@@ -60,16 +61,32 @@ def doc_to_target(doc: Doc) -> str:
 
 
 def score_response(doc: Doc, response: str, form: str) -> dict[str, Any]:
-    """One per-sample record; pair_id and form let the two forms be joined per problem afterwards."""
+    """One per-sample record; pair_id and form let the two forms be joined per problem afterwards.
+
+    An error response (``rd_eval.doc_errors.error_response``: the model could not run this doc) is
+    not scored: ``correct`` and ``pred`` are None and ``error`` holds the reason, so the doc is
+    reported as an error and never counted as wrong. Scored responses have ``error`` None.
+    """
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r}; valid forms: {list(FORMS)}")
     p = from_record(doc)
+    reason = error_reason(response)
+    if reason is not None:
+        return {
+            "pair_id": p.pair_id,
+            "form": form,
+            "correct": None,
+            "pred": None,
+            "answer": p.answer,
+            "error": reason,
+        }
     return {
         "pair_id": p.pair_id,
         "form": form,
         "correct": int(is_correct(response, p.answer, p.answer_type, p.choices)),
         "pred": extract_answer(response, p.answer_type, p.choices),
         "answer": p.answer,
+        "error": None,
     }
 
 
@@ -86,11 +103,14 @@ def process_results_txt(doc: Doc, results: Sequence[str]) -> dict[str, dict[str,
 
 
 def mean_correct(items: Sequence[Mapping[str, Any]]) -> float:
-    """Fraction of items scored correct (0.0 for no items)."""
-    if not items:
-        return 0.0
-    flags = [item["correct"] for item in items]
+    """Fraction correct over the scored items; error items (``correct`` None) are skipped.
+
+    Returns 0.0 when no item was scored.
+    """
+    flags = [item["correct"] for item in items if item["correct"] is not None]
     bad = [f for f in flags if f not in (0, 1)]
     if bad:
-        raise ValueError(f"'correct' must be 0 or 1 in every rd_acc item, got {bad[:5]!r}")
+        raise ValueError(f"'correct' must be 0, 1 or None (error) in every rd_acc item, got {bad[:5]!r}")
+    if not flags:
+        return 0.0
     return sum(flags) / len(flags)
