@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from lmms_eval.models.simple.qwen3_vl import Qwen3_VL
-from rd_eval.routing.settings import pop_routing_settings
 from rd_eval_adapters.routing_adapter import Request, RoutingAdapterMixin, default_device
+
+from rd_eval.routing.settings import pop_routing_settings
 
 # lmms-eval 0.7.3's Qwen3_VL loads the MoE model class only when the checkpoint name matches this.
 _MOE_NAME = re.compile(r"A\d+B")

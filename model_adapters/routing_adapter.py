@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lmms_eval import utils as lmms_utils
 from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from lmms_eval import utils as lmms_utils
 from rd_eval.doc_errors import error_response
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
@@ -117,7 +117,7 @@ class RoutingAdapterMixin:
                 chunk_responses, records = self._rd_run_chunk(list(chunk), session)
                 if self.rd_shard is not None:
                     self.rd_shard.append(records)
-                for args, response in zip(chunk, chunk_responses):
+                for args, response in zip(chunk, chunk_responses, strict=True):
                     self.cache_hook.add_partial("generate_until", (args[0], args[1]), response)
                 responses.extend(chunk_responses)
                 progress.update(len(chunk))
@@ -171,7 +171,7 @@ class RoutingAdapterMixin:
         with torch.inference_mode():
             output_ids = self.model.generate(**inputs, **generate_kwargs)
         routing: BatchRouting | None = session.recorder.finish_batch() if session.recorder is not None else None
-        new_tokens = [out[len(inp):] for inp, out in zip(inputs["input_ids"], output_ids)]
+        new_tokens = [out[len(inp):] for inp, out in zip(inputs["input_ids"], output_ids, strict=True)]
         texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         responses = []
         for text in texts:
@@ -193,11 +193,12 @@ class RoutingAdapterMixin:
         has_image_tokens = torch.zeros(input_ids.shape[0], dtype=torch.bool)
         for token_id in self.rd_image_token_ids:
             has_image_tokens |= (input_ids == token_id).any(dim=1).cpu()
-        for row, args in enumerate(chunk):
+        for row in range(len(chunk)):
             expected = _count_images(visuals[row] if row < len(visuals) else None)
             if expected and not bool(has_image_tokens[row]):
                 raise _ImageCheckError(
-                    f"image check failed: {expected} image(s) given but the prompt reaching the model has no image tokens"
+                    f"image check failed: {expected} image(s) given but the prompt reaching the model "
+                    "has no image tokens"
                 )
 
 

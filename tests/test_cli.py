@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import rd_eval_tasks
 
 REPO = Path(__file__).resolve().parents[1]

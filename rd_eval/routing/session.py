@@ -46,7 +46,9 @@ def plan_intervention(spec: InterventionSpec, sites: list[RouterSite]) -> tuple[
         num_experts = sites[moe_index].num_experts
         bad = [e for e in experts if e >= num_experts]
         if bad:
-            raise SpecError(f"layer {moe_index}: expert ids {bad} out of range; this model has experts 0..{num_experts - 1}")
+            raise SpecError(
+                f"layer {moe_index}: expert ids {bad} out of range; this model has experts 0..{num_experts - 1}"
+            )
         if spec.mode == "random" and experts:
             # The control: as many experts as the real set, drawn from the others when there are enough.
             pool = [e for e in range(num_experts) if e not in experts]

@@ -73,7 +73,8 @@ def pop_routing_settings(kwargs: dict[str, Any]) -> RoutingSettings:
             try:
                 changes["strength"] = float(inline["intervention_lambda"])
             except (TypeError, ValueError):
-                raise SpecError(f"model_args intervention_lambda={inline['intervention_lambda']!r} is not a number") from None
+                value = inline["intervention_lambda"]
+                raise SpecError(f"model_args intervention_lambda={value!r} is not a number") from None
         if "intervention_band" in inline:
             changes["band"] = LayerBand.parse(str(inline["intervention_band"]))
         if "intervention_scope" in inline:

@@ -67,7 +67,7 @@ def model_family(model: nn.Module) -> FamilyRouting:
 
 def _layer_index(module_path: str) -> int:
     parts = module_path.split(".")
-    for before, part in zip(parts, parts[1:]):
+    for before, part in zip(parts, parts[1:], strict=False):
         if before == "layers" and part.isdigit():
             return int(part)
     raise UnsupportedModelError(f"cannot tell the decoder layer of router {module_path!r}")

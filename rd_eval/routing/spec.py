@@ -51,7 +51,9 @@ class LayerBand:
         if self.layers is not None:
             bad = [i for i in self.layers if i >= num_moe_layers]
             if bad:
-                raise SpecError(f"band layers {bad} out of range; this model has MoE layers 0..{num_moe_layers - 1}")
+                raise SpecError(
+                    f"band layers {bad} out of range; this model has MoE layers 0..{num_moe_layers - 1}"
+                )
             return tuple(sorted(self.layers))
         lo, hi = self.fractions  # type: ignore[misc]
         start, stop = math.floor(lo * num_moe_layers + 0.5), math.floor(hi * num_moe_layers + 0.5)
@@ -67,7 +69,9 @@ class LayerBand:
                 return cls(fractions=(lo, hi))
             return cls(fractions=None, layers=tuple(int(v) for v in value.split(",") if v.strip()))
         except ValueError:
-            raise SpecError(f"band {text!r} invalid; use fractions like '0.25-0.75' or indices like '12,13,14'") from None
+            raise SpecError(
+                f"band {text!r} invalid; use fractions like '0.25-0.75' or indices like '12,13,14'"
+            ) from None
 
     def to_json(self) -> dict[str, Any]:
         return {"fractions": list(self.fractions)} if self.fractions is not None else {"layers": list(self.layers)}
