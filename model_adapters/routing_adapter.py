@@ -167,7 +167,8 @@ class RoutingAdapterMixin:
         self._rd_check_images(chunk, inputs["input_ids"], visuals_seen)
         inputs = inputs.to(self.device)
         generate_kwargs = self._build_generate_kwargs(gen_kwargs)
-        session.begin(len(chunk))
+        eos = generate_kwargs.get("eos_token_id")
+        session.begin(len(chunk), stop_token_ids=None if eos is None else list(eos if isinstance(eos, list) else [eos]))
         with torch.inference_mode():
             output_ids = self.model.generate(**inputs, **generate_kwargs)
         routing: BatchRouting | None = session.recorder.finish_batch() if session.recorder is not None else None

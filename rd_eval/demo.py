@@ -23,7 +23,7 @@ from typing import Any
 from rd_eval.experts import domain_expert_set, general_probe_texts, probe_routing, selection_frequency
 from rd_eval.gaps import compare_runs, to_markdown
 from rd_eval.jsonio import read_json, write_json_atomic, write_text_atomic
-from rd_eval.routing.sites import FAMILIES
+from rd_eval.routing.sites import supported_families
 from rd_eval.routing.spec import InterventionSpec, LayerBand
 from rd_eval.runs import find_runs, load_paired_samples
 from rd_eval.tiny import ensure_tiny, supported_tiny_families
@@ -90,9 +90,9 @@ def check_checkpoint(path: Path) -> tuple[Path, str]:
     if not config_path.is_file():
         raise DemoError(f"--pretrained {str(path)!r} is not a checkpoint folder (no config.json there)")
     model_type = read_json(config_path).get("model_type")
-    if model_type not in FAMILIES:
+    if model_type not in supported_families():
         raise DemoError(
-            f"--pretrained {str(path)!r} has model_type {model_type!r}; supported: {', '.join(sorted(FAMILIES))}"
+            f"--pretrained {str(path)!r} has model_type {model_type!r}; supported: {', '.join(supported_families())}"
         )
     if "," in str(folder):
         raise DemoError(f"--pretrained {str(path)!r} contains a comma, which lmms-eval's model_args cannot carry")

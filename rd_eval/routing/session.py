@@ -7,56 +7,64 @@ input, optionally steers them and redoes the family's selection, and records the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rd_eval.routing.recording import GENERATED, PROMPT_IMAGE, PROMPT_TEXT, RoutingRecorder, TokenLayout
-from rd_eval.routing.sites import RouterSite, find_router_sites, image_token_ids
+from rd_eval.routing.sites import RouterSite, find_router_sites, image_token_ids, model_family
 from rd_eval.routing.spec import InterventionSpec, SpecError
-from rd_eval.routing.steering import select_softmax_topk_renorm, steer_logits
+from rd_eval.routing.steering import steer_logits
 
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """The resolved intervention at one MoE layer."""
+    """The resolved intervention at one routing site."""
 
+    site_index: int
     moe_index: int
     experts: tuple[int, ...]
+    group: str = ""
 
 
 def plan_intervention(spec: InterventionSpec, sites: list[RouterSite]) -> tuple[LayerPlan, ...]:
     """Resolve band and expert ids against the model; bad ids or layers raise SpecError naming them."""
-    num_layers = len(sites)
-    band = spec.band.resolve(num_layers)
-    by_layer = spec.experts.experts_by_layer()
-    outside = sorted(i for i in by_layer if i >= num_layers)
+    num_layers = 1 + max(site.moe_index for site in sites)
+    band = set(spec.band.resolve(num_layers))
+    by_key = spec.experts.experts_by_site_key()
+    outside = sorted({moe for moe, _ in by_key if moe >= num_layers})
     if outside:
         raise SpecError(f"expert set names MoE layers {outside}; this model has MoE layers 0..{num_layers - 1}")
+    groups = {site.group for site in sites}
+    unknown = sorted({group for _, group in by_key if group not in groups})
+    if unknown:
+        raise SpecError(f"expert set names expert groups {unknown}; this model has {sorted(groups)}")
     rng = np.random.default_rng(spec.seed)
     plans = []
-    for moe_index in band:
-        experts = by_layer.get(moe_index, ())
-        num_experts = sites[moe_index].num_experts
-        bad = [e for e in experts if e >= num_experts]
+    for site in sites:
+        if site.moe_index not in band:
+            continue
+        experts = by_key.get((site.moe_index, site.group), ())
+        bad = [e for e in experts if e >= site.num_experts]
         if bad:
             raise SpecError(
-                f"layer {moe_index}: expert ids {bad} out of range; this model has experts 0..{num_experts - 1}"
+                f"layer {site.moe_index}: expert ids {bad} out of range; this model has experts "
+                f"0..{site.num_experts - 1}"
             )
         if spec.mode == "random" and experts:
             # The control: as many experts as the real set, drawn from the others when there are enough.
-            pool = [e for e in range(num_experts) if e not in experts]
+            pool = [e for e in range(site.num_experts) if e not in experts]
             if len(pool) < len(experts):
-                pool = list(range(num_experts))
+                pool = list(range(site.num_experts))
             experts = tuple(sorted(int(e) for e in rng.choice(pool, size=len(experts), replace=False)))
         if experts:
-            plans.append(LayerPlan(moe_index=moe_index, experts=tuple(experts)))
+            plans.append(LayerPlan(site_index=site.site_index, moe_index=site.moe_index,
+                                   experts=tuple(experts), group=site.group))
     return tuple(plans)
 
 
@@ -69,30 +77,42 @@ class RoutingSession:
         self.sites = sites
         self.recorder = recorder
         self.spec = spec
+        self.family = model_family(model)
         self.plans = plan_intervention(spec, sites) if spec is not None and not spec.is_noop else ()
         self._image_ids = image_token_ids(model)
+        self._grouped = any(site.group for site in sites)
         self._layout: TokenLayout | None = None
-        self._token_mask: torch.Tensor | None = None
+        self._modality_order: torch.Tensor | None = None
         self._seen_forward = False
+        self._stop_ids: tuple[int, ...] = ()
+        self._finished: torch.Tensor | None = None
         self._handles: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------------------------------
-    def begin(self, batch_size: int) -> None:
-        """A new batch of sequences starts: the next forward call is its prefill (prompt tokens)."""
+    def begin(self, batch_size: int, stop_token_ids: Sequence[int] | None = None) -> None:
+        """A new batch of sequences starts: the next forward call is its prefill (prompt tokens).
+
+        `stop_token_ids`: the end-of-sequence ids `generate` stops on (default: the model's generation
+        config). In a batch, rows that finished keep being fed tokens until the last row stops; from its
+        end-of-sequence token on, a row's tokens are not counted.
+        """
         self._seen_forward = False
+        self._finished = None
+        self._stop_ids = tuple(stop_token_ids) if stop_token_ids is not None else _generation_eos_ids(self.model)
         if self.recorder is not None:
             self.recorder.start_batch(batch_size)
 
     def install(self) -> None:
         modules = dict(self.model.named_modules())
         self._handles.append(self.model.register_forward_pre_hook(self._read_layout, with_kwargs=True))
-        plans = {p.moe_index: p for p in self.plans}
+        plans = {p.site_index: p for p in self.plans}
         for site in self.sites:
             router = modules[site.module_path]
-            plan = plans.get(site.moe_index)
+            plan = plans.get(site.site_index)
             mask = None
             if plan is not None:
-                mask = torch.zeros(site.num_experts, dtype=torch.float32, device=router.weight.device)
+                device = next(router.parameters()).device
+                mask = torch.zeros(site.num_experts, dtype=torch.float32, device=device)
                 mask[list(plan.experts)] = 1.0
             self._handles.append(router.register_forward_hook(self._router_hook(site, mask)))
 
@@ -100,7 +120,7 @@ class RoutingSession:
         while self._handles:
             self._handles.pop().remove()
         self._layout = None
-        self._token_mask = None
+        self._modality_order = None
 
     # -- hooks ---------------------------------------------------------------------------------------
     def _read_layout(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
@@ -119,6 +139,13 @@ class RoutingSession:
             weight = torch.ones(batch * length, dtype=torch.float32, device=device)
         if self._seen_forward:
             scope = torch.full((batch * length,), GENERATED, dtype=torch.long, device=device)
+            if input_ids is not None and self._stop_ids and self._finished is not None:
+                is_stop = torch.zeros_like(input_ids, dtype=torch.bool)
+                for token_id in self._stop_ids:
+                    is_stop = is_stop | (input_ids == token_id)
+                done = self._finished.unsqueeze(1) | (is_stop.cumsum(dim=1) > 0)  # [B, T]
+                self._finished = done[:, -1]
+                weight = weight * (~done).reshape(-1).to(torch.float32)
         elif input_ids is not None and self._image_ids:
             is_image = torch.zeros_like(input_ids, dtype=torch.bool)
             for token_id in self._image_ids:
@@ -126,41 +153,61 @@ class RoutingSession:
             scope = torch.where(is_image.reshape(-1), PROMPT_IMAGE, PROMPT_TEXT)
         else:
             scope = torch.full((batch * length,), PROMPT_TEXT, dtype=torch.long, device=device)
+        if not self._seen_forward:
+            self._finished = torch.zeros(batch, dtype=torch.bool, device=device)
         self._seen_forward = True
-        layout = TokenLayout(row=row, scope=scope, weight=weight)
-        self._layout = layout
-        self._token_mask = layout.scope_mask(self.spec.token_scope) if self.plans else None
+        self._layout = TokenLayout(row=row, scope=scope, weight=weight)
+        if self._grouped:
+            # Text tokens first, then image tokens, each in original order: a modality's router sees exactly
+            # these positions, and its token count (a shape, known on the host) says where to cut.
+            self._modality_order = torch.argsort((scope == PROMPT_IMAGE).to(torch.int8), stable=True)
         if self.recorder is not None:
-            self.recorder.add_tokens(layout)
+            self.recorder.add_tokens(self._layout)
+
+    def _site_layout(self, site: RouterSite, num_tokens: int) -> TokenLayout:
+        layout = self._layout
+        if layout is None:
+            raise RuntimeError(f"router {site.module_path} ran outside a model call; wrap the top-level model")
+        if num_tokens == layout.num_tokens:
+            return layout
+        if site.group and self._modality_order is not None and num_tokens < layout.num_tokens:
+            order = self._modality_order
+            picked = order[:num_tokens] if site.group == "text" else order[layout.num_tokens - num_tokens:]
+            return TokenLayout(row=layout.row[picked], scope=layout.scope[picked], weight=layout.weight[picked])
+        raise RuntimeError(
+            f"router {site.module_path} saw {num_tokens} tokens but the model call had {layout.num_tokens}; "
+            "the hooks must wrap the top-level model"
+        )
 
     def _router_hook(self, site: RouterSite, expert_mask: torch.Tensor | None):
         spec = self.spec
+        math = self.family.math
 
         def hook(router: nn.Module, args: tuple, output: Any) -> Any:
-            layout = self._layout
-            hidden = args[0].reshape(-1, router.weight.shape[-1])
-            if layout is None or layout.num_tokens != hidden.shape[0]:
-                raise RuntimeError(
-                    f"router {site.module_path} saw {hidden.shape[0]} tokens but the model call had "
-                    f"{None if layout is None else layout.num_tokens}; the hooks must wrap the top-level model"
-                )
-            # Recompute logits from the router input: some transformers 5.x releases returned probabilities.
-            logits = F.linear(hidden, router.weight)
+            hidden = args[0].reshape(-1, args[0].shape[-1])
+            layout = self._site_layout(site, int(hidden.shape[0]))
+            logits = math.logits(router, hidden)
             if expert_mask is None:
                 if self.recorder is not None:
-                    self.recorder.add_layer(site.moe_index, layout, F.softmax(logits, dim=-1, dtype=torch.float),
-                                            output[2])
+                    self.recorder.add_layer(site.site_index, layout, math.probabilities(logits), math.selection(output))
                 return output
-            base = logits.float()
-            steered = steer_logits(base, mode=spec.mode, strength=spec.strength, expert_mask=expert_mask,
-                                   token_mask=self._token_mask, top_k=site.top_k)
-            weight_source = base if spec.mode == "selection_only" else steered
-            weights, selected = select_softmax_topk_renorm(steered, weight_source, site.top_k)
+            token_mask = layout.scope_mask(spec.token_scope)
+            steered = steer_logits(logits, mode=spec.mode, strength=spec.strength, expert_mask=expert_mask,
+                                   token_mask=token_mask, top_k=site.top_k)
+            weight_source = logits if spec.mode == "selection_only" else steered
+            rerouted = math.reroute(router, steered, weight_source, output)
             if self.recorder is not None:
-                self.recorder.add_layer(site.moe_index, layout, F.softmax(steered, dim=-1), selected)
-            return steered.to(logits.dtype), weights.to(output[1].dtype), selected
+                self.recorder.add_layer(site.site_index, layout, math.probabilities(steered), math.selection(rerouted))
+            return rerouted
 
         return hook
+
+
+def _generation_eos_ids(model: nn.Module) -> tuple[int, ...]:
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if eos is None:
+        return ()
+    return tuple(int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]))
 
 
 @contextmanager

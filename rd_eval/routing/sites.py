@@ -7,62 +7,47 @@ implementations (eager / batched / grouped GEMM) but keeps the router a separate
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from torch import nn
 
+from rd_eval.routing.families import FamilyRouting, UnsupportedModelError, family_routing, supported_families
 
-class UnsupportedModelError(ValueError):
-    """The model is not a MoE family we can route, or is loaded in a way that bypasses router hooks."""
-
-
-@dataclass(frozen=True)
-class FamilyRouting:
-    """How one model family routes: which module is the router and how selection is computed."""
-
-    family: str
-    router_class: str  # class name of the router module
-    math: str  # "softmax_topk_renorm": softmax over logits, top-k, weights renormalised to sum 1
-    image_token_attr: tuple[str, ...]  # config attributes holding the ids of image/video placeholder tokens
-
-
-# Keyed by the top-level HF `model_type`. Families are added here as their routing math is implemented.
-FAMILIES: MappingProxyType[str, FamilyRouting] = MappingProxyType(
-    {
-        "qwen3_vl_moe": FamilyRouting(
-            family="qwen3_vl_moe",
-            router_class="Qwen3VLMoeTextTopKRouter",
-            math="softmax_topk_renorm",
-            image_token_attr=("image_token_id", "video_token_id"),
-        ),
-    }
-)
+__all__ = [
+    "RouterSite",
+    "UnsupportedModelError",
+    "find_router_sites",
+    "image_token_ids",
+    "model_family",
+    "supported_families",
+]
 
 
 @dataclass(frozen=True)
 class RouterSite:
     """One MoE routing site of a loaded model."""
 
-    moe_index: int  # position in the model's list of MoE layers (0-based); bands and expert sets use this
+    moe_index: int  # position of its decoder layer in the model's MoE-layer list; bands and expert sets use it
     layer_index: int  # decoder layer index
     module_path: str
     family: str
     num_experts: int
     top_k: int
     math: str
-
-
-def supported_families() -> tuple[str, ...]:
-    return tuple(sorted(FAMILIES))
+    group: str = ""  # expert group of modality-isolated families ("text" / "vision"), else ""
+    site_index: int = 0  # position in the site list (recording arrays are indexed by it)
 
 
 def model_family(model: nn.Module) -> FamilyRouting:
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type not in FAMILIES:
-        raise UnsupportedModelError(
-            f"model_type {model_type!r} is not a supported MoE family; supported: {', '.join(supported_families())}"
-        )
-    return FAMILIES[model_type]
+    config = getattr(model, "config", None)
+    spec = family_routing(getattr(config, "model_type", None))
+    if spec.text_model_types:
+        text_type = getattr(getattr(config, "text_config", None), "model_type", None)
+        if text_type not in spec.text_model_types:
+            raise UnsupportedModelError(
+                f"{config.model_type} with a {text_type!r} language model is not a MoE model we can route; "
+                f"supported language models: {', '.join(spec.text_model_types)}"
+            )
+    return spec
 
 
 def _layer_index(module_path: str) -> int:
@@ -74,38 +59,35 @@ def _layer_index(module_path: str) -> int:
 
 
 def find_router_sites(model: nn.Module) -> list[RouterSite]:
-    """The model's MoE routing sites, ordered by decoder layer."""
+    """The model's MoE routing sites, ordered by decoder layer (and group within a layer)."""
     if getattr(model, "use_kernels", False):
         raise UnsupportedModelError(
             "use_kernels=True is not supported: hub kernels replace the MoE forward and skip the router "
             "hooks, so routing could be neither recorded nor steered; load the model without use_kernels"
         )
     spec = model_family(model)
-    sites: list[tuple[int, str, nn.Module]] = []
-    for path, module in model.named_modules():
-        if type(module).__name__ == spec.router_class:
-            sites.append((_layer_index(path), path, module))
-    if not sites:
-        raise UnsupportedModelError(
-            f"no {spec.router_class} router found in this {spec.family} model; is it a MoE checkpoint?"
-        )
-    sites.sort(key=lambda s: s[0])
-    return [
-        RouterSite(
-            moe_index=i,
-            layer_index=layer,
-            module_path=path,
-            family=spec.family,
-            num_experts=int(module.num_experts),
-            top_k=int(module.top_k),
-            math=spec.math,
-        )
-        for i, (layer, path, module) in enumerate(sites)
+    found = [
+        (_layer_index(path), spec.group_of(path), path, module)
+        for path, module in model.named_modules()
+        if type(module).__name__ in spec.router_classes
     ]
+    if not found:
+        raise UnsupportedModelError(
+            f"no {'/'.join(spec.router_classes)} router found in this {spec.family} model; is it a MoE checkpoint?"
+        )
+    found.sort(key=lambda item: (item[0], item[1]))
+    moe_layers = sorted({layer for layer, _, _, _ in found})
+    sites = []
+    for site_index, (layer, group, path, module) in enumerate(found):
+        num_experts, top_k = spec.math.sizes(module)
+        sites.append(RouterSite(moe_index=moe_layers.index(layer), layer_index=layer, module_path=path,
+                                family=spec.family, num_experts=num_experts, top_k=top_k, math=spec.math.name,
+                                group=group, site_index=site_index))
+    return sites
 
 
 def image_token_ids(model: nn.Module) -> tuple[int, ...]:
     """Ids of the placeholder tokens that carry image (or video) features in the language model."""
     spec = model_family(model)
-    ids = (getattr(model.config, attr, None) for attr in spec.image_token_attr)
-    return tuple(int(i) for i in ids if i is not None)
+    ids = (getattr(model.config, attr, None) for attr in spec.image_token_attrs)
+    return tuple(int(i) for i in ids if isinstance(i, int))

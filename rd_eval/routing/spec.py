@@ -56,8 +56,10 @@ class LayerBand:
                 )
             return tuple(sorted(self.layers))
         lo, hi = self.fractions  # type: ignore[misc]
-        start, stop = math.floor(lo * num_moe_layers + 0.5), math.floor(hi * num_moe_layers + 0.5)
-        return tuple(range(start, max(stop, start + 1)))
+        # Round to the nearest layer boundary, but never leave the model or return an empty band.
+        start = min(math.floor(lo * num_moe_layers + 0.5), num_moe_layers - 1)
+        stop = min(max(math.floor(hi * num_moe_layers + 0.5), start + 1), num_moe_layers)
+        return tuple(range(start, stop))
 
     @classmethod
     def parse(cls, text: str) -> LayerBand:
@@ -93,6 +95,7 @@ class LayerExperts:
     moe_index: int
     experts: tuple[int, ...]
     scores: tuple[float, ...] = ()
+    group: str = ""  # expert group of modality-isolated families (ERNIE-4.5-VL: "text" / "vision")
 
     def __post_init__(self) -> None:
         if self.moe_index < 0:
@@ -115,12 +118,17 @@ class ExpertSet:
     def __post_init__(self) -> None:
         if self.kind not in EXPERT_KINDS:
             raise SpecError(f"expert set kind {self.kind!r} invalid; valid: {', '.join(EXPERT_KINDS)}")
-        indices = [layer.moe_index for layer in self.layers]
-        if len(set(indices)) != len(indices):
-            raise SpecError(f"expert set lists a layer twice: {indices}")
+        keys = [(layer.moe_index, layer.group) for layer in self.layers]
+        if len(set(keys)) != len(keys):
+            raise SpecError(f"expert set lists a layer twice: {[k[0] for k in keys]}")
 
     def experts_by_layer(self) -> dict[int, tuple[int, ...]]:
-        return {layer.moe_index: layer.experts for layer in self.layers if layer.experts}
+        """Experts per MoE layer for families with one router per layer (group "")."""
+        return {layer.moe_index: layer.experts for layer in self.layers if layer.experts and not layer.group}
+
+    def experts_by_site_key(self) -> dict[tuple[int, str], tuple[int, ...]]:
+        """Experts per (MoE layer, expert group)."""
+        return {(layer.moe_index, layer.group): layer.experts for layer in self.layers if layer.experts}
 
     @property
     def is_empty(self) -> bool:
@@ -135,6 +143,7 @@ class ExpertSet:
             "method": dict(self.method),
             "layers": [
                 {"moe_index": le.moe_index, "experts": list(le.experts), "scores": list(le.scores)}
+                | ({"group": le.group} if le.group else {})
                 for le in self.layers
             ],
         }
@@ -148,6 +157,7 @@ class ExpertSet:
                     moe_index=int(item["moe_index"]),
                     experts=tuple(int(e) for e in item["experts"]),
                     scores=tuple(float(s) for s in item.get("scores", ())),
+                    group=str(item.get("group", "")),
                 )
                 for item in data["layers"]
             )
@@ -181,8 +191,11 @@ class InterventionSpec:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise SpecError(f"intervention mode {self.mode!r} invalid; valid: {', '.join(MODES)}")
-        if not isinstance(self.strength, (int, float)) or not math.isfinite(self.strength):
+        if isinstance(self.strength, bool) or not isinstance(self.strength, (int, float)) \
+                or not math.isfinite(self.strength):
             raise SpecError(f"intervention strength (lambda) {self.strength!r} invalid; need a finite number")
+        # Canonical float, so equal specs serialise, and hash, identically (1 and 1.0 alike).
+        object.__setattr__(self, "strength", float(self.strength))
         if self.token_scope not in TOKEN_SCOPES:
             raise SpecError(f"token scope {self.token_scope!r} invalid; valid: {', '.join(TOKEN_SCOPES)}")
 

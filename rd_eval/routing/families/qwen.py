@@ -1,0 +1,15 @@
+"""Qwen-style softmax top-k routers: Qwen3-VL-MoE (and, as they are added, Qwen3.5-MoE and InternVL3.5
+with a Qwen3-MoE language model)."""
+
+from __future__ import annotations
+
+from rd_eval.routing.families import FamilyRouting
+from rd_eval.routing.routers import SoftmaxTopK
+
+FAMILIES: dict[str, FamilyRouting] = {
+    "qwen3_vl_moe": FamilyRouting(
+        family="qwen3_vl_moe",
+        router_classes=("Qwen3VLMoeTextTopKRouter",),
+        math=SoftmaxTopK(),
+    ),
+}

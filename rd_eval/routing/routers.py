@@ -1,0 +1,72 @@
+"""Family routing math: how to read a router's logits, probabilities and selection, and how to redo its
+selection from steered logits so that the module's output keeps exactly its own structure and dtypes.
+
+One `RouterMath` per distinct routing rule. They run inside the router hooks, for every token of every
+layer: tensor ops only, no host-device synchronisation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RouterMath:
+    """Interface of a family's routing rule (see the module docstring)."""
+
+    name = "abstract"
+
+    def sizes(self, router: nn.Module) -> tuple[int, int]:
+        """(number of experts, top-k) of this router."""
+        return int(router.num_experts), int(router.top_k)
+
+    def logits(self, router: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        """Float32 router logits [N, E], recomputed from the router's input (never trusted from its output:
+        some transformers 5.x releases returned probabilities labelled logits)."""
+        raise NotImplementedError
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """The router's per-expert probabilities [N, E] (what DESIGN §3.3's P averages)."""
+        raise NotImplementedError
+
+    def selection(self, output: Any) -> torch.Tensor:
+        """The expert ids [N, k] the module selected, read from its own output."""
+        raise NotImplementedError
+
+    def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
+                output: Any) -> Any:
+        """The module's output recomputed from float32 logits: selection from `selection_logits`, routing
+        weights from `weight_logits` (the same tensor except in `selection_only` mode)."""
+        raise NotImplementedError
+
+
+class SoftmaxTopK(RouterMath):
+    """Qwen3-MoE style: softmax (fp32) over all experts, top-k, weights renormalised over the k when the
+    router says so (`norm_topk_prob`; routers without the attribute always renormalise).
+    Output: (router_logits, routing_weights, selected_experts)."""
+
+    name = "softmax_topk"
+
+    def logits(self, router: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        # Same op and dtype as the router itself, so unsteered recomputation is bit-exact.
+        return F.linear(hidden, router.weight).float()
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.softmax(logits, dim=-1, dtype=torch.float)
+
+    def selection(self, output: Any) -> torch.Tensor:
+        return output[2]
+
+    def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
+                output: Any) -> Any:
+        top_k = int(router.top_k)
+        probs = F.softmax(selection_logits, dim=-1, dtype=torch.float)
+        top_values, top_indices = torch.topk(probs, top_k, dim=-1)
+        if weight_logits is not selection_logits:
+            top_values = F.softmax(weight_logits, dim=-1, dtype=torch.float).gather(1, top_indices)
+        if getattr(router, "norm_topk_prob", True):
+            top_values = top_values / top_values.sum(dim=-1, keepdim=True)
+        return selection_logits.to(output[0].dtype), top_values.to(output[1].dtype), top_indices

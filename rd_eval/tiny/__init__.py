@@ -1,0 +1,116 @@
+"""Tiny random MoE VLM checkpoints, built entirely offline.
+
+A tiny checkpoint is a complete local model folder (config, safetensors weights, a tokenizer trained
+here, processor configs and a chat template) that transformers' Auto classes and lmms-eval's stock
+model class for the family load with no network. Weights are random: such a model answers near chance;
+it exists to exercise the pipeline, the routing hooks and the tests on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from types import MappingProxyType
+
+from rd_eval import __version__
+
+PROVENANCE_FILE = "rd_tiny.json"
+
+
+class TinyModelError(ValueError):
+    """A tiny checkpoint cannot be built or reused as asked."""
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """What a tiny checkpoint is: recorded beside it so a later run can reuse it safely."""
+
+    family: str
+    seed: int
+
+    def to_json(self) -> dict[str, object]:
+        return {"family": self.family, "seed": self.seed, "rd_eval_version": __version__}
+
+
+# family -> module with `build(out_dir: Path, seed: int) -> None`; imported only when that family is built.
+TINY_BUILDERS: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "qwen3_vl_moe": "rd_eval.tiny.qwen3_vl_moe",
+        "qwen3_5_moe": "rd_eval.tiny.qwen3_5_moe",
+        "internvl_moe": "rd_eval.tiny.internvl_moe",
+        "glm4v_moe": "rd_eval.tiny.glm4v_moe",
+        "deepseek_v3": "rd_eval.tiny.deepseek_v3",
+        "ernie4_5_vl_moe": "rd_eval.tiny.ernie4_5_vl_moe",
+        "llama4": "rd_eval.tiny.llama4",
+        "aria": "rd_eval.tiny.aria",
+    }
+)
+
+
+def _builder(family: str) -> Callable[[Path, int], None] | None:
+    try:
+        return import_module(TINY_BUILDERS[family]).build
+    except (KeyError, ModuleNotFoundError, AttributeError):
+        return None
+
+
+def supported_tiny_families() -> tuple[str, ...]:
+    return tuple(sorted(f for f in TINY_BUILDERS if _builder(f) is not None))
+
+
+def read_tiny_spec(out_dir: Path) -> TinySpec | None:
+    """The spec a folder was built with, or None when it holds no tiny checkpoint of ours."""
+    path = Path(out_dir) / PROVENANCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return TinySpec(family=str(data["family"]), seed=int(data["seed"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def make_tiny(family: str, out_dir: str | os.PathLike[str], *, seed: int = 0, overwrite: bool = False) -> Path:
+    """Write a tiny random checkpoint of `family` to `out_dir`, atomically (built aside, then renamed)."""
+    build = _builder(family)
+    if build is None:
+        raise TinyModelError(
+            f"unknown model family {family!r} for make-tiny; supported: {', '.join(supported_tiny_families())}"
+        )
+    target = Path(out_dir).expanduser().absolute()
+    occupied = any(target.iterdir()) if target.is_dir() else target.exists()
+    if occupied and not overwrite:
+        raise TinyModelError(f"output folder {str(target)!r} exists and is not empty; pass --overwrite")
+    parent = target.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a checkpoint folder is not
+    except OSError as exc:
+        raise TinyModelError(f"cannot write to {str(parent)!r}: {exc.strerror or exc}") from None
+    try:
+        build(staging, seed)
+        (staging / PROVENANCE_FILE).write_text(json.dumps(TinySpec(family, seed).to_json(), indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def ensure_tiny(family: str, out_dir: str | os.PathLike[str], *, seed: int = 0) -> tuple[Path, bool]:
+    """Reuse `out_dir` when it already holds this family and seed; otherwise build it. Returns (path, built)."""
+    target = Path(out_dir).expanduser().absolute()
+    if read_tiny_spec(target) == TinySpec(family, seed):
+        return target, False
+    return make_tiny(family, target, seed=seed, overwrite=True), True
