@@ -158,9 +158,10 @@ def latest_samples(output_path: Path) -> Any:
 
 
 CHANCE_NOTE = (
-    "Note: the demo model is a tiny MoE with random weights; it answers at or near chance, so these "
-    "accuracies, gaps and gains carry no scientific meaning. The point here is the pipeline: a real "
-    "checkpoint goes through exactly the same steps."
+    "Note: the demo model is a tiny MoE with random weights; it answers at or below chance (its random "
+    "output rarely even contains a well-formed answer), so these accuracies, gaps and gains carry no "
+    "scientific meaning. The point here is the pipeline: a real checkpoint goes through exactly the same "
+    "steps (rd-eval demo --pretrained DIR)."
 )
 
 

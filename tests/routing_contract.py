@@ -1,0 +1,123 @@
+"""Family-independent routing checks and helpers shared by the routing tests of every family.
+
+Inputs are built with the family's own processor and chat template; the helpers only assume lmms-eval's
+message format and a left-padded batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from rd_eval.routing.recording import BatchRouting
+from rd_eval.routing.session import routing_session
+from rd_eval.routing.sites import find_router_sites
+from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
+
+
+def drawn_image(seed: int, size: int = 64) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    for _ in range(4):
+        x0, y0 = (int(v) for v in rng.integers(0, size // 2, 2))
+        x1, y1 = x0 + int(rng.integers(8, size // 2)), y0 + int(rng.integers(8, size // 2))
+        draw.rectangle([x0, y0, x1, y1], fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    draw.text((4, size // 2), "42", fill=(0, 0, 0))
+    return image
+
+
+def encode(processor: Any, docs: list[tuple[str, Image.Image | None]]) -> Any:
+    """A left-padded batch; each doc is (text, image or None)."""
+    prompts, images = [], []
+    for text, image in docs:
+        content: list[dict[str, str]] = [{"type": "text", "text": text}]
+        if image is not None:
+            content.insert(0, {"type": "image"})
+            images.append(image)
+        messages = [{"role": "user", "content": content}]
+        prompts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    kwargs: dict[str, Any] = {"images": images} if images else {}
+    return processor(text=prompts, padding=True, padding_side="left", return_tensors="pt", **kwargs)
+
+
+def expert_set(by_layer: dict[int, tuple[int, ...]]) -> ExpertSet:
+    layers = tuple(LayerExperts(moe_index=i, experts=tuple(e)) for i, e in sorted(by_layer.items()))
+    return ExpertSet(model="tiny", kind="domain", layers=layers)
+
+
+def routers(model: nn.Module) -> list[nn.Module]:
+    modules = dict(model.named_modules())
+    return [modules[site.module_path] for site in find_router_sites(model)]
+
+
+def record_forward(model: nn.Module, inputs: Any, intervention: InterventionSpec | None = None,
+                   **kwargs: Any) -> tuple[Any, BatchRouting]:
+    with routing_session(model, record=True, intervention=intervention) as session, torch.inference_mode():
+        session.begin(inputs["input_ids"].shape[0])
+        outputs = model(**inputs, **kwargs)
+        routing = session.recorder.finish_batch()
+    return outputs, routing
+
+
+def record_generate(model: nn.Module, inputs: Any, intervention: InterventionSpec | None = None,
+                    **kwargs: Any) -> tuple[torch.Tensor, BatchRouting]:
+    with routing_session(model, record=True, intervention=intervention) as session, torch.inference_mode():
+        stop = [kwargs["eos_token_id"]] if "eos_token_id" in kwargs else None
+        session.begin(inputs["input_ids"].shape[0], stop_token_ids=stop)
+        ids = model.generate(**inputs, do_sample=False, **kwargs)
+        routing = session.recorder.finish_batch()
+    return ids, routing
+
+
+def hook_counts(model: nn.Module) -> list[tuple[int, int]]:
+    return [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in [model, *routers(model)]]
+
+
+SYNC_NAMES = frozenset({"item", "tolist", "__bool__", "cpu", "numpy", "nonzero", "__int__", "__float__"})
+
+
+class HostSyncViolation(AssertionError):
+    pass
+
+
+class HostSyncGuard(TorchFunctionMode):
+    """Records calls that synchronise with the host; raises for those made while `armed` (inside hooks).
+
+    transformers' own generate loop syncs (stopping criteria, rope indices), so the guard is armed only
+    between bracketing hooks registered around the session's hooks.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = 0
+        self.seen: list[tuple[str, bool]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in SYNC_NAMES:
+            self.seen.append((name, bool(self.armed)))
+            if self.armed:
+                raise HostSyncViolation(f"host-device sync {name!r} inside a routing hook")
+        return func(*args, **(kwargs or {}))
+
+
+def bracket_session_hooks(model: nn.Module, guard: HostSyncGuard) -> list[Any]:
+    """Arm the guard just before the session's hooks run and disarm it right after (call after install)."""
+
+    def arm(*_: Any) -> None:
+        guard.armed += 1
+
+    def disarm(*_: Any) -> None:
+        guard.armed -= 1
+
+    handles = [model.register_forward_pre_hook(arm, prepend=True), model.register_forward_pre_hook(disarm)]
+    for router in routers(model):
+        handles.append(router.register_forward_hook(arm, prepend=True))
+        handles.append(router.register_forward_hook(disarm))
+    return handles
