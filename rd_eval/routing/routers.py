@@ -37,9 +37,12 @@ class RouterMath:
         raise NotImplementedError
 
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
-                output: Any) -> Any:
+                output: Any, pin: torch.Tensor | None = None) -> Any:
         """The module's output recomputed from float32 logits: selection from `selection_logits`, routing
-        weights from `weight_logits` (the same tensor except in `selection_only` mode)."""
+        weights from `weight_logits` (the same tensor except in `selection_only` mode).
+
+        `pin` [N, E] (force / suppress modes): +1 marks experts that must be selected, -1 experts that must
+        not be, whatever the family's selection rule adds (correction biases, expert groups)."""
         raise NotImplementedError
 
 
@@ -61,10 +64,15 @@ class SoftmaxTopK(RouterMath):
         return output[2]
 
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
-                output: Any) -> Any:
+                output: Any, pin: torch.Tensor | None = None) -> Any:
         top_k = int(router.top_k)
         probs = F.softmax(selection_logits, dim=-1, dtype=torch.float)
-        top_values, top_indices = torch.topk(probs, top_k, dim=-1)
+        if pin is None:
+            top_values, top_indices = torch.topk(probs, top_k, dim=-1)
+        else:
+            # Probabilities lie in [0, 1]: shifting by 2 orders pinned experts first (or last), keeping order.
+            top_indices = torch.topk(probs + 2.0 * pin, top_k, dim=-1).indices
+            top_values = probs.gather(1, top_indices)
         if weight_logits is not selection_logits:
             top_values = F.softmax(weight_logits, dim=-1, dtype=torch.float).gather(1, top_indices)
         if getattr(router, "norm_topk_prob", True):

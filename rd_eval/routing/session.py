@@ -195,7 +195,11 @@ class RoutingSession:
             steered = steer_logits(logits, mode=spec.mode, strength=spec.strength, expert_mask=expert_mask,
                                    token_mask=token_mask, top_k=site.top_k)
             weight_source = logits if spec.mode == "selection_only" else steered
-            rerouted = math.reroute(router, steered, weight_source, output)
+            pin = None
+            if spec.mode in ("force", "suppress"):
+                pin = expert_mask.unsqueeze(0) if token_mask is None else token_mask.unsqueeze(1) * expert_mask
+                pin = pin if spec.mode == "force" else -pin
+            rerouted = math.reroute(router, steered, weight_source, output, pin)
             if self.recorder is not None:
                 self.recorder.add_layer(site.site_index, layout, math.probabilities(steered), math.selection(rerouted))
             return rerouted
