@@ -26,10 +26,11 @@ from routing_contract import (
 from torch import nn
 
 from rd_eval.routing.recording import GENERATED, PROMPT_IMAGE, PROMPT_TEXT, BatchRouting
+from rd_eval.routing.routers import SoftmaxTopK
 from rd_eval.routing.session import plan_intervention, routing_session
 from rd_eval.routing.sites import UnsupportedModelError, find_router_sites, image_token_ids
 from rd_eval.routing.spec import InterventionSpec, LayerBand
-from rd_eval.routing.steering import select_softmax_topk_renorm, steer_logits
+from rd_eval.routing.steering import steer_logits
 
 TOP_K = 4
 NUM_EXPERTS = 16
@@ -141,12 +142,13 @@ def test_lambda_zero_hook_math_reproduces_router(tiny_model: nn.Module, mode: st
     expert_mask[[0, 5, 9, 14]] = 1.0
     token_mask = (torch.rand(53, generator=generator) > 0.5).float()
     with torch.no_grad():
-        _, router_weights, router_selected = router(hidden)
+        output = router(hidden)
+        _, router_weights, router_selected = output
         logits = F.linear(hidden, router.weight)
         steered = steer_logits(logits.float(), mode=mode, strength=0.0, expert_mask=expert_mask,
                                token_mask=token_mask, top_k=TOP_K)
         weight_source = logits.float() if mode == "selection_only" else steered
-        weights, selected = select_softmax_topk_renorm(steered, weight_source, TOP_K)
+        _, weights, selected = SoftmaxTopK().reroute(router, steered, weight_source, output)
     assert torch.equal(steered, logits)
     assert torch.equal(selected, router_selected)
     assert torch.equal(weights, router_weights)

@@ -7,7 +7,6 @@ ops with no host-device synchronisation (no `.item()`, no tensor truth tests, no
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def logit_std(logits: torch.Tensor) -> torch.Tensor:
@@ -45,18 +44,3 @@ def steer_logits(
     if mode == "suppress":
         return logits - span * mask
     raise ValueError(f"unknown steering mode {mode!r}")
-
-
-def select_softmax_topk_renorm(
-    selection_logits: torch.Tensor, weight_logits: torch.Tensor, top_k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Qwen3-MoE-style routing: softmax (fp32), top-k, weights renormalised to sum 1.
-
-    Selection uses `selection_logits`; the weights are read from `weight_logits` at the selected experts
-    (the same tensor except for `selection_only`, where weights stay those of the unsteered router).
-    """
-    selection_probs = F.softmax(selection_logits, dim=-1, dtype=torch.float)
-    top_values, top_indices = torch.topk(selection_probs, top_k, dim=-1)
-    if weight_logits is not selection_logits:
-        top_values = F.softmax(weight_logits, dim=-1, dtype=torch.float).gather(1, top_indices)
-    return top_values / top_values.sum(dim=-1, keepdim=True), top_indices
