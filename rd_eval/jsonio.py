@@ -16,21 +16,11 @@ class JsonFileError(ValueError):
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write `obj` as indented JSON; a crash leaves either the old file or the new one, never half."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=False, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)

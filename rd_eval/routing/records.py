@@ -37,11 +37,7 @@ def form_of_task(task: str) -> str:
     return ""
 
 
-def document_record(identity: DocIdentity, routing: BatchRouting, row: int, *, model: str,
-                    intervention_hash: str, error: str | None = None) -> dict[str, Any]:
-    """JSON-ready record of row `row` of a batch (counts are integers; probability sums 6 digits)."""
-    counts = routing.counts[row]  # [L, 3, E]
-    prob_sums = routing.prob_sums[row]
+def _record_header(identity: DocIdentity, model: str, intervention_hash: str, error: str | None) -> dict[str, Any]:
     return {
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
@@ -51,6 +47,15 @@ def document_record(identity: DocIdentity, routing: BatchRouting, row: int, *, m
         "model": model,
         "intervention": intervention_hash,
         "error": error,
+    }
+
+
+def document_record(identity: DocIdentity, routing: BatchRouting, row: int, *, model: str,
+                    intervention_hash: str, error: str | None = None) -> dict[str, Any]:
+    """JSON-ready record of row `row` of a batch (counts are integers; probability sums 6 digits)."""
+    counts = routing.counts[row]  # [L, 3, E]
+    prob_sums = routing.prob_sums[row]
+    return _record_header(identity, model, intervention_hash, error) | {
         "tokens": {scope: int(routing.tokens[row, s]) for s, scope in enumerate(BASE_SCOPES)},
         "counts": {scope: np.rint(counts[:, s, :]).astype(np.int64).tolist() for s, scope in enumerate(BASE_SCOPES)},
         "prob_sums": {scope: np.round(prob_sums[:, s, :], 6).tolist() for s, scope in enumerate(BASE_SCOPES)},
@@ -58,18 +63,9 @@ def document_record(identity: DocIdentity, routing: BatchRouting, row: int, *, m
 
 
 def error_record(identity: DocIdentity, *, model: str, intervention_hash: str, error: str) -> dict[str, Any]:
-    return {
-        "format": RECORD_FORMAT,
-        "version": RECORD_VERSION,
-        "task": identity.task,
-        "doc_id": identity.doc_id,
-        "form": identity.form,
-        "model": model,
-        "intervention": intervention_hash,
-        "error": error,
-        "tokens": None,
-        "counts": None,
-        "prob_sums": None,
+    """A document that could not be run: its identity and the reason, no statistics."""
+    return _record_header(identity, model, intervention_hash, error) | {
+        "tokens": None, "counts": None, "prob_sums": None,
     }
 
 
