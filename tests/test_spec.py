@@ -403,3 +403,25 @@ def test_plan_random_control() -> None:
     (plan,) = plan_intervention(make_spec(experts=big, mode="random", band=LayerBand(fractions=None, layers=(2,))),
                                 sites())
     assert len(set(plan.experts)) == 10 and all(0 <= e < 16 for e in plan.experts)
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ({"fractions": [0.25, 0.75], "layers": [1]}, "invalid"),
+    ({"layers": "12"}, "layers '12' invalid"),
+    ({"fractions": ["a", 1]}, "not numbers"),
+    ({"fractions": [0.1]}, "invalid"),
+])
+def test_band_json_rejects_ambiguous_or_malformed_bands(data: dict, fragment: str) -> None:
+    with pytest.raises(SpecError, match=fragment):
+        LayerBand.from_json(data)
+
+
+def test_integer_band_fractions_hash_like_floats() -> None:
+    expected = {"fractions": [0.0, 1.0]}
+    assert LayerBand(fractions=(0, 1)).to_json() == LayerBand(fractions=(0.0, 1.0)).to_json() == expected
+
+
+def test_expert_set_json_rejects_unknown_keys() -> None:
+    data = ExpertSet(model="m", kind="domain", layers=(LayerExperts(0, (1,)),)).to_json() | {"expertz": []}
+    with pytest.raises(SpecError, match="unknown keys \\['expertz'\\]"):
+        ExpertSet.from_json(data)

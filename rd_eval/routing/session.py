@@ -40,6 +40,12 @@ def plan_intervention(spec: InterventionSpec, sites: list[RouterSite]) -> tuple[
     outside = sorted({moe for moe, _ in by_key if moe >= num_layers})
     if outside:
         raise SpecError(f"expert set names MoE layers {outside}; this model has MoE layers 0..{num_layers - 1}")
+    sizes = {(site.moe_index, site.group): site.num_experts for site in sites}
+    for (moe, group), experts in sorted(by_key.items()):
+        size = sizes.get((moe, group))
+        bad = [e for e in experts if size is not None and e >= size]
+        if bad:  # also outside the band: an expert set made for another model is an error, not a silent no-op
+            raise SpecError(f"layer {moe}: expert ids {bad} out of range; this model has experts 0..{size - 1}")
     groups = {site.group for site in sites}
     unknown = sorted({group for _, group in by_key if group not in groups})
     if unknown:

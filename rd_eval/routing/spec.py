@@ -42,6 +42,7 @@ class LayerBand:
             lo, hi = self.fractions
             if not (0.0 <= lo < hi <= 1.0):
                 raise SpecError(f"band fractions {list(self.fractions)} invalid; need 0 <= lo < hi <= 1")
+            object.__setattr__(self, "fractions", (float(lo), float(hi)))  # canonical, so hashes agree
         if self.layers is not None:
             if not self.layers or any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
                 raise SpecError(f"band layers {list(self.layers)} invalid; need distinct MoE-layer indices >= 0")
@@ -80,14 +81,19 @@ class LayerBand:
 
     @classmethod
     def from_json(cls, data: Any) -> LayerBand:
-        if not isinstance(data, Mapping) or set(data) - {"fractions", "layers"}:
-            raise SpecError(f"band {data!r} invalid; use {{'fractions': [lo, hi]}} or {{'layers': [i, ...]}}")
-        if "fractions" in data:
-            fr = data["fractions"]
-            if not isinstance(fr, Sequence) or len(fr) != 2:
-                raise SpecError(f"band fractions {fr!r} invalid; need [lo, hi]")
-            return cls(fractions=(float(fr[0]), float(fr[1])))
-        return cls(fractions=None, layers=tuple(int(i) for i in data.get("layers", ())))
+        usage = "use {'fractions': [lo, hi]} or {'layers': [i, ...]}"
+        if not isinstance(data, Mapping) or len(data) != 1 or set(data) - {"fractions", "layers"}:
+            raise SpecError(f"band {data!r} invalid; {usage}")
+        key, value = next(iter(data.items()))
+        not_a_list = isinstance(value, (str, bytes)) or not isinstance(value, Sequence)
+        if not_a_list or (key == "fractions" and len(value) != 2):
+            raise SpecError(f"band {key} {value!r} invalid; {usage}")
+        try:
+            if key == "fractions":
+                return cls(fractions=(float(value[0]), float(value[1])))
+            return cls(fractions=None, layers=tuple(int(i) for i in value))
+        except (TypeError, ValueError):
+            raise SpecError(f"band {key} {value!r} invalid: not numbers; {usage}") from None
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,10 @@ class ExpertSet:
     @classmethod
     def from_json(cls, data: Any, *, source: str = "expert set") -> ExpertSet:
         _check_format(data, EXPERT_SET_FORMAT, source)
+        known = {"format", "version", "model", "kind", "method", "layers"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"{source}: unknown keys {unknown}; valid keys: {sorted(known)}")
         try:
             layers = tuple(
                 LayerExperts(
