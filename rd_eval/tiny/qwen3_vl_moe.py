@@ -4,79 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rd_eval.tiny.common import QWEN_SPECIAL_TOKENS, QWEN_VL_CHAT_TEMPLATE, train_qwen_tokenizer
+from rd_eval.tiny.qwen_vl import build_qwen_vl
 
 
 def build(out_dir: Path, seed: int) -> None:
-    import torch
-    from transformers import (
-        Qwen2VLImageProcessor,
-        Qwen3VLMoeConfig,
-        Qwen3VLMoeForConditionalGeneration,
-        Qwen3VLProcessor,
-        Qwen3VLVideoProcessor,
-    )
+    from transformers import Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
 
-    tokenizer = train_qwen_tokenizer()
-    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in QWEN_SPECIAL_TOKENS}
-    head_dim = 16
-    config = Qwen3VLMoeConfig(
-        text_config={
-            "vocab_size": len(tokenizer),  # every id decodes to text
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "moe_intermediate_size": 32,
-            "num_hidden_layers": 8,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "head_dim": head_dim,
-            "num_experts": 16,
-            "num_experts_per_tok": 4,
-            "decoder_sparse_step": 1,
-            "max_position_embeddings": 4096,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [4, 2, 2],  # sums to head_dim / 2
-                "mrope_interleaved": True,
-            },
-            "tie_word_embeddings": False,
-            "pad_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-        },
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 4,
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "out_hidden_size": 64,
-            "num_position_embeddings": 256,
-            "deepstack_visual_indexes": [0, 1],
-        },
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-    )
-    torch.manual_seed(seed)
-    model = Qwen3VLMoeForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.do_sample = False
-    model.save_pretrained(out_dir)
-
-    # Real Qwen3-VL sizes: 16 px patches merged 2x2 into one token; pixel bounds kept small for a CPU.
-    size = {"shortest_edge": 64 * 32 * 32, "longest_edge": 256 * 32 * 32}
-    image_processor = Qwen2VLImageProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=size)
-    video_processor = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2, size=size)
-    processor = Qwen3VLProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        video_processor=video_processor,
-        chat_template=QWEN_VL_CHAT_TEMPLATE,
-    )
-    processor.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    build_qwen_vl(out_dir, seed, config_class=Qwen3VLMoeConfig, model_class=Qwen3VLMoeForConditionalGeneration,
+                  text_overrides={"decoder_sparse_step": 1})

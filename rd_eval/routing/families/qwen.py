@@ -12,4 +12,9 @@ FAMILIES: dict[str, FamilyRouting] = {
         router_classes=("Qwen3VLMoeTextTopKRouter",),
         math=SoftmaxTopK(),
     ),
+    "qwen3_5_moe": FamilyRouting(
+        family="qwen3_5_moe",
+        router_classes=("Qwen3_5MoeTopKRouter",),  # the sigmoid-gated shared expert is not routed
+        math=SoftmaxTopK(),
+    ),
 }
