@@ -56,6 +56,8 @@ def _three_tuple_weights(output: Any) -> torch.Tensor:
 CASES = {
     "qwen3_5_moe": FamilyCase("qwen3_5_moe", "rd-tiny-qwen3_5_moe-A1B", "Qwen3_5MoeForConditionalGeneration",
                               _three_tuple_selected, _three_tuple_weights, lambda router: 1.0),
+    "internvl_moe": FamilyCase("internvl_moe", "rd-tiny-internvl_moe-A1B", "InternVLForConditionalGeneration",
+                               _three_tuple_selected, _three_tuple_weights, lambda router: 1.0),
 }
 
 

@@ -42,8 +42,12 @@ TOKENIZER_CORPUS = (
 )
 
 
-def train_qwen_tokenizer(corpus: Iterable[str] = TOKENIZER_CORPUS, vocab_size: int = 512):
-    """A byte-level BPE tokenizer with Qwen2's pre-tokenisation, trained locally on `corpus`."""
+def train_qwen_tokenizer(corpus: Iterable[str] = TOKENIZER_CORPUS, vocab_size: int = 512,
+                         named_tokens: dict[str, str] | None = None):
+    """A byte-level BPE tokenizer with Qwen2's pre-tokenisation, trained locally on `corpus`.
+
+    `named_tokens` adds model-specific special tokens that processors look up by attribute
+    (e.g. InternVL's `context_image_token`); they get ids after Qwen's special tokens."""
     from tokenizers import trainers
     from transformers import Qwen2Tokenizer
 
@@ -58,8 +62,9 @@ def train_qwen_tokenizer(corpus: Iterable[str] = TOKENIZER_CORPUS, vocab_size: i
     backend.train_from_iterator(list(corpus), trainer=trainer)
     model_state = json.loads(backend.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_state["merges"]]
-    tokenizer = Qwen2Tokenizer(vocab=model_state["vocab"], merges=merges)
-    tokenizer.add_special_tokens({"additional_special_tokens": list(QWEN_SPECIAL_TOKENS[1:])})
+    tokenizer = Qwen2Tokenizer(vocab=model_state["vocab"], merges=merges, extra_special_tokens=named_tokens)
+    extra = list(QWEN_SPECIAL_TOKENS[1:]) + list((named_tokens or {}).values())
+    tokenizer.add_special_tokens({"additional_special_tokens": extra})
     tokenizer.chat_template = QWEN_VL_CHAT_TEMPLATE
     return tokenizer
 

@@ -1,5 +1,4 @@
-"""Qwen-style softmax top-k routers: Qwen3-VL-MoE (and, as they are added, Qwen3.5-MoE and InternVL3.5
-with a Qwen3-MoE language model)."""
+"""Qwen-style softmax top-k routers: Qwen3-VL-MoE, Qwen3.5-MoE, and InternVL3.5 with a Qwen3-MoE language model."""
 
 from __future__ import annotations
 
@@ -16,5 +15,12 @@ FAMILIES: dict[str, FamilyRouting] = {
         family="qwen3_5_moe",
         router_classes=("Qwen3_5MoeTopKRouter",),  # the sigmoid-gated shared expert is not routed
         math=SoftmaxTopK(),
+    ),
+    "internvl": FamilyRouting(
+        family="internvl_moe",
+        router_classes=("Qwen3MoeTopKRouter",),  # renormalises only when norm_topk_prob (SoftmaxTopK reads it)
+        math=SoftmaxTopK(),
+        image_token_attrs=("image_token_id",),
+        text_model_types=("qwen3_moe",),
     ),
 }
