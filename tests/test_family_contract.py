@@ -58,6 +58,10 @@ CASES = {
                               _three_tuple_selected, _three_tuple_weights, lambda router: 1.0),
     "internvl_moe": FamilyCase("internvl_moe", "rd-tiny-internvl_moe-A1B", "InternVLForConditionalGeneration",
                                _three_tuple_selected, _three_tuple_weights, lambda router: 1.0),
+    "glm4v_moe": FamilyCase("glm4v_moe", "rd-tiny-glm4v_moe-A1B", "Glm4vMoeForConditionalGeneration",
+                            _three_tuple_selected, _three_tuple_weights, lambda router: router.routed_scaling_factor),
+    "deepseek_v3": FamilyCase("deepseek_v3", "rd-tiny-deepseek_v3", "DeepseekV3ForCausalLM", _three_tuple_selected,
+                              _three_tuple_weights, lambda router: router.routed_scaling_factor, with_image=False),
 }
 
 

@@ -1,0 +1,56 @@
+"""Aria routing: top-k on the raw router logits, weights = softmax over the k selected logits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rd_eval.routing.families import FamilyRouting
+from rd_eval.routing.routers import RouterMath
+
+
+class LogitTopKSoftmax(RouterMath):
+    """`AriaTextTopKRouter`: top-k of the raw logits, routing weights = softmax over the k selected logits
+    (the same as renormalising a softmax over all experts), computed in the router's dtype.
+    Output: (router_logits [N, E], top_k_weights [N, k], top_k_index [N, k]). Shared experts are not routed."""
+
+    name = "logit_topk_softmax"
+
+    def logits(self, router: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        # The router's own op on the same dtype, so the unsteered recomputation is bit-exact.
+        return F.linear(hidden, router.weight).float()
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return F.softmax(logits, dim=-1, dtype=torch.float)
+
+    def selection(self, output: Any) -> torch.Tensor:
+        return output[2]
+
+    def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
+                output: Any, pin: torch.Tensor | None = None) -> Any:
+        logits_dtype = output[0].dtype
+        top_k = int(router.top_k)
+        # Rank in the router's dtype (what its topk sees), so lambda = 0 reproduces its selection exactly.
+        ranked = selection_logits.to(logits_dtype).float()
+        if pin is None:
+            indices = torch.topk(ranked, top_k, dim=-1).indices
+        else:
+            # Unbounded logits: a shift by the row's span (+1) puts pinned experts above (or below) all others.
+            span = ranked.amax(dim=-1, keepdim=True) - ranked.amin(dim=-1, keepdim=True) + 1.0
+            indices = torch.topk(ranked + span * pin, top_k, dim=-1).indices
+        top_logits = weight_logits.to(logits_dtype).gather(1, indices)
+        weights = F.softmax(top_logits, dim=-1).to(output[1].dtype)
+        return selection_logits.to(logits_dtype), weights, indices.to(output[2].dtype)
+
+
+FAMILIES: dict[str, FamilyRouting] = {
+    "aria": FamilyRouting(
+        family="aria",
+        router_classes=("AriaTextTopKRouter",),
+        math=LogitTopKSoftmax(),
+        image_token_attrs=("image_token_id",),
+    ),
+}
