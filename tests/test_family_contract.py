@@ -179,7 +179,8 @@ def test_recorded_counts_match_the_routers_own_selection(case: FamilyCase, model
 @pytest.mark.parametrize("mode", ["force", "suppress"])
 def test_force_and_suppress_within_the_band_only(case: FamilyCase, model: nn.Module, batch: Any, mode: str) -> None:
     layers = band(model)
-    chosen = (0, 1)
+    site = find_router_sites(model)[0]
+    chosen = (0, site.num_experts - 1)[: site.top_k]  # first and last: different expert groups where there are any
     spec = InterventionSpec(experts=expert_set({layer: chosen for layer in layers}), mode=mode)
     _, plain = record_forward(model, batch)
     with capture_outputs(model) as captured:

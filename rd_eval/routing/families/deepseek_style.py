@@ -19,8 +19,10 @@ from rd_eval.routing.families import FamilyRouting
 from rd_eval.routing.routers import RouterMath
 
 
-def group_limited_topk(choice: torch.Tensor, *, n_group: int, topk_group: int, top_k: int) -> torch.Tensor:
-    """Expert ids [N, k]: top-k of `choice` among the experts of the `topk_group` best groups.
+def group_limited_topk(choice: torch.Tensor, *, n_group: int, topk_group: int, top_k: int,
+                       forced: torch.Tensor | None = None) -> torch.Tensor:
+    """Expert ids [N, k]: top-k of `choice` among the experts of the `topk_group` best groups, plus the
+    groups of any `forced` [N, E] expert (a forced expert must be selectable wherever it sits).
 
     The op sequence follows transformers' DeepseekV3TopkRouter exactly (unsorted top-k included), so that
     unsteered re-selection is bit-identical to the router's own."""
@@ -29,6 +31,9 @@ def group_limited_topk(choice: torch.Tensor, *, n_group: int, topk_group: int, t
     group_idx = torch.topk(group_scores, k=topk_group, dim=-1, sorted=False)[1]
     group_mask = torch.zeros_like(group_scores)
     group_mask.scatter_(1, group_idx, 1)
+    if forced is not None:
+        forced_groups = forced.view(num_tokens, n_group, num_experts // n_group).amax(dim=-1)
+        group_mask = torch.maximum(group_mask, forced_groups.to(group_mask.dtype))
     score_mask = group_mask.unsqueeze(-1).expand(-1, n_group, num_experts // n_group).reshape(-1, num_experts)
     masked = choice.masked_fill(~score_mask.bool(), float("-inf"))
     return torch.topk(masked, k=top_k, dim=-1, sorted=False)[1]
@@ -39,12 +44,14 @@ def sigmoid_bias_route(router: nn.Module, selection_logits: torch.Tensor, weight
     """(topk_indices, topk_weights) of the DeepSeek-V3 rule on float32 logits."""
     scores = selection_logits.sigmoid()
     choice = scores + router.e_score_correction_bias
+    forced = None
     if pin is not None:
+        forced = (pin > 0).expand_as(choice)
         # Beyond any score + bias: pinned experts (and hence their groups) win, pinned-out ones lose.
         choice = choice + pin * (choice.abs().amax(dim=-1, keepdim=True) * 2.0 + 2.0)
     n_group = getattr(router, "num_group", None) or router.n_group  # native name, then the remote code's
     indices = group_limited_topk(choice, n_group=int(n_group), topk_group=int(router.topk_group),
-                                 top_k=int(router.top_k))
+                                 top_k=int(router.top_k), forced=forced)
     weight_scores = scores if weight_logits is selection_logits else weight_logits.sigmoid()
     weights = weight_scores.gather(1, indices)
     if renormalise:
