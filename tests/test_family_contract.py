@@ -31,7 +31,7 @@ from torch import nn
 
 from rd_eval.routing.recording import GENERATED, PROMPT_IMAGE, PROMPT_TEXT
 from rd_eval.routing.sites import find_router_sites, image_token_ids, model_family
-from rd_eval.routing.spec import InterventionSpec, LayerBand
+from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, LayerExperts
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,7 @@ class FamilyCase:
     weights: Callable[[Any], torch.Tensor]  # the routing weights [N, k] the experts receive
     weights_sum: Callable[[nn.Module], float] | None  # what they sum to per token; None when not normalised
     with_image: bool = True
+    group: str = ""  # expert group the interventions address (modality-isolated families)
 
 
 def _three_tuple_selected(output: Any) -> torch.Tensor:
@@ -62,7 +63,15 @@ CASES = {
                             _three_tuple_selected, _three_tuple_weights, lambda router: router.routed_scaling_factor),
     "deepseek_v3": FamilyCase("deepseek_v3", "rd-tiny-deepseek_v3", "DeepseekV3ForCausalLM", _three_tuple_selected,
                               _three_tuple_weights, lambda router: router.routed_scaling_factor, with_image=False),
+    "ernie4_5_vl_moe": FamilyCase("ernie4_5_vl_moe", "rd-tiny-ernie4_5_vl_moe-A1B",
+                                  "Ernie4_5_VLMoeForConditionalGeneration", _three_tuple_selected,
+                                  _three_tuple_weights, lambda router: 1.0, group="text"),
 }
+
+
+def experts_on(case: FamilyCase, by_layer: dict[int, tuple[int, ...]]) -> ExpertSet:
+    return ExpertSet(model="tiny", kind="domain",
+                     layers=tuple(LayerExperts(i, tuple(e), group=case.group) for i, e in sorted(by_layer.items())))
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
@@ -127,12 +136,12 @@ def capture_outputs(model: nn.Module) -> Iterator[dict[int, Any]]:
 
 
 # -- 1. no-ops are bit-identical -----------------------------------------------------------------------
-def test_noop_hooks_are_bit_identical(model: nn.Module, batch: Any) -> None:
+def test_noop_hooks_are_bit_identical(case: FamilyCase, model: nn.Module, batch: Any) -> None:
     with torch.inference_mode():
         plain_logits = model(**batch).logits
         plain_ids = model.generate(**batch, max_new_tokens=4, do_sample=False)
     all_band = {layer: (0, 1, 2) for layer in band(model)}
-    for spec in (None, InterventionSpec(experts=expert_set(all_band), strength=0.0),
+    for spec in (None, InterventionSpec(experts=experts_on(case, all_band), strength=0.0),
                  InterventionSpec(experts=expert_set({}), mode="force")):
         outputs, _ = record_forward(model, batch, spec)
         assert torch.equal(outputs.logits, plain_logits), spec
@@ -164,13 +173,19 @@ def test_recorded_counts_match_the_routers_own_selection(case: FamilyCase, model
     image = np.isin(input_ids.reshape(-1).numpy(), image_token_ids(model))
     assert image.any() == case.with_image
     num_experts = routing.counts.shape[-1]
-    for site, selection in reference_selection.items():
+    sites = find_router_sites(model)
+    # A modality-isolated router sees only its modality's tokens, in order.
+    positions = {"": np.arange(rows * length), "text": np.flatnonzero(~image), "vision": np.flatnonzero(image)}
+    assert set(reference_selection) == {s.site_index for s in sites}
+    for site_index, selection in reference_selection.items():
+        where = positions[sites[site_index].group]
+        assert len(where) == selection.shape[0]
         expected = np.zeros((rows, 3, num_experts))
-        for token, experts in enumerate(selection.numpy()):
+        for token, experts in zip(where, selection.numpy(), strict=True):
             scope = PROMPT_IMAGE if image[token] else PROMPT_TEXT
             for expert in experts:
                 expected[token // length, scope, expert] += weight[token]
-        np.testing.assert_array_equal(routing.counts[:, site], expected)
+        np.testing.assert_array_equal(routing.counts[:, site_index], expected)
     assert routing.tokens[:, GENERATED].sum() == 0
     assert routing.tokens[:, PROMPT_TEXT].sum() + routing.tokens[:, PROMPT_IMAGE].sum() == weight.sum()
 
@@ -181,15 +196,17 @@ def test_force_and_suppress_within_the_band_only(case: FamilyCase, model: nn.Mod
     layers = band(model)
     site = find_router_sites(model)[0]
     chosen = (0, site.num_experts - 1)[: site.top_k]  # first and last: different expert groups where there are any
-    spec = InterventionSpec(experts=expert_set({layer: chosen for layer in layers}), mode=mode)
+    spec = InterventionSpec(experts=experts_on(case, {layer: chosen for layer in layers}), mode=mode)
     _, plain = record_forward(model, batch)
     with capture_outputs(model) as captured:
         _, steered = record_forward(model, batch, spec)
     sites = find_router_sites(model)
-    tokens = steered.tokens[:, :2].sum()
+    # Tokens the steered routers see: all of them, or only the text tokens for a text expert group.
+    scopes = [PROMPT_TEXT] if case.group == "text" else [PROMPT_TEXT, PROMPT_IMAGE]
+    tokens = steered.tokens[:, scopes].sum()
     for site in sites:
-        counts = steered.counts[:, site.site_index, :2][..., list(chosen)].sum(axis=(0, 1))
-        if site.moe_index in layers:
+        counts = steered.counts[:, site.site_index][:, scopes][..., list(chosen)].sum(axis=(0, 1))
+        if site.moe_index in layers and site.group == case.group:
             assert (counts == tokens).all() if mode == "force" else (counts == 0).all(), site
         elif site.moe_index < layers[0]:
             np.testing.assert_array_equal(steered.counts[:, site.site_index], plain.counts[:, site.site_index])
@@ -212,9 +229,9 @@ def test_counts_alone_equal_counts_in_a_padded_batch(case: FamilyCase, model: nn
 
 
 # -- 5. hook hygiene, 6. no host syncs -------------------------------------------------------------------
-def test_hooks_are_removed_also_after_an_exception(model: nn.Module, batch: Any) -> None:
+def test_hooks_are_removed_also_after_an_exception(case: FamilyCase, model: nn.Module, batch: Any) -> None:
     before = hook_counts(model)
-    spec = InterventionSpec(experts=expert_set({layer: (1,) for layer in band(model)}), mode="soft")
+    spec = InterventionSpec(experts=experts_on(case, {layer: (1,) for layer in band(model)}), mode="soft")
     with pytest.raises(RuntimeError, match="boom"), routing_guarded(model, spec) as session:
         session.begin(2)
         raise RuntimeError("boom")
@@ -229,8 +246,8 @@ def routing_guarded(model: nn.Module, spec: InterventionSpec) -> Iterator[Any]:
         yield session
 
 
-def test_no_host_sync_inside_the_hooks(model: nn.Module, batch: Any) -> None:
-    spec = InterventionSpec(experts=expert_set({layer: (1, 2) for layer in band(model)}), strength=1.5)
+def test_no_host_sync_inside_the_hooks(case: FamilyCase, model: nn.Module, batch: Any) -> None:
+    spec = InterventionSpec(experts=experts_on(case, {layer: (1, 2) for layer in band(model)}), strength=1.5)
     guard = HostSyncGuard()
     with routing_guarded(model, spec) as session:
         handles = bracket_session_hooks(model, guard)
