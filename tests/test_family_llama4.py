@@ -196,14 +196,14 @@ def test_lambda_zero_reroute_reproduces_router(model: nn.Module, mode: str, top_
                                top_k=top_k)
         weight_source = logits if mode == "selection_only" else steered
         rerouted = math.reroute(router, steered, weight_source, output)
-        selected = math.selection(output)
+        selected = math.selection(output, router)
     assert len(rerouted) == len(output) == 2
     for mine, theirs in zip(rerouted, output, strict=True):
         assert mine.dtype == theirs.dtype
         assert torch.equal(mine, theirs)
     # selection() recovers exactly the router's own top-k of its logits.
     assert torch.equal(selected.sort(dim=-1).values, output[1].topk(top_k, dim=-1).indices.sort(dim=-1).values)
-    assert torch.equal(math.selection(rerouted).sort(dim=-1).values, selected.sort(dim=-1).values)
+    assert torch.equal(math.selection(rerouted, router).sort(dim=-1).values, selected.sort(dim=-1).values)
 
 
 def test_reroute_pins_force_and_suppress(model: nn.Module) -> None:
@@ -216,14 +216,14 @@ def test_reroute_pins_force_and_suppress(model: nn.Module) -> None:
     pin = torch.zeros(NUM_EXPERTS)
     pin[[2, 6, 7]] = 1.0
     forced = math.reroute(router, logits, logits, output, pin.unsqueeze(0))
-    chosen = math.selection(forced)
+    chosen = math.selection(forced, router)
     assert torch.isin(chosen, torch.tensor([2, 6, 7])).all()
     # Among the pinned experts the higher logits win (order inside the set is kept).
     expected = logits[:, [2, 6, 7]].topk(2, dim=-1).indices
     assert torch.equal(chosen.sort(dim=-1).values, torch.tensor([2, 6, 7])[expected].sort(dim=-1).values)
     assert_sigmoid_gate_rule(forced[0], forced[1], 2)
     suppressed = math.reroute(router, logits, logits, output, -pin.unsqueeze(0))
-    assert not torch.isin(math.selection(suppressed), torch.tensor([2, 6, 7])).any()
+    assert not torch.isin(math.selection(suppressed, router), torch.tensor([2, 6, 7])).any()
     assert_sigmoid_gate_rule(suppressed[0], suppressed[1], 2)
 
 

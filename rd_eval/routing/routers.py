@@ -32,7 +32,7 @@ class RouterMath:
         """The router's per-expert probabilities [N, E] (what DESIGN §3.3's P averages)."""
         raise NotImplementedError
 
-    def selection(self, output: Any) -> torch.Tensor:
+    def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
         """The expert ids [N, k] the module selected, read from its own output."""
         raise NotImplementedError
 
@@ -60,7 +60,7 @@ class SoftmaxTopK(RouterMath):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return F.softmax(logits, dim=-1, dtype=torch.float)
 
-    def selection(self, output: Any) -> torch.Tensor:
+    def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
         return output[2]
 
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,

@@ -195,7 +195,8 @@ class RoutingSession:
             logits = math.logits(router, hidden)
             if expert_mask is None:
                 if self.recorder is not None:
-                    self.recorder.add_layer(site.site_index, layout, math.probabilities(logits), math.selection(output))
+                    self.recorder.add_layer(site.site_index, layout, math.probabilities(logits),
+                                            math.selection(output, router))
                 return output
             token_mask = layout.scope_mask(spec.token_scope)
             steered = steer_logits(logits, mode=spec.mode, strength=spec.strength, expert_mask=expert_mask,
@@ -207,7 +208,8 @@ class RoutingSession:
                 pin = pin if spec.mode == "force" else -pin
             rerouted = math.reroute(router, steered, weight_source, output, pin)
             if self.recorder is not None:
-                self.recorder.add_layer(site.site_index, layout, math.probabilities(steered), math.selection(rerouted))
+                self.recorder.add_layer(site.site_index, layout, math.probabilities(steered),
+                                        math.selection(rerouted, router))
             return rerouted
 
         return hook

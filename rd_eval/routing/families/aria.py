@@ -26,7 +26,7 @@ class LogitTopKSoftmax(RouterMath):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return F.softmax(logits, dim=-1, dtype=torch.float)
 
-    def selection(self, output: Any) -> torch.Tensor:
+    def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
         return output[2]
 
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,

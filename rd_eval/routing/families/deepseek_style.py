@@ -71,7 +71,7 @@ class SigmoidGroupBiasTopK(RouterMath):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.sigmoid()
 
-    def selection(self, output: Any) -> torch.Tensor:
+    def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
         return output[2]
 
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
@@ -90,7 +90,7 @@ class RemoteMoEGate(SigmoidGroupBiasTopK):
     def sizes(self, router: nn.Module) -> tuple[int, int]:
         return int(router.n_routed_experts), int(router.top_k)
 
-    def selection(self, output: Any) -> torch.Tensor:
+    def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
         return output[0]
 
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,

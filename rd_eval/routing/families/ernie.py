@@ -30,7 +30,7 @@ class SoftmaxBiasSelectTopK(RouterMath):
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return F.softmax(logits, dim=1, dtype=torch.float)
 
-    def selection(self, output: Any) -> torch.Tensor:
+    def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
         return output[2]
 
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
@@ -40,7 +40,9 @@ class SoftmaxBiasSelectTopK(RouterMath):
         if pin is not None:
             choice = choice + pin * (choice.abs().amax(dim=-1, keepdim=True) * 2.0 + 2.0)
         _, selected = torch.topk(choice, int(router.top_k), dim=-1)
-        weight_probs = probs if weight_logits is selection_logits else F.softmax(weight_logits, dim=1, dtype=torch.float)
+        weight_probs = probs
+        if weight_logits is not selection_logits:
+            weight_probs = F.softmax(weight_logits, dim=1, dtype=torch.float)
         weights = torch.gather(weight_probs, dim=-1, index=selected)
         weights = weights / torch.clamp(weights.sum(dim=-1, keepdim=True), min=router.norm_min)
         return selection_logits.to(output[0].dtype), weights.to(output[1].dtype), selected

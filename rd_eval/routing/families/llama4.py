@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import torch
@@ -30,17 +29,10 @@ class SigmoidTopKScores(RouterMath):
 
     name = "sigmoid_topk_scores"
 
-    def __init__(self) -> None:
-        # The output holds no k (scores are [N, E]); the hook calls `logits(router, ...)` right before
-        # `selection(output)`, so the router's k is kept here for that call (per thread: hooks may run in
-        # several threads, one model each).
-        self._current = threading.local()
-
     def sizes(self, router: nn.Module) -> tuple[int, int]:
         return int(router.num_experts), int(router.top_k)
 
     def logits(self, router: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        self._current.top_k = int(router.top_k)
         # nn.Linear's own op on the same dtype, so the unsteered recomputation is bit-exact.
         return F.linear(hidden, router.weight, router.bias).float()
 
@@ -48,20 +40,16 @@ class SigmoidTopKScores(RouterMath):
         # The per-expert gate the router would give each expert if selected.
         return torch.sigmoid(logits)
 
-    def selection(self, output: Any) -> torch.Tensor:
-        top_k = getattr(self._current, "top_k", None)
-        if top_k is None:
-            raise RuntimeError("Llama 4 selection needs the router's top_k: call logits(router, hidden) first")
+    def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
         # Selected experts score sigmoid(z) > 0, unselected exactly sigmoid(-inf) = 0, so the k largest scores
         # are the selection whatever the logits (a rerouted output's logits need not rank its pinned experts
         # first). A selected logit below about -88 would underflow to 0 and tie; real routers never get there.
-        return torch.topk(output[0], top_k, dim=-1).indices
+        return torch.topk(output[0], int(router.top_k), dim=-1).indices
 
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
                 output: Any, pin: torch.Tensor | None = None) -> Any:
         scores_dtype, logits_dtype = output[0].dtype, output[1].dtype
         top_k = int(router.top_k)
-        self._current.top_k = top_k
         # Rank and gate in the router's own dtype (as it does), so lambda = 0 reproduces its output exactly.
         ranked = selection_logits.to(logits_dtype).float()
         indices = pinned_topk(ranked, top_k, pin)
