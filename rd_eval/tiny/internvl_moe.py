@@ -57,6 +57,8 @@ def build(out_dir: Path, seed: int) -> None:
         image_token_id=ids["<IMG_CONTEXT>"],
         image_seq_length=image_seq_length,
         downsample_ratio=downsample,
+        # InternVLConfig defaults to tying, which would silently tie the language model's untied head on load.
+        tie_word_embeddings=False,
     )
     torch.manual_seed(seed)
     model = InternVLForConditionalGeneration(config).eval()
@@ -66,7 +68,8 @@ def build(out_dir: Path, seed: int) -> None:
     model.save_pretrained(out_dir)
     size = {"height": image_size, "width": image_size}
     processor = InternVLProcessor(
-        image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=False),
+        # InternVLProcessor always tiles (crop_to_patches): at most 4 tiles + a thumbnail keeps images small.
+        image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=True, min_patches=1, max_patches=4),
         tokenizer=tokenizer,
         video_processor=InternVLVideoProcessor(size=size),
         image_seq_length=image_seq_length,
