@@ -10,4 +10,8 @@ MANIFESTS = [
         model_id="rd_qwen3_vl_moe",
         simple_class_path="rd_eval_adapters.qwen3_vl_moe.RDQwen3VLMoe",
     ),
+    ModelManifest(
+        model_id="rd_qwen3_5_moe",
+        simple_class_path="rd_eval_adapters.qwen3_vl_moe.RDQwen3_5Moe",
+    ),
 ]

@@ -1,4 +1,5 @@
-"""rd_qwen3_vl_moe: lmms-eval's own Qwen3-VL class plus rd-eval routing records and the intervention."""
+"""rd_qwen3_vl_moe and rd_qwen3_5_moe: lmms-eval's own Qwen3-VL / Qwen3.5 classes plus rd-eval routing
+records and the intervention (lmms-eval's Qwen3_5 subclasses its Qwen3_VL, so one adapter serves both)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lmms_eval.models.simple.qwen3_5 import Qwen3_5
 from lmms_eval.models.simple.qwen3_vl import Qwen3_VL
 from rd_eval_adapters.routing_adapter import Request, RoutingAdapterMixin, default_device
 
@@ -15,18 +17,18 @@ from rd_eval.routing.settings import pop_routing_settings
 _MOE_NAME = re.compile(r"A\d+B")
 
 
-class RDQwen3VLMoe(RoutingAdapterMixin, Qwen3_VL):
-    rd_model_id = "rd_qwen3_vl_moe"
+class _QwenVLRouting(RoutingAdapterMixin):
+    """Shared set-up: validate the checkpoint name, default the device, then let lmms-eval's class load."""
 
-    def __init__(self, pretrained: str = "Qwen/Qwen3-VL-30B-A3B-Instruct", device: str | None = None,
-                 device_map: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, pretrained: str, device: str | None = None, device_map: str | None = None,
+                 **kwargs: Any) -> None:
         settings = pop_routing_settings(kwargs)
         local = Path(pretrained).expanduser()
         if (local.is_absolute() or pretrained.startswith(".")) and not local.is_dir():
             raise ValueError(f"pretrained={pretrained!r}: no such checkpoint folder")
         if not _MOE_NAME.search(pretrained):
             raise ValueError(
-                f"pretrained={pretrained!r}: lmms-eval's qwen3_vl class picks the MoE model class only when the "
+                f"pretrained={pretrained!r}: lmms-eval's Qwen classes pick the MoE model class only when the "
                 "checkpoint name matches 'A<digits>B' (as in Qwen3-VL-30B-A3B); name the folder accordingly "
                 "(rd-eval make-tiny names its checkpoints this way)"
             )
@@ -38,3 +40,17 @@ class RDQwen3VLMoe(RoutingAdapterMixin, Qwen3_VL):
 
     def _rd_prepare_batch(self, chunk: list[Request]) -> tuple[Any, list[str], dict, list[str]]:
         return self._preprocess_chunk(chunk)
+
+
+class RDQwen3VLMoe(_QwenVLRouting, Qwen3_VL):
+    rd_model_id = "rd_qwen3_vl_moe"
+
+    def __init__(self, pretrained: str = "Qwen/Qwen3-VL-30B-A3B-Instruct", **kwargs: Any) -> None:
+        super().__init__(pretrained=pretrained, **kwargs)
+
+
+class RDQwen3_5Moe(_QwenVLRouting, Qwen3_5):
+    rd_model_id = "rd_qwen3_5_moe"
+
+    def __init__(self, pretrained: str = "Qwen/Qwen3.5-35B-A3B", **kwargs: Any) -> None:
+        super().__init__(pretrained=pretrained, **kwargs)

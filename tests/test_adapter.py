@@ -197,3 +197,30 @@ def test_a_run_killed_midway_leaves_readable_shards_of_every_finished_batch(tiny
     assert sorted(r["doc_id"] for r in records) == list(range(8))  # two finished batches of four
     assert all(r["error"] is None and r["tokens"]["prompt_image"] > 0 for r in records)
     json.loads((routing / "routing_rank000.jsonl").read_text().splitlines()[-1])  # last line intact
+
+
+def test_rd_qwen3_5_moe_records_routing_through_lmms_eval_class(tmp_path: Path) -> None:
+    from lmms_eval.models.simple.qwen3_5 import Qwen3_5
+    from rd_eval_adapters.qwen3_vl_moe import RDQwen3_5Moe
+
+    from rd_eval.tiny import make_tiny
+
+    checkpoint = make_tiny("qwen3_5_moe", tmp_path / "rd-tiny-qwen3_5_moe-A1B", seed=0)
+    model = RDQwen3_5Moe(pretrained=str(checkpoint), batch_size=4, routing_dir=str(tmp_path / "routing"))
+    assert isinstance(model, Qwen3_5) and type(model.model).__name__ == "Qwen3_5MoeForConditionalGeneration"
+    responses = run(model, [("q35_img", with_image), ("q35_txt", without_image)])
+    assert len(responses) == 8 and not any(is_error_response(r) for r in responses)
+    records = merge_routing_records(tmp_path / "routing")
+    assert {r["model"] for r in records} == {"rd_qwen3_5_moe"} and len(records) == 8
+    assert all(len(r["counts"]["prompt_text"]) == 4 for r in records)  # four MoE layers
+
+
+def test_a_checkpoint_name_without_the_moe_pattern_is_refused(tmp_path: Path) -> None:
+    from rd_eval_adapters.qwen3_vl_moe import RDQwen3VLMoe
+
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="A<digits>B"):
+        RDQwen3VLMoe(pretrained=str(folder))
+    with pytest.raises(ValueError, match="no such checkpoint folder"):
+        RDQwen3VLMoe(pretrained=str(tmp_path / "missing-A3B"))

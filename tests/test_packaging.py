@@ -40,7 +40,7 @@ def test_wheel_contents(tmp_path: Path) -> None:
 def test_entry_point_module_imports_no_torch() -> None:
     code = (
         "import sys; import rd_eval_adapters.manifests as m; "
-        "assert [x.model_id for x in m.MANIFESTS] == ['rd_qwen3_vl_moe']; "
+        "assert [x.model_id for x in m.MANIFESTS] == ['rd_qwen3_vl_moe', 'rd_qwen3_5_moe']; "
         "assert 'torch' not in sys.modules, 'the lmms_eval.models entry point imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -49,7 +49,7 @@ def test_entry_point_module_imports_no_torch() -> None:
 def test_lmms_eval_resolves_our_model_id() -> None:
     code = (
         "from lmms_eval.models import get_model; "
-        "cls = get_model('rd_qwen3_vl_moe'); "
-        "assert cls.__name__ == 'RDQwen3VLMoe', cls"
+        "assert get_model('rd_qwen3_vl_moe').__name__ == 'RDQwen3VLMoe'; "
+        "assert get_model('rd_qwen3_5_moe').__name__ == 'RDQwen3_5Moe'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
