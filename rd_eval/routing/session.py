@@ -165,8 +165,11 @@ class RoutingSession:
         self._layout = TokenLayout(row=row, scope=scope, weight=weight)
         if self._grouped:
             # Text tokens first, then image tokens, each in original order: a modality's router sees exactly
-            # these positions, and its token count (a shape, known on the host) says where to cut.
-            self._modality_order = torch.argsort((scope == PROMPT_IMAGE).to(torch.int8), stable=True)
+            # these positions, and its token count (a shape, known on the host) says where to cut. Where the
+            # caller passes the model's own modality mask (ERNIE's moe_mm_token_type_ids), follow it.
+            modality = kwargs.get("moe_mm_token_type_ids")
+            is_vision = (modality.reshape(-1) != 0) if isinstance(modality, torch.Tensor) else scope == PROMPT_IMAGE
+            self._modality_order = torch.argsort(is_vision.to(torch.int8), stable=True)
         if self.recorder is not None:
             self.recorder.add_tokens(self._layout)
 
