@@ -48,6 +48,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+REPORT_EXTENSIONS = {"md": "md", "csv": "csv", "json": "json", "html": "html"}
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from rd_eval.jsonio import write_text_atomic
+    from rd_eval.report import build_report, to_csv, to_html, to_json, to_markdown
+
+    report = build_report([Path(p) for p in args.run_dirs], scope=args.scope, n_boot=args.n_boot, seed=args.seed)
+    render = {"md": to_markdown, "csv": to_csv, "json": to_json, "html": to_html}[args.format]
+    text = render(report)
+    if args.format == "md":
+        print(text, end="")
+    if args.out is None and args.format in ("csv", "json"):
+        print(text, end="")
+        return 0
+    if args.out is not None or args.format == "html":
+        target = Path(args.out if args.out is not None else ".") / f"report.{REPORT_EXTENSIONS[args.format]}"
+        written = write_text_atomic(target, text)
+        print(f"Written: {written}", file=sys.stderr if args.format == "md" else sys.stdout)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rd-eval",
@@ -74,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band", default="0.25-0.75", help="MoE-layer band: fractions '0.25-0.75' or indices '2,3'")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("report", help="gaps, intervention effects and routing divergence of lmms-eval runs")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="lmms-eval --output_path folder(s) or results files")
+    p.add_argument("--format", choices=sorted(REPORT_EXTENSIONS), default="md",
+                   help="md (printed; also DIR/report.md with --out), csv, json, html (always a file)")
+    p.add_argument("--out", default=None, metavar="DIR", help="write DIR/report.<ext> (html default: current folder)")
+    p.add_argument("--scope", default="prompt", choices=["prompt", "generated", "text", "image", "all"],
+                   help="token scope of the pair divergence (default prompt)")
+    p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -82,13 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from rd_eval.demo import DemoError, DemoRunError
     from rd_eval.jsonio import JsonFileError
+    from rd_eval.report import ReportInputError
     from rd_eval.routing.sites import UnsupportedModelError
     from rd_eval.routing.spec import SpecError
     from rd_eval.tiny import TinyModelError
 
     try:
         return int(args.func(args))
-    except (DemoError, TinyModelError, SpecError, JsonFileError, UnsupportedModelError) as exc:
+    except (DemoError, TinyModelError, SpecError, JsonFileError, UnsupportedModelError, ReportInputError) as exc:
         print(f"rd-eval {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except DemoRunError as exc:

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rd_eval.tiny.common import QWEN_SPECIAL_TOKENS, train_qwen_tokenizer
-from rd_eval.tiny.sigmoid_bias import randomise_correction_bias
+from rd_eval.tiny.common import train_qwen_tokenizer
+from rd_eval.tiny.deepseek_v3 import randomise_correction_bias
 
-GLM_MEDIA_TOKENS = {
+# GLM-4.5V's special tokens (chat roles, and the media markers Glm4vProcessor looks up), by attribute name.
+GLM_SPECIAL_TOKENS = {
+    "gmask_token": "[gMASK]",
+    "sop_token": "<sop>",
+    "system_token": "<|system|>",
+    "user_token": "<|user|>",
+    "assistant_token": "<|assistant|>",
+    "observation_token": "<|observation|>",
     "image_token": "<|image|>",
     "video_token": "<|video|>",
     "image_start_token": "<|begin_of_image|>",
@@ -17,16 +24,17 @@ GLM_MEDIA_TOKENS = {
     "video_end_token": "<|end_of_video|>",
 }
 
-# ChatML-style turns (our own template) with GLM-4.5V's image and video placeholders.
+# Our own compact template in GLM's turn format; content is a string or lmms-eval's list of
+# {"type": "text"|"image"|"video"} parts.
 GLM4V_CHAT_TEMPLATE = (
-    "{%- for message in messages %}<|im_start|>{{ message['role'] }}{{ '\\n' }}"
+    "[gMASK]<sop>{%- for message in messages %}<|{{ message['role'] }}|>{{ '\\n' }}"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for part in message['content'] %}"
     "{% if part['type'] == 'image' %}<|begin_of_image|><|image|><|end_of_image|>"
     "{% elif part['type'] == 'video' %}<|begin_of_video|><|video|><|end_of_video|>"
     "{% elif part['type'] == 'text' %}{{ part['text'] }}"
-    "{% endif %}{% endfor %}{% endif %}<|im_end|>{{ '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant{{ '\\n' }}{% endif %}"
+    "{% endif %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{{ '\\n' }}{% endif %}"
 )
 
 
@@ -40,9 +48,12 @@ def build(out_dir: Path, seed: int) -> None:
         Glm4vVideoProcessor,
     )
 
-    tokenizer = train_qwen_tokenizer(named_tokens=GLM_MEDIA_TOKENS)
+    tokenizer = train_qwen_tokenizer(named_tokens=GLM_SPECIAL_TOKENS)
     tokenizer.chat_template = GLM4V_CHAT_TEMPLATE
-    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in (*QWEN_SPECIAL_TOKENS, *GLM_MEDIA_TOKENS.values())}
+    ids = {tok: tokenizer.convert_tokens_to_ids(tok) for tok in ("<|endoftext|>", *GLM_SPECIAL_TOKENS.values())}
+    stop_ids = [ids["<|endoftext|>"], ids["<|user|>"], ids["<|observation|>"]]  # as GLM-4.5V stops
+    # Layer 0 dense (first_k_dense_replace), then 5 MoE layers of 16 experts in 2 groups, top-4 from the best
+    # group only (topk_group 1), so group limiting decides which experts can win.
     config = Glm4vMoeConfig(
         text_config={
             "vocab_size": len(tokenizer), "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 32,
@@ -52,7 +63,7 @@ def build(out_dir: Path, seed: int) -> None:
             "partial_rotary_factor": 0.5, "max_position_embeddings": 4096,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
                                 "partial_rotary_factor": 0.5},
-            "pad_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"], "eos_token_id": stop_ids,
         },
         vision_config={
             "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 4, "patch_size": 14,
@@ -65,7 +76,7 @@ def build(out_dir: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = Glm4vMoeForConditionalGeneration(config).eval()
     randomise_correction_bias(model, seed)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.eos_token_id = stop_ids
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.do_sample = False
     model.save_pretrained(out_dir)

@@ -1,0 +1,819 @@
+"""`rd-eval report`: seeing-vs-thinking gaps, intervention effects and routing divergence of lmms-eval runs.
+
+:func:`build_report` reads every lmms-eval run (``*_results.json`` + ``--log_samples`` files) under the
+given folders and groups them into *settings*: one per (lmms-eval model id, checkpoint, intervention
+hash). The intervention hash is ``"none"`` for a plain run; otherwise it is the content hash of the
+intervention spec named in the run's ``model_args`` (the same hash the adapter puts in routing records
+and in the routing folder's name). Per setting it gives:
+
+- the gap table of :func:`rd_eval.gaps.compare_runs`: a plain setting on its own; an intervened setting
+  against the plain setting of the same model id and checkpoint (gain, text cost, recovery);
+- when the run wrote routing records (``<output_path>/rd_routing/<checkpoint>__<hash>/routing_rank*.jsonl``,
+  found through ``pretrained=`` in ``model_args``, or ``routing_dir=`` when given), per benchmark:
+
+  * ``layers``: per MoE site, the mean over pairs of the JSD (bits) between the pair's image-form and
+    text-twin selection distributions in the chosen token scope, with a bootstrap CI over pairs;
+  * ``correlation``: point-biserial r and p between a pair's middle-band JSD (mean over the sites of the
+    band 0.25-0.75 of the MoE layers) and its image-form correctness;
+  * ``separation``: per site, the JSD between the pooled ``prompt_image`` and pooled ``prompt_text``
+    selection distributions of the benchmark's image-form documents, i.e. how differently image tokens
+    and text tokens are routed at that layer (visual vs text routing separation; independent of --scope).
+
+Pairs used for routing are those of the gap table (both forms present and scored, no error) whose two
+documents both have a routing record with selections in the scope; the others are counted, not guessed.
+
+Renderers: :func:`to_markdown`, :func:`to_csv`, :func:`to_json`, :func:`to_html` (self-contained, plots
+embedded as base64 PNG). Bad input raises :class:`ReportInputError` naming the file and what is valid.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rd_eval.divergence import (
+    band_sites,
+    divergence_correctness_correlation,
+    layer_summary,
+    modality_separation,
+    pair_divergence,
+)
+from rd_eval.gaps import benchmark_of, compare_runs, pair_forms
+from rd_eval.gaps import to_markdown as gaps_markdown
+from rd_eval.jsonio import canonical_hash
+from rd_eval.runs import RunRecord, find_runs, load_paired_samples
+
+__all__ = [
+    "REPORT_FORMAT",
+    "SCOPES",
+    "ReportInputError",
+    "build_report",
+    "to_csv",
+    "to_html",
+    "to_json",
+    "to_markdown",
+]
+
+REPORT_FORMAT = "rd-eval.report"
+REPORT_VERSION = 1
+BAND_FRACTIONS = (0.25, 0.75)
+LEVEL = 0.95
+ROUTING_FOLDER = "rd_routing"
+NO_INTERVENTION = "none"
+INTERVENTION_KEYS = ("intervention", "expert_set", "intervention_mode", "intervention_lambda",
+                     "intervention_band", "intervention_scope", "intervention_seed")
+# DESIGN §3.3 token scopes as unions of the base scopes stored in routing records; kept equal to
+# rd_eval.routing.recording.SCOPE_UNIONS (a test checks) without importing torch for the report.
+SCOPES: dict[str, tuple[str, ...]] = {
+    "prompt": ("prompt_text", "prompt_image"),
+    "generated": ("generated",),
+    "text": ("prompt_text", "generated"),
+    "image": ("prompt_image",),
+    "all": ("prompt_text", "prompt_image", "generated"),
+}
+
+
+class ReportInputError(ValueError):
+    """Runs or routing records that cannot be reported on; the message names the file and what is valid."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Finding runs, their settings and their routing folders
+
+
+def parse_model_args(text: str) -> dict[str, str]:
+    """lmms-eval's ``k=v,k=v`` model_args string as a dict (a bare word maps to "")."""
+    out: dict[str, str] = {}
+    for part in str(text).split(","):
+        if not part.strip():
+            continue
+        key, _, value = part.partition("=")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def sanitize_checkpoint(name: str) -> str:
+    """A checkpoint name as the adapter names routing folders: its last two path parts joined by '__'."""
+    parts = [p for p in str(name).rstrip("/").split("/") if p]
+    return "__".join(parts[-2:]) if parts else "model"
+
+
+@dataclass(frozen=True)
+class _Setting:
+    model_id: str
+    checkpoint: str
+    intervention: str
+    runs: tuple[RunRecord, ...]
+    routing_dirs: tuple[Path, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.model_id}:{self.checkpoint}:{self.intervention}"
+
+
+@dataclass
+class _RoutingCache:
+    """Merged records of each routing folder, read once."""
+
+    records: dict[Path, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def get(self, folder: Path) -> list[dict[str, Any]]:
+        if folder not in self.records:
+            from rd_eval.routing.records import merge_routing_records
+
+            try:
+                self.records[folder] = merge_routing_records(folder)
+            except (ValueError, OSError, UnicodeDecodeError, KeyError, TypeError) as exc:
+                raise ReportInputError(f"routing records in {folder} unreadable: {exc}") from None
+        return self.records[folder]
+
+
+def _output_paths(run: RunRecord) -> list[Path]:
+    """Folders that may be the run's --output_path (where rd_routing/ is written)."""
+    bases: list[Path] = []
+    try:
+        data = json.loads(run.results_path.read_text(encoding="utf-8"))
+        given = data["config"].get("resolved_cli_args", {}).get("output_path")
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        given = None
+    if isinstance(given, str) and given:
+        bases.append(Path(given).expanduser())
+    bases += [run.results_path.parent, run.results_path.parent.parent]
+    unique: list[Path] = []
+    for base in bases:
+        if base not in unique:
+            unique.append(base)
+    return unique
+
+
+def _routing_candidates(run: RunRecord, args: Mapping[str, str], checkpoint: str) -> dict[str, Path]:
+    """Routing folders that may belong to the run, by intervention hash."""
+    if args.get("record_routing", "true").strip().lower() in ("false", "0", "no"):
+        return {}
+    if args.get("routing_dir"):
+        folder = Path(args["routing_dir"]).expanduser()
+        tries = [folder] if folder.is_absolute() else [folder] + [b / folder for b in _output_paths(run)]
+        for path in tries:
+            if path.is_dir():
+                return {"": path}
+        return {}
+    prefix = f"{checkpoint}__"
+    found: dict[str, Path] = {}
+    for base in _output_paths(run):
+        root = base / ROUTING_FOLDER
+        if not root.is_dir():
+            continue
+        for folder in sorted(root.iterdir()):
+            if folder.is_dir() and folder.name.startswith(prefix) and len(folder.name) > len(prefix):
+                found.setdefault(folder.name[len(prefix):], folder)
+    return found
+
+
+def _declared_hash(args: Mapping[str, str]) -> str | None:
+    """The run's intervention hash from its model_args, or None when its spec cannot be read here."""
+    if not any(k in args for k in INTERVENTION_KEYS):
+        return NO_INTERVENTION
+    from rd_eval.jsonio import JsonFileError
+    from rd_eval.routing.settings import pop_routing_settings
+    from rd_eval.routing.spec import SpecError
+
+    try:
+        return pop_routing_settings(dict(args)).intervention_hash
+    except (SpecError, JsonFileError, ValueError, OSError):
+        return None
+
+
+def _sample_keys(run: RunRecord) -> set[tuple[str, int]]:
+    frame = _load_samples(run)
+    return {(str(t), int(d)) for t, d in zip(frame["task"], frame["doc_id"], strict=True)}
+
+
+def _load_samples(run: RunRecord) -> pd.DataFrame:
+    try:
+        return load_paired_samples(run)
+    except ReportInputError:
+        raise
+    except ValueError as exc:
+        raise ReportInputError(str(exc)) from None
+
+
+def _resolve_setting(run: RunRecord, cache: _RoutingCache) -> tuple[str, str, Path | None]:
+    """(checkpoint, intervention hash, routing folder or None) of one run."""
+    args = parse_model_args(run.model_args)
+    checkpoint = sanitize_checkpoint(args["pretrained"]) if args.get("pretrained") else (run.model or "model")
+    candidates = _routing_candidates(run, args, checkpoint)
+    declared = _declared_hash(args)
+    if "" in candidates:  # an explicit routing_dir: its records say which intervention they hold
+        folder = candidates[""]
+        hashes = sorted({str(r.get("intervention")) for r in cache.get(folder)})
+        if declared is None:
+            if len(hashes) != 1:
+                raise ReportInputError(
+                    f"{run.results_path}: routing_dir {folder} holds records of interventions {hashes} and the "
+                    f"run's intervention spec cannot be read to choose; keep the spec file from model_args readable"
+                )
+            declared = hashes[0]
+        return checkpoint, declared, folder
+    if declared is not None:
+        return checkpoint, declared, candidates.get(declared)
+    # The spec named in model_args is not readable here: match the run to a routing folder by its documents.
+    options = {h: p for h, p in candidates.items() if h != NO_INTERVENTION}
+    if len(options) == 1:
+        (only, folder), = options.items()
+        return checkpoint, only, folder
+    if options:
+        keys = _sample_keys(run)
+        cover = {
+            h: len(keys & {(str(r["task"]), int(r["doc_id"])) for r in cache.get(p)}) for h, p in options.items()
+        }
+        best = max(cover.values())
+        winners = [h for h, c in cover.items() if c == best]
+        if best > 0 and len(winners) == 1:
+            return checkpoint, winners[0], options[winners[0]]
+        raise ReportInputError(
+            f"{run.results_path}: cannot tell which routing folder belongs to this run (candidates "
+            f"{sorted(str(p) for p in options.values())}); its intervention spec in model_args is not readable "
+            f"here; keep that file available or pass routing_dir= in model_args"
+        )
+    spec_args = {k: args[k] for k in INTERVENTION_KEYS if k in args}
+    return checkpoint, f"unresolved-{canonical_hash(spec_args, 8)}", None
+
+
+def _settings(run_dirs: Sequence[Path], cache: _RoutingCache) -> list[_Setting]:
+    runs: dict[Path, RunRecord] = {}
+    for folder in run_dirs:
+        path = Path(folder)
+        try:
+            found = find_runs(path)
+        except ValueError as exc:
+            raise ReportInputError(str(exc)) from None
+        for run in found:
+            runs[run.results_path.resolve()] = run
+    if not runs:
+        raise ReportInputError(f"no lmms-eval runs found under {[str(p) for p in run_dirs]}")
+    grouped: dict[tuple[str, str, str], list[tuple[RunRecord, Path | None]]] = {}
+    for run in sorted(runs.values(), key=lambda r: (r.timestamp, str(r.results_path))):
+        checkpoint, intervention, folder = _resolve_setting(run, cache)
+        grouped.setdefault((run.model, checkpoint, intervention), []).append((run, folder))
+    settings = []
+    # Plain setting of each model first, then its interventions.
+    order = sorted(grouped, key=lambda k: (k[0], k[1], k[2] != NO_INTERVENTION, k[2]))
+    for model_id, checkpoint, intervention in order:
+        members = grouped[(model_id, checkpoint, intervention)]
+        folders: list[Path] = []
+        for _, folder in members:
+            if folder is not None and folder not in folders:
+                folders.append(folder)
+        settings.append(_Setting(model_id, checkpoint, intervention, tuple(r for r, _ in members), tuple(folders)))
+    return settings
+
+
+def _setting_samples(setting: _Setting) -> tuple[pd.DataFrame, int]:
+    """All samples of a setting's runs; a (task, doc_id) run again by a later run takes the later outcome."""
+    frames = [_load_samples(run) for run in setting.runs]
+    df = pd.concat(frames, ignore_index=True)
+    dup = df.duplicated(subset=["task", "doc_id"], keep="last")
+    return df.loc[~dup].reset_index(drop=True), int(dup.sum())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Routing statistics of one setting
+
+
+def _scope_counts(record: Mapping[str, Any], scopes: Iterable[str], where: str) -> np.ndarray:
+    counts = record.get("counts")
+    if not isinstance(counts, Mapping):
+        raise ReportInputError(f"{where}: 'counts' must be an object keyed by base scope, got {type(counts).__name__}")
+    total: np.ndarray | None = None
+    for scope in scopes:
+        if scope not in counts:
+            raise ReportInputError(f"{where}: 'counts' lacks scope {scope!r}; has {sorted(counts)}")
+        try:
+            arr = np.asarray(counts[scope], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ReportInputError(f"{where}: 'counts.{scope}' must be a [sites][experts] array of numbers") from None
+        if arr.ndim != 2 or arr.size == 0 or not np.isfinite(arr).all() or (arr < 0).any():
+            raise ReportInputError(
+                f"{where}: 'counts.{scope}' must be a non-empty [sites][experts] array of non-negative counts, "
+                f"got shape {arr.shape}"
+            )
+        if total is not None and arr.shape != total.shape:
+            raise ReportInputError(f"{where}: 'counts.{scope}' has shape {arr.shape}, other scopes {total.shape}")
+        total = arr if total is None else total + arr
+    assert total is not None
+    return total
+
+
+def _record_index(setting: _Setting, cache: _RoutingCache) -> dict[tuple[str, int], tuple[dict[str, Any], Path]]:
+    index: dict[tuple[str, int], tuple[dict[str, Any], Path]] = {}
+    for folder in setting.routing_dirs:  # in run order: a later folder's record wins
+        for record in cache.get(folder):
+            if str(record.get("intervention")) != setting.intervention:
+                continue
+            try:
+                key = (str(record["task"]), int(record["doc_id"]))
+            except (KeyError, TypeError, ValueError):
+                raise ReportInputError(f"{folder}: a routing record lacks a valid 'task'/'doc_id'") from None
+            index[key] = (record, folder)
+    return index
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _benchmark_routing(
+    benchmark: str,
+    part: pd.DataFrame,
+    index: Mapping[tuple[str, int], tuple[dict[str, Any], Path]],
+    *,
+    scope: str,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any] | None:
+    paired, _ = pair_forms(part)
+    where_doc: dict[tuple[str, str], tuple[str, int]] = {}
+    for task, doc_id, form, pair_id in zip(part["task"], part["doc_id"], part["form"], part["pair_id"], strict=True):
+        where_doc[(str(pair_id), str(form))] = (str(task), int(doc_id))
+
+    shape: tuple[int, int] | None = None
+    shape_where = ""
+
+    def counts_of(key: tuple[str, int], scopes: Iterable[str]) -> np.ndarray | None:
+        nonlocal shape, shape_where
+        hit = index.get(key)
+        if hit is None or hit[0].get("error") is not None or hit[0].get("counts") is None:
+            return None
+        record, folder = hit
+        where = f"{folder}: record task {key[0]!r} doc_id {key[1]}"
+        arr = _scope_counts(record, scopes, where)
+        if shape is None:
+            shape, shape_where = arr.shape, where
+        elif arr.shape != shape:
+            raise ReportInputError(
+                f"{where}: counts have [sites, experts] {list(arr.shape)} but {shape_where} has {list(shape)}; "
+                f"were records of different models mixed in one routing folder?"
+            )
+        return arr
+
+    rows: list[np.ndarray] = []
+    img_correct: list[int] = []
+    no_record = no_mass = 0
+    for pair_id, outcome in paired.iterrows():
+        img = counts_of(where_doc[(str(pair_id), "img")], SCOPES[scope])
+        txt = counts_of(where_doc[(str(pair_id), "txt")], SCOPES[scope])
+        if img is None or txt is None:
+            no_record += 1
+            continue
+        jsd = pair_divergence(img, txt)
+        if not np.isfinite(jsd).all():
+            no_mass += 1
+            continue
+        rows.append(jsd)
+        img_correct.append(int(outcome["img"]))
+
+    img_docs: list[np.ndarray] = []
+    txt_tok: list[np.ndarray] = []
+    img_rows = part[(part["form"] == "img")]
+    for task, doc_id in zip(img_rows["task"], img_rows["doc_id"], strict=True):
+        key = (str(task), int(doc_id))
+        image_counts = counts_of(key, ("prompt_image",))
+        text_counts = counts_of(key, ("prompt_text",))
+        if image_counts is not None and text_counts is not None:
+            img_docs.append(image_counts)
+            txt_tok.append(text_counts)
+
+    if shape is None:
+        return None
+    n_sites = shape[0]
+    band = band_sites(n_sites, BAND_FRACTIONS)
+    separation = (
+        modality_separation(np.stack(img_docs), np.stack(txt_tok)) if img_docs else np.full(n_sites, np.nan)
+    )
+    summary = layer_summary(np.stack(rows), n_boot, seed, level=LEVEL) if rows else None
+    layers = []
+    for site in range(n_sites):
+        layers.append({
+            "site": site,
+            "in_band": site in band,
+            "jsd_mean": summary.mean[site] if summary else None,
+            "ci_low": summary.ci_low[site] if summary else None,
+            "ci_high": summary.ci_high[site] if summary else None,
+            "separation": _nan_to_none(float(separation[site])),
+        })
+    correlation: dict[str, Any] | None = None
+    if rows:
+        mid = np.stack(rows)[:, list(band)].mean(axis=1)
+        corr = divergence_correctness_correlation(mid, np.asarray(img_correct))
+        correlation = {
+            "n": corr.n, "n_img_correct": corr.n_correct, "r": _nan_to_none(corr.r), "p": _nan_to_none(corr.p),
+            "mid_band_jsd_mean": float(mid.mean()),
+        }
+    return {
+        "benchmark": benchmark,
+        "n_sites": n_sites,
+        "n_experts": shape[1],
+        "band_sites": list(band),
+        "n_pairs": len(rows),
+        "n_pairs_without_record": no_record,
+        "n_pairs_without_scope_tokens": no_mass,
+        "n_separation_docs": len(img_docs),
+        "layers": layers,
+        "correlation": correlation,
+    }
+
+
+def _setting_routing(
+    setting: _Setting, df: pd.DataFrame, cache: _RoutingCache, *, scope: str, n_boot: int, seed: int
+) -> dict[str, Any] | None:
+    if not setting.routing_dirs:
+        return None
+    index = _record_index(setting, cache)
+    benchmarks = []
+    bench = df["task"].astype(str).map(benchmark_of)
+    for name, part in df.groupby(bench, sort=True):
+        result = _benchmark_routing(str(name), part, index, scope=scope, n_boot=n_boot, seed=seed)
+        if result is not None:
+            benchmarks.append(result)
+    return {"routing_dirs": [str(p) for p in setting.routing_dirs], "benchmarks": benchmarks}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The report
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: NaN/inf -> None, tuples -> lists, numpy scalars -> Python, paths -> str."""
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _label(setting: _Setting) -> str:
+    plain = setting.intervention == NO_INTERVENTION
+    return f"{setting.checkpoint} [{'plain' if plain else setting.intervention}]"
+
+
+def _check_options(scope: str, n_boot: int, seed: int) -> None:
+    if scope not in SCOPES:
+        raise ReportInputError(f"scope {scope!r} invalid; valid: {', '.join(SCOPES)}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ReportInputError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ReportInputError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+def build_report(
+    run_dirs: Sequence[Path], *, scope: str = "prompt", n_boot: int = 10000, seed: int = 0
+) -> dict[str, Any]:
+    """The report of every run under ``run_dirs`` as a JSON-serialisable dict (layout in the module doc)."""
+    _check_options(scope, n_boot, seed)
+    if isinstance(run_dirs, (str, Path)) or not run_dirs:
+        raise ReportInputError("run_dirs must be a non-empty list of run folders")
+    cache = _RoutingCache()
+    settings = _settings([Path(p) for p in run_dirs], cache)
+    frames: dict[str, tuple[pd.DataFrame, int]] = {s.key: _setting_samples(s) for s in settings}
+    bases = {(s.model_id, s.checkpoint): s for s in settings if s.intervention == NO_INTERVENTION}
+
+    out_settings = []
+    for setting in settings:
+        df, replaced = frames[setting.key]
+        base = bases.get((setting.model_id, setting.checkpoint))
+        if setting.intervention == NO_INTERVENTION:
+            role, base_key = "base", None
+        elif base is not None:
+            role, base_key = "intervened", base.key
+        else:
+            role, base_key = "no_base", None
+        try:
+            if role == "intervened":
+                assert base is not None
+                gaps = compare_runs(frames[base.key][0], df, n_boot=n_boot, seed=seed)
+            else:
+                gaps = compare_runs(df, None, n_boot=n_boot, seed=seed)
+        except ReportInputError:
+            raise
+        except ValueError as exc:
+            files = ", ".join(str(r.results_path) for r in setting.runs)
+            raise ReportInputError(f"setting {setting.key} ({files}): {exc}") from None
+        out_settings.append({
+            "key": setting.key,
+            "model_id": setting.model_id,
+            "checkpoint": setting.checkpoint,
+            "intervention": setting.intervention,
+            "label": _label(setting),
+            "role": role,
+            "base": base_key,
+            "runs": [
+                {"results": str(r.results_path), "timestamp": r.timestamp, "model_args": r.model_args,
+                 "tasks": list(r.tasks)}
+                for r in setting.runs
+            ],
+            "n_samples": len(df),
+            "n_samples_replaced_by_later_runs": replaced,
+            "gaps": gaps,
+            "routing": _setting_routing(setting, df, cache, scope=scope, n_boot=n_boot, seed=seed),
+        })
+    return _clean({
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "inputs": [str(p) for p in run_dirs],
+        "scope": scope,
+        "n_boot": n_boot,
+        "seed": seed,
+        "level": LEVEL,
+        "band": {"fractions": list(BAND_FRACTIONS)},
+        "settings": out_settings,
+    })
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Renderers
+
+
+def _check_report(report: Any) -> Mapping[str, Any]:
+    if not isinstance(report, Mapping) or report.get("format") != REPORT_FORMAT or "settings" not in report:
+        raise ReportInputError(f"not an rd-eval report; expected the dict of build_report (format {REPORT_FORMAT!r})")
+    return report
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _p(x: Any) -> str:
+    return "–" if x is None else (f"{x:.2g}" if x < 0.001 else f"{x:.3f}")
+
+
+def _shift_headings(text: str) -> str:
+    return "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
+
+
+def to_markdown(report: Mapping[str, Any]) -> str:
+    """The report as markdown: gap tables per setting, then routing divergence per setting and benchmark."""
+    report = _check_report(report)
+    level = int(round(100 * float(report["level"])))
+    lo, hi = report["band"]["fractions"]
+    lines = [
+        "# rd-eval report",
+        "",
+        f"- Inputs: {', '.join(f'`{p}`' for p in report['inputs'])}",
+        f"- Token scope for pair divergence: `{report['scope']}`; middle band = MoE-layer fractions {lo}-{hi}; "
+        f"{level}% percentile bootstrap CIs over pairs ({report['n_boot']} resamples, seed {report['seed']}).",
+        "- Settings (model id, checkpoint, intervention hash; `none` = plain):",
+    ]
+    for s in report["settings"]:
+        extra = f", compared with `{s['base']}`" if s.get("base") else (
+            ", no plain run of this model to compare with" if s["role"] == "no_base" else "")
+        lines.append(f"  - `{s['key']}`: {len(s['runs'])} run(s), {s['n_samples']} samples{extra}")
+    for s in report["settings"]:
+        title = f"Gaps: {s['label']}" + (" vs plain" if s["role"] == "intervened" else "")
+        lines += ["", _shift_headings(gaps_markdown(s["gaps"], title=title)).rstrip()]
+    lines += ["", "## Routing divergence", ""]
+    lines.append(
+        "Per MoE layer (site): JSD (bits, 0-1) between the image form's and the text twin's expert-selection "
+        "distributions, mean over pairs with CI. Separation: JSD between the pooled image-token and pooled "
+        "text-token selection distributions of the image-form documents (how differently the two modalities "
+        "are routed at that layer). r: point-biserial correlation of a pair's middle-band JSD with "
+        "image-form correctness."
+    )
+    any_routing = False
+    for s in report["settings"]:
+        routing = s.get("routing")
+        if not routing:
+            continue
+        for b in routing["benchmarks"]:
+            any_routing = True
+            c = b.get("correlation")
+            lines += [
+                "",
+                f"### {b['benchmark']}: {s['label']}",
+                "",
+                f"- {b['n_pairs']} pairs ({b['n_pairs_without_record']} without routing records, "
+                f"{b['n_pairs_without_scope_tokens']} without tokens in scope); {b['n_sites']} MoE layers x "
+                f"{b['n_experts']} experts; band sites {b['band_sites']}; separation over "
+                f"{b['n_separation_docs']} image-form documents.",
+            ]
+            if c:
+                stat = (
+                    "r undefined (needs 3+ pairs, both outcomes and varying JSD)" if c["r"] is None
+                    else f"r = {_f(c['r'])}, p = {_p(c['p'])}"
+                )
+                lines.append(
+                    f"- Middle-band JSD vs image correctness: {stat} (n = {c['n']}, {c['n_img_correct']} image "
+                    f"forms correct; mean band JSD {_f(c['mid_band_jsd_mean'])})"
+                )
+            lines += [
+                "",
+                f"| site | band | JSD mean [{level}% CI] | separation |",
+                "|---:|:---:|---:|---:|",
+            ]
+            for layer in b["layers"]:
+                jsd = (
+                    "–" if layer["jsd_mean"] is None
+                    else f"{_f(layer['jsd_mean'])} [{_f(layer['ci_low'])}, {_f(layer['ci_high'])}]"
+                )
+                lines.append(
+                    f"| {layer['site']} | {'●' if layer['in_band'] else ''} | {jsd} | {_f(layer['separation'])} |"
+                )
+    if not any_routing:
+        lines += ["", "No routing records found beside these runs (run with an rd_* model and record_routing on)."]
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = (
+    "model_id", "checkpoint", "intervention", "role", "benchmark",
+    "n_pairs", "acc_img", "acc_txt", "gap", "gap_ci_low", "gap_ci_high", "gap_p_mcnemar",
+    "gain", "gain_ci_low", "gain_ci_high", "text_cost", "recovery",
+    "routing_n_pairs", "corr_r", "corr_p",
+    "site", "in_band", "jsd_mean", "jsd_ci_low", "jsd_ci_high", "separation",
+)
+CSV_DOC = """One row per setting x benchmark x MoE site (site columns empty when the setting has no routing records).
+model_id, checkpoint, intervention: the setting (intervention 'none' = plain); role: base / intervened / no_base.
+n_pairs, acc_img, acc_txt, gap, gap_ci_low, gap_ci_high, gap_p_mcnemar: this setting's own gap (percent,
+points; gap = acc_txt - acc_img) over pairs complete in both forms.
+gain, gain_ci_low, gain_ci_high, text_cost, recovery: intervened vs the plain setting (points), intervened rows only.
+routing_n_pairs, corr_r, corr_p: pairs with routing in both forms; point-biserial r / p of middle-band JSD vs
+image correctness. site, in_band, jsd_mean, jsd_ci_low, jsd_ci_high: per-site pair JSD (bits) and bootstrap CI;
+separation: per-site JSD between pooled image-token and text-token routing of image-form documents."""
+
+
+def _csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for s in report["settings"]:
+        routing = {b["benchmark"]: b for b in (s.get("routing") or {}).get("benchmarks", [])}
+        for row in s["gaps"]["rows"]:
+            run = row["intervened"] if s["role"] == "intervened" else row["base"]
+            if run is None:
+                continue
+            effect = row.get("effect") if s["role"] == "intervened" else None
+            base = {
+                "model_id": s["model_id"], "checkpoint": s["checkpoint"], "intervention": s["intervention"],
+                "role": s["role"], "benchmark": row["benchmark"], "n_pairs": run["n_pairs"],
+                "acc_img": run["acc_img"], "acc_txt": run["acc_txt"], "gap": run["gap"]["diff"],
+                "gap_ci_low": run["gap"]["ci_low"], "gap_ci_high": run["gap"]["ci_high"],
+                "gap_p_mcnemar": run["gap"]["p_mcnemar"],
+                "gain": effect["gain"]["diff"] if effect else None,
+                "gain_ci_low": effect["gain"]["ci_low"] if effect else None,
+                "gain_ci_high": effect["gain"]["ci_high"] if effect else None,
+                "text_cost": effect["text_cost"]["diff"] if effect else None,
+                "recovery": effect["recovery"] if effect else None,
+            }
+            bench = routing.get(row["benchmark"])
+            if bench is None:
+                rows.append(base)
+                continue
+            corr = bench.get("correlation") or {}
+            base |= {"routing_n_pairs": bench["n_pairs"], "corr_r": corr.get("r"), "corr_p": corr.get("p")}
+            for layer in bench["layers"]:
+                rows.append(base | {
+                    "site": layer["site"], "in_band": layer["in_band"], "jsd_mean": layer["jsd_mean"],
+                    "jsd_ci_low": layer["ci_low"], "jsd_ci_high": layer["ci_high"], "separation": layer["separation"],
+                })
+    return rows
+
+
+def to_csv(report: Mapping[str, Any]) -> str:
+    """One tidy table: a row per setting x benchmark x MoE site; columns in :data:`CSV_COLUMNS` (see CSV_DOC)."""
+    report = _check_report(report)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for row in _csv_rows(report):
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
+    return buffer.getvalue()
+
+
+def to_json(report: Mapping[str, Any]) -> str:
+    """The report dict as indented JSON (no NaN: undefined statistics are null)."""
+    return json.dumps(_clean(_check_report(report)), indent=2, allow_nan=False) + "\n"
+
+
+def _figure_png(draw: Any) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    draw(fig)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(caption, base64 PNG) per benchmark: pair JSD per layer with CI band, and the separation curve."""
+    by_bench: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    for s in report["settings"]:
+        for b in (s.get("routing") or {}).get("benchmarks", []):
+            by_bench.setdefault(b["benchmark"], []).append((s["label"], b))
+    plots = []
+    for name, entries in sorted(by_bench.items()):
+        def draw(fig: Any, entries: list[tuple[str, Mapping[str, Any]]] = entries) -> None:
+            ax_jsd, ax_sep = fig.subplots(1, 2)
+            for label, b in entries:
+                sites = [layer["site"] for layer in b["layers"]]
+                mean = [np.nan if v is None else v for v in (layer["jsd_mean"] for layer in b["layers"])]
+                low = [np.nan if v is None else v for v in (layer["ci_low"] for layer in b["layers"])]
+                high = [np.nan if v is None else v for v in (layer["ci_high"] for layer in b["layers"])]
+                (line,) = ax_jsd.plot(sites, mean, marker="o", label=label)
+                ax_jsd.fill_between(sites, low, high, color=line.get_color(), alpha=0.2)
+                sep = [np.nan if layer["separation"] is None else layer["separation"] for layer in b["layers"]]
+                ax_sep.plot(sites, sep, marker="s", label=label)
+            band = entries[0][1]["band_sites"]
+            for ax in (ax_jsd, ax_sep):
+                if band:
+                    ax.axvspan(min(band) - 0.5, max(band) + 0.5, color="grey", alpha=0.12, label="middle band")
+                ax.set_xlabel("MoE layer (site)")
+                ax.set_ylim(bottom=0)
+                ax.grid(alpha=0.3)
+            ax_jsd.set_ylabel("JSD img vs txt (bits)")
+            ax_jsd.set_title("Pair routing divergence", fontsize=10)
+            ax_sep.set_ylabel("JSD image vs text tokens (bits)")
+            ax_sep.set_title("Visual vs text routing separation", fontsize=10)
+            ax_jsd.legend(fontsize=7)
+
+        plots.append((f"{name}: routing divergence by layer", _figure_png(draw)))
+    return plots
+
+
+def _inline(text: str) -> str:
+    escaped = html.escape(text, quote=False)
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", escaped)
+
+
+def _markdown_to_html(markdown: str) -> str:
+    """The subset of markdown :func:`to_markdown` writes: headings, bullets, pipe tables, paragraphs."""
+    out: list[str] = []
+    lines = markdown.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("#"):
+            level = min(len(line) - len(line.lstrip("#")), 6)
+            out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
+            i += 1
+        elif line.startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].startswith("|"):
+                block.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            body = [r for r in block[1:] if not all(set(c) <= set("-:") and c for c in r)]
+            head = "".join(f"<th>{_inline(c)}</th>" for c in block[0])
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif line.lstrip().startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].lstrip().startswith("- "):
+                items.append(f"<li>{_inline(lines[i].lstrip()[2:])}</li>")
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+            i += 1
+        else:
+            i += 1
+    return "\n".join(out)
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}th,td{border:1px solid #ccc;padding:3px 7px}
+th{background:#f2f2f2}td{text-align:right}code{background:#f4f4f4;padding:0 3px}figure{margin:1em 0}
+img{max-width:100%}figcaption{font-size:.9em;color:#555}"""
+
+
+def to_html(report: Mapping[str, Any]) -> str:
+    """One self-contained HTML page (tables + base64 PNG plots; no external resources)."""
+    report = _check_report(report)
+    figures = "\n".join(
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for caption, png in _plots(report)
+    )
+    body = _markdown_to_html(to_markdown(report))
+    plots = f"<h2>Plots</h2>\n{figures}" if figures else ""
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>rd-eval report</title>"
+        f"<style>{_STYLE}</style></head><body>\n{body}\n{plots}\n</body></html>\n"
+    )
