@@ -33,7 +33,8 @@ def drawn_image(seed: int, size: int = 64) -> Image.Image:
 
 
 def encode(processor: Any, docs: list[tuple[str, Image.Image | None]]) -> Any:
-    """A left-padded batch; each doc is (text, image or None)."""
+    """A left-padded batch; each doc is (text, image or None). Pixels come back in float32 (some image
+    processors, Llama 4's, return bfloat16) to match the float32 test models."""
     prompts, images = [], []
     for text, image in docs:
         content: list[dict[str, str]] = [{"type": "text", "text": text}]
@@ -43,7 +44,10 @@ def encode(processor: Any, docs: list[tuple[str, Image.Image | None]]) -> Any:
         messages = [{"role": "user", "content": content}]
         prompts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
     kwargs: dict[str, Any] = {"images": images} if images else {}
-    return processor(text=prompts, padding=True, padding_side="left", return_tensors="pt", **kwargs)
+    inputs = processor(text=prompts, padding=True, padding_side="left", return_tensors="pt", **kwargs)
+    if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+        inputs["pixel_values"] = inputs["pixel_values"].float()
+    return inputs
 
 
 def expert_set(by_layer: dict[int, tuple[int, ...]]) -> ExpertSet:

@@ -39,19 +39,28 @@ class FamilyCase:
     family: str
     folder: str
     model_class: str  # transformers class that loads the tiny checkpoint
-    selected: Callable[[Any], torch.Tensor]  # the router's own selection [N, k], read from its output
-    weights: Callable[[Any], torch.Tensor]  # the routing weights [N, k] the experts receive
+    selected: Callable[[Any, nn.Module], torch.Tensor]  # the router's own selection [N, k], from its output
+    weights: Callable[[Any, nn.Module], torch.Tensor]  # the routing weights [N, k] the experts receive
     weights_sum: Callable[[nn.Module], float] | None  # what they sum to per token; None when not normalised
     with_image: bool = True
     group: str = ""  # expert group the interventions address (modality-isolated families)
 
 
-def _three_tuple_selected(output: Any) -> torch.Tensor:
+def _three_tuple_selected(output: Any, router: nn.Module) -> torch.Tensor:
     return output[2]
 
 
-def _three_tuple_weights(output: Any) -> torch.Tensor:
+def _three_tuple_weights(output: Any, router: nn.Module) -> torch.Tensor:
     return output[1]
+
+
+def _llama4_selected(output: Any, router: nn.Module) -> torch.Tensor:
+    # (scores [N, E], logits): unselected experts score exactly sigmoid(-inf) = 0
+    return torch.topk(output[0], int(router.top_k), dim=-1).indices
+
+
+def _llama4_weights(output: Any, router: nn.Module) -> torch.Tensor:
+    return output[0].gather(1, _llama4_selected(output, router))
 
 
 CASES = {
@@ -66,6 +75,11 @@ CASES = {
     "ernie4_5_vl_moe": FamilyCase("ernie4_5_vl_moe", "rd-tiny-ernie4_5_vl_moe-A1B",
                                   "Ernie4_5_VLMoeForConditionalGeneration", _three_tuple_selected,
                                   _three_tuple_weights, lambda router: 1.0, group="text"),
+    "aria": FamilyCase("aria", "rd-tiny-aria", "AriaForConditionalGeneration", _three_tuple_selected,
+                       _three_tuple_weights, lambda router: 1.0),
+    # Llama 4's gates are not normalised: each selected expert gets its own sigmoid.
+    "llama4": FamilyCase("llama4", "rd-tiny-llama4", "Llama4ForConditionalGeneration", _llama4_selected,
+                         _llama4_weights, None),
 }
 
 
@@ -165,7 +179,8 @@ def test_reroute_at_lambda_zero_reproduces_the_router(model: nn.Module) -> None:
 def test_recorded_counts_match_the_routers_own_selection(case: FamilyCase, model: nn.Module, batch: Any) -> None:
     with capture_outputs(model) as captured, torch.inference_mode():
         model(**batch)
-        reference_selection = {i: case.selected(out).clone() for i, out in captured.items()}
+        all_routers = routers(model)
+        reference_selection = {i: case.selected(out, all_routers[i]).clone() for i, out in captured.items()}
     _, routing = record_forward(model, batch)
     input_ids = batch["input_ids"]
     rows, length = input_ids.shape
@@ -212,7 +227,7 @@ def test_force_and_suppress_within_the_band_only(case: FamilyCase, model: nn.Mod
             np.testing.assert_array_equal(steered.counts[:, site.site_index], plain.counts[:, site.site_index])
         output = captured[site.site_index]
         if case.weights_sum is not None:
-            sums = case.weights(output).float().sum(dim=-1)
+            sums = case.weights(output, routers(model)[site.site_index]).float().sum(dim=-1)
             target = case.weights_sum(routers(model)[site.site_index])
             torch.testing.assert_close(sums, torch.full_like(sums, target), rtol=1e-3, atol=1e-3)
 
