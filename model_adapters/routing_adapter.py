@@ -15,7 +15,6 @@ loop so that it can:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from rd_eval.routing.records import (
     document_record,
     error_record,
     form_of_task,
+    routing_folder,
 )
 from rd_eval.routing.session import routing_session
 from rd_eval.routing.settings import RoutingSettings
@@ -55,11 +55,6 @@ def output_path_from_argv(argv: Sequence[str]) -> str | None:
     parser.add_argument("--output_path", default=None)
     known, _ = parser.parse_known_args(list(argv))
     return known.output_path
-
-
-def _sanitize(name: str) -> str:
-    parts = [p for p in str(name).rstrip("/").split("/") if p]
-    return "__".join(parts[-2:]) if parts else "model"
 
 
 def _count_images(visuals: Any) -> int:
@@ -86,8 +81,7 @@ class RoutingAdapterMixin:
         if settings.record_routing:
             base = settings.routing_dir
             if base is None:
-                output = output_path_from_argv(sys.argv) or "."
-                base = Path(output) / "rd_routing" / f"{_sanitize(pretrained)}__{settings.intervention_hash}"
+                base = routing_folder(output_path_from_argv(sys.argv) or ".", pretrained, settings.intervention_hash)
             self.rd_routing_dir = Path(base)
             self.rd_shard = ShardWriter(self.rd_routing_dir, self.rank)
         spec = settings.intervention
@@ -205,8 +199,3 @@ class RoutingAdapterMixin:
 
 class _ImageCheckError(RuntimeError):
     pass
-
-
-def routing_dir_for(settings: RoutingSettings, pretrained: str, output_path: str | os.PathLike[str]) -> Path:
-    """Where a run with `settings` writes its routing shards by default (the demo and report use this)."""
-    return Path(output_path) / "rd_routing" / f"{_sanitize(pretrained)}__{settings.intervention_hash}"

@@ -53,6 +53,7 @@ from rd_eval.divergence import (
 from rd_eval.gaps import benchmark_of, compare_runs, pair_forms
 from rd_eval.gaps import to_markdown as gaps_markdown
 from rd_eval.jsonio import canonical_hash
+from rd_eval.routing.records import checkpoint_label, merge_routing_records
 from rd_eval.runs import RunRecord, find_runs, load_paired_samples
 
 __all__ = [
@@ -105,9 +106,8 @@ def parse_model_args(text: str) -> dict[str, str]:
 
 
 def sanitize_checkpoint(name: str) -> str:
-    """A checkpoint name as the adapter names routing folders: its last two path parts joined by '__'."""
-    parts = [p for p in str(name).rstrip("/").split("/") if p]
-    return "__".join(parts[-2:]) if parts else "model"
+    """A checkpoint name as the adapter names routing folders (see rd_eval.routing.records)."""
+    return checkpoint_label(name)
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,6 @@ class _RoutingCache:
 
     def get(self, folder: Path) -> list[dict[str, Any]]:
         if folder not in self.records:
-            from rd_eval.routing.records import merge_routing_records
-
             try:
                 self.records[folder] = merge_routing_records(folder)
             except (ValueError, OSError, UnicodeDecodeError, KeyError, TypeError) as exc:

@@ -23,6 +23,17 @@ RECORD_VERSION = 1
 SHARD_PATTERN = "routing_rank{rank:03d}.jsonl"
 
 
+def checkpoint_label(pretrained: str) -> str:
+    """A checkpoint as run folders name it: its last two path parts joined by '__' (lmms-eval's own rule)."""
+    parts = [p for p in str(pretrained).rstrip("/").split("/") if p]
+    return "__".join(parts[-2:]) if parts else "model"
+
+
+def routing_folder(output_path: str | os.PathLike[str], pretrained: str, intervention_hash: str) -> Path:
+    """Where a run's routing shards go by default: beside lmms-eval's output, one folder per setting."""
+    return Path(output_path) / "rd_routing" / f"{checkpoint_label(pretrained)}__{intervention_hash}"
+
+
 @dataclass(frozen=True)
 class DocIdentity:
     task: str
