@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rd_eval.tiny.common import save_tiny_model
 from rd_eval.tiny.llama4 import train_byte_bpe_tokenizer
 
 ARIA_SPECIAL_TOKENS = (
@@ -75,11 +76,8 @@ def build(out_dir: Path, seed: int) -> None:
     )
     torch.manual_seed(seed)
     model = AriaForConditionalGeneration(config).eval()
-    model.generation_config.bos_token_id = ids["<|startoftext|>"]
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.do_sample = False
-    model.save_pretrained(out_dir)
+    save_tiny_model(model, out_dir, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+                    bos_token_id=ids["<|startoftext|>"])
 
     image_processor = AriaImageProcessor(max_image_size=980, min_image_size=70)
     processor = AriaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=ARIA_CHAT_TEMPLATE,

@@ -77,3 +77,12 @@ def _byte_alphabet() -> list[int]:
     return printable + extra
 
 
+def save_tiny_model(model, out_dir, *, eos_token_id, pad_token_id, bos_token_id=None) -> None:
+    """Greedy-decoding generation defaults with the family's stop and pad ids, then safetensors weights."""
+    config = model.generation_config
+    if bos_token_id is not None:
+        config.bos_token_id = bos_token_id
+    config.eos_token_id = eos_token_id
+    config.pad_token_id = pad_token_id
+    config.do_sample = False
+    model.save_pretrained(out_dir)

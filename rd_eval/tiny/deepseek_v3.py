@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from rd_eval.tiny.common import QWEN_SPECIAL_TOKENS, train_qwen_tokenizer
+from rd_eval.tiny.common import QWEN_SPECIAL_TOKENS, save_tiny_model, train_qwen_tokenizer
 
 
 def randomise_correction_bias(model: nn.Module, seed: int, scale: float = 0.05) -> None:
@@ -47,8 +47,5 @@ def build(out_dir: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = DeepseekV3ForCausalLM(config).eval()
     randomise_correction_bias(model, seed)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.do_sample = False
-    model.save_pretrained(out_dir)
+    save_tiny_model(model, out_dir, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     tokenizer.save_pretrained(out_dir)

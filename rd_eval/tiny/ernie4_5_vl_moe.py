@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rd_eval.tiny.common import QWEN_SPECIAL_TOKENS, train_qwen_tokenizer
+from rd_eval.tiny.common import QWEN_SPECIAL_TOKENS, save_tiny_model, train_qwen_tokenizer
 
 ERNIE_MEDIA_TOKENS = {
     "image_token": "<|IMAGE_PLACEHOLDER|>",
@@ -65,10 +65,7 @@ def build(out_dir: Path, seed: int) -> None:
     for name, param in model.named_parameters():
         if name.endswith("e_score_correction_bias"):  # real checkpoints carry learned selection biases
             param.data.copy_(torch.randn(param.shape, generator=generator) * 0.01)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.do_sample = False
-    model.save_pretrained(out_dir)
+    save_tiny_model(model, out_dir, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     size = {"shortest_edge": 28 * 28 * 4, "longest_edge": 28 * 28 * 64}
     processor = Ernie4_5_VLMoeProcessor(
         image_processor=Ernie4_5_VLMoeImageProcessor(size=size),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rd_eval.tiny.common import train_qwen_tokenizer
+from rd_eval.tiny.common import save_tiny_model, train_qwen_tokenizer
 from rd_eval.tiny.deepseek_v3 import randomise_correction_bias
 
 # GLM-4.5V's special tokens (chat roles, and the media markers Glm4vProcessor looks up), by attribute name.
@@ -76,10 +76,7 @@ def build(out_dir: Path, seed: int) -> None:
     torch.manual_seed(seed)
     model = Glm4vMoeForConditionalGeneration(config).eval()
     randomise_correction_bias(model, seed)
-    model.generation_config.eos_token_id = stop_ids
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.do_sample = False
-    model.save_pretrained(out_dir)
+    save_tiny_model(model, out_dir, eos_token_id=stop_ids, pad_token_id=ids["<|endoftext|>"])
     # 14 px patches merged 2x2: one image token per 28x28 pixels; small pixel bounds for a CPU.
     size = {"shortest_edge": 28 * 28 * 4, "longest_edge": 28 * 28 * 64}
     processor = Glm4vProcessor(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rd_eval.tiny.common import QWEN_SPECIAL_TOKENS, train_qwen_tokenizer
+from rd_eval.tiny.common import QWEN_SPECIAL_TOKENS, save_tiny_model, train_qwen_tokenizer
 
 IMAGE_TOKENS = {
     "start_image_token": "<img>",
@@ -62,10 +62,7 @@ def build(out_dir: Path, seed: int) -> None:
     )
     torch.manual_seed(seed)
     model = InternVLForConditionalGeneration(config).eval()
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.do_sample = False
-    model.save_pretrained(out_dir)
+    save_tiny_model(model, out_dir, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     size = {"height": image_size, "width": image_size}
     processor = InternVLProcessor(
         # InternVLProcessor always tiles (crop_to_patches): at most 4 tiles + a thumbnail keeps images small.

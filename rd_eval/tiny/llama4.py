@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rd_eval.tiny.common import TOKENIZER_CORPUS
+from rd_eval.tiny.common import TOKENIZER_CORPUS, save_tiny_model
 
 # Llama 4's special tokens (the names processing_llama4.py and our chat template use); the order fixes their
 # ids right after the trained vocabulary.
@@ -117,11 +117,8 @@ def build(out_dir: Path, seed: int) -> None:
     )
     torch.manual_seed(seed)
     model = Llama4ForConditionalGeneration(config).eval()
-    model.generation_config.bos_token_id = ids["<|begin_of_text|>"]
-    model.generation_config.eos_token_id = ids["<|eot|>"]
-    model.generation_config.pad_token_id = ids["<|finetune_right_pad_id|>"]
-    model.generation_config.do_sample = False
-    model.save_pretrained(out_dir)
+    save_tiny_model(model, out_dir, eos_token_id=ids["<|eot|>"], pad_token_id=ids["<|finetune_right_pad_id|>"],
+                    bos_token_id=ids["<|begin_of_text|>"])
 
     image_processor = Llama4ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, max_patches=4)
     processor = Llama4Processor(image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH_SIZE,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rd_eval.tiny.common import QWEN_SPECIAL_TOKENS, QWEN_VL_CHAT_TEMPLATE, train_qwen_tokenizer
+from rd_eval.tiny.common import QWEN_SPECIAL_TOKENS, QWEN_VL_CHAT_TEMPLATE, save_tiny_model, train_qwen_tokenizer
 
 HEAD_DIM = 16
 
@@ -63,10 +63,7 @@ def build_qwen_vl(out_dir: Path, seed: int, *, config_class: Any, model_class: A
     )
     torch.manual_seed(seed)
     model = model_class(config).eval()
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.generation_config.do_sample = False
-    model.save_pretrained(out_dir)
+    save_tiny_model(model, out_dir, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
 
     # Real Qwen-VL sizes: 16 px patches merged 2x2 into one token; pixel bounds kept small for a CPU.
     size = {"shortest_edge": 64 * 32 * 32, "longest_edge": 256 * 32 * 32}

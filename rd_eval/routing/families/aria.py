@@ -9,26 +9,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from rd_eval.routing.families import FamilyRouting
-from rd_eval.routing.routers import RouterMath
+from rd_eval.routing.routers import SoftmaxTopK
 
 
-class LogitTopKSoftmax(RouterMath):
+class LogitTopKSoftmax(SoftmaxTopK):
     """`AriaTextTopKRouter`: top-k of the raw logits, routing weights = softmax over the k selected logits
     (the same as renormalising a softmax over all experts), computed in the router's dtype.
     Output: (router_logits [N, E], top_k_weights [N, k], top_k_index [N, k]). Shared experts are not routed."""
 
     name = "logit_topk_softmax"
 
-    def logits(self, router: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-        # The router's own op on the same dtype, so the unsteered recomputation is bit-exact.
-        return F.linear(hidden, router.weight).float()
-
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return F.softmax(logits, dim=-1, dtype=torch.float)
-
-    def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
-        return output[2]
-
+    # Logits, probabilities (softmax over all experts) and the output layout are SoftmaxTopK's; only the
+    # selection rule differs.
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
                 output: Any, pin: torch.Tensor | None = None) -> Any:
         logits_dtype = output[0].dtype
