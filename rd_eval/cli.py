@@ -70,6 +70,47 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experts(args: argparse.Namespace) -> int:
+    from rd_eval.expert_cli import ExpertsConfig, run_experts, summary
+    from rd_eval.routing.spec import LayerBand
+
+    cfg = ExpertsConfig(
+        pretrained=Path(args.pretrained), out=Path(args.out), domain=args.domain, general=args.general,
+        domain_file=Path(args.domain_file) if args.domain_file else None,
+        general_file=Path(args.general_file) if args.general_file else None,
+        n=args.n, seed=args.seed, band=LayerBand.parse(args.band), top=args.top, visual=args.visual,
+        image_probe=args.image_probe, batch_size=args.batch_size,
+    )
+    experts, path = run_experts(cfg)
+    print(summary(experts))
+    print(f"Written: {path}")
+    return 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from rd_eval.jsonio import write_text_atomic
+    from rd_eval.leaderboard import build_leaderboard, render
+
+    text = render(build_leaderboard([Path(p) for p in args.results_dirs]), args.format)
+    if args.out is None and args.format != "html":
+        print(text, end="")
+        return 0
+    target = Path(args.out) if args.out is not None else Path("leaderboard.html")
+    print(f"Written: {write_text_atomic(target, text)}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from rd_eval.check import check_run, to_markdown, write_baseline
+
+    if args.write_baseline is not None:
+        print(f"Written: {write_baseline(Path(args.run_dir), Path(args.write_baseline))}")
+        return 0
+    result = check_run(Path(args.run_dir), Path(args.baseline), max_drop=args.max_drop, alpha=args.alpha)
+    print(to_markdown(result), end="")
+    return 0 if result.ok else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rd-eval",
@@ -107,14 +148,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("leaderboard", help="one row per model/checkpoint/intervention: img/txt/gap/gain")
+    p.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR", help="lmms-eval --output_path folder(s)")
+    p.add_argument("--format", choices=["md", "csv", "html"], default="md",
+                   help="md or csv (printed unless --out), html (a file; default ./leaderboard.html)")
+    p.add_argument("--out", default=None, metavar="FILE", help="write the leaderboard to FILE")
+    p.set_defaults(func=_cmd_leaderboard)
+
+    p = sub.add_parser("check", help="CI gate: compare a run with a baseline (exit 1 on a regression)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="lmms-eval --output_path of one run (with --log_samples)")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--baseline", default=None, metavar="FILE", help="baseline JSON to compare with")
+    mode.add_argument("--write-baseline", default=None, metavar="FILE", help="write RUN_DIR as a baseline JSON")
+    p.add_argument("--max-drop", type=float, default=1.0, metavar="PTS",
+                   help="tolerated accuracy drop / gap widening in points (default 1.0)")
+    p.add_argument("--alpha", type=float, default=0.05, metavar="A",
+                   help="McNemar significance level where per-doc data exist (default 0.05)")
+    p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser("experts", help="identify domain (or visual) experts of a checkpoint from probe sets")
+    p.add_argument("--pretrained", required=True, metavar="DIR", help="local checkpoint folder")
+    p.add_argument("--domain", default="gsm8k", help="domain probe set: gsm8k, alpaca, rd_demo, general or a file")
+    p.add_argument("--general", default="alpaca", help="general probe set (same choices; default alpaca)")
+    p.add_argument("--domain-file", default=None, metavar="PATH", help="JSON/JSONL file of the domain probe set")
+    p.add_argument("--general-file", default=None, metavar="PATH", help="JSON/JSONL file of the general probe set")
+    p.add_argument("--n", type=int, default=20, help="probe texts per set (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="probe sampling seed (default 0)")
+    p.add_argument("--band", default="0.25-0.75", help="MoE-layer band: fractions '0.25-0.75' or indices '2,3'")
+    p.add_argument("--top", type=int, default=None, help="experts kept per layer (default: the model's top-k)")
+    p.add_argument("--visual", action="store_true", help="visual experts: phi(image tokens) - phi(text tokens)")
+    p.add_argument("--image-probe", default="rd_demo", help="image-form probe set for --visual (default rd_demo)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", default="experts.json", help="expert-set JSON to write (default ./experts.json)")
+    p.set_defaults(func=_cmd_experts)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from rd_eval.check import CheckInputError
     from rd_eval.demo import DemoError, DemoRunError
+    from rd_eval.expert_cli import ExpertsInputError
     from rd_eval.jsonio import JsonFileError
+    from rd_eval.leaderboard import LeaderboardInputError
     from rd_eval.report import ReportInputError
     from rd_eval.routing.sites import UnsupportedModelError
     from rd_eval.routing.spec import SpecError
@@ -122,7 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (DemoError, TinyModelError, SpecError, JsonFileError, UnsupportedModelError, ReportInputError) as exc:
+    except (DemoError, TinyModelError, SpecError, JsonFileError, UnsupportedModelError, ReportInputError,
+            ExpertsInputError,
+            LeaderboardInputError, CheckInputError) as exc:
         print(f"rd-eval {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except DemoRunError as exc:
