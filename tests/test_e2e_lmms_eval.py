@@ -97,3 +97,33 @@ def test_rd_eval_demo_end_to_end(tiny_dir: Path, tmp_path: Path) -> None:
     # The intervened run's routing records carry the spec's hash, the plain run's "none".
     hashes = {p.name.rsplit("__", 1)[1] for p in (out / "runs").glob("*/rd_routing/*")}
     assert hashes == {"none", table["demo"]["intervention_hash"]}
+
+
+def test_report_and_leaderboard_of_the_demo_run(tiny_dir: Path, tmp_path: Path) -> None:
+    """Issue 6's end-to-end check: report (md, csv, json, html) and leaderboard (md, csv, html) of a demo run."""
+    out = tmp_path / "demo"
+    shutil.copytree(tiny_dir, out / "models" / "rd-tiny-qwen3_vl_moe-A1B")
+    result = run([sys.executable, "-m", "rd_eval.cli", "demo", "--out", str(out), "--limit", "5"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs_dir, reports = out / "runs", tmp_path / "reports"
+    for fmt in ("md", "csv", "json", "html"):
+        made = run([sys.executable, "-m", "rd_eval.cli", "report", str(runs_dir), "--format", fmt, "--out",
+                    str(reports), "--n-boot", "200"], tmp_path)
+        assert made.returncode == 0, made.stderr[-3000:]
+        assert (reports / f"report.{fmt}").is_file(), fmt
+    report = json.loads((reports / "report.json").read_text())
+    roles = sorted(setting["role"] for setting in report["settings"])
+    assert roles == ["base", "intervened"]
+    routing = next(s["routing"] for s in report["settings"] if s["role"] == "base")["benchmarks"][0]
+    assert routing["n_pairs"] == 5 and len(routing["layers"]) == 8
+    assert all(0.0 <= layer["jsd_mean"] <= 1.0 for layer in routing["layers"])
+    html = (reports / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+    assert "rd_demo" in (reports / "report.md").read_text() and "rd_demo" in (reports / "report.csv").read_text()
+    for fmt in ("md", "csv", "html"):
+        target = tmp_path / f"leaderboard.{fmt}"
+        made = run([sys.executable, "-m", "rd_eval.cli", "leaderboard", str(runs_dir), "--format", fmt, "--out",
+                    str(target)], tmp_path)
+        assert made.returncode == 0, made.stderr[-3000:]
+        text = target.read_text()
+        assert "rd_qwen3_vl_moe" in text and "rd_demo" in text, fmt
