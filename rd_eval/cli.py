@@ -71,11 +71,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_experts(args: argparse.Namespace) -> int:
-    from rd_eval.expert_cli import ExpertsConfig, run_experts, summary
+    from rd_eval.expert_cli import ExpertsConfig, ExpertsInputError, run_experts, summary
+    from rd_eval.report import parse_model_args
     from rd_eval.routing.spec import LayerBand
 
+    pretrained = args.pretrained or parse_model_args(args.model_args or "").get("pretrained")
+    if not pretrained:
+        raise ExpertsInputError("give the checkpoint: --pretrained DIR or --model_args pretrained=DIR,...")
     cfg = ExpertsConfig(
-        pretrained=Path(args.pretrained), out=Path(args.out), domain=args.domain, general=args.general,
+        pretrained=Path(pretrained), out=Path(args.out), domain=args.domain, general=args.general,
         domain_file=Path(args.domain_file) if args.domain_file else None,
         general_file=Path(args.general_file) if args.general_file else None,
         n=args.n, seed=args.seed, band=LayerBand.parse(args.band), top=args.top, visual=args.visual,
@@ -168,7 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("experts", help="identify domain (or visual) experts of a checkpoint from probe sets")
-    p.add_argument("--pretrained", required=True, metavar="DIR", help="local checkpoint folder")
+    p.add_argument("--pretrained", default=None, metavar="DIR", help="local checkpoint folder")
+    p.add_argument("--model", default=None, metavar="ID", help="the lmms-eval model id the set is for (recorded)")
+    p.add_argument("--model_args", default=None, metavar="ARGS",
+                   help="lmms-eval model_args; its pretrained= names the checkpoint when --pretrained is absent")
     p.add_argument("--domain", default="gsm8k", help="domain probe set: gsm8k, alpaca, rd_demo, general or a file")
     p.add_argument("--general", default="alpaca", help="general probe set (same choices; default alpaca)")
     p.add_argument("--domain-file", default=None, metavar="PATH", help="JSON/JSONL file of the domain probe set")

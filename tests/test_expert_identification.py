@@ -225,7 +225,9 @@ def test_cli_recovers_planted_experts(planted: dict[str, Any], tmp_path: Path) -
     out = tmp_path / "experts.json"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(
-        [sys.executable, "-m", "rd_eval.cli", "experts", "--pretrained", str(planted["dir"]), "--domain", "rd_demo",
+        # The interface: the lmms-eval model id and its model_args name the checkpoint.
+        [sys.executable, "-m", "rd_eval.cli", "experts", "--model", "rd_qwen3_vl_moe", "--model_args",
+         f"pretrained={planted['dir']},device=cpu", "--domain", "rd_demo",
          "--general", "general", "--n", str(N_PROBES), "--out", str(out)],
         capture_output=True, text=True, env=env, check=False, timeout=120,
     )
@@ -298,10 +300,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         (["--domain", "rd_demo", "--general", "general", "--band", "9"], "band layers [9] out of range"),
         (["--visual", "--image-probe", "gsm8k"], "unknown --image-probe 'gsm8k'; valid: rd_demo"),
         (["--n", "0"], "--n 0 invalid"),
+        (["--model", "rd_qwen3_vl_moe", "--model_args", "device=cpu"], "give the checkpoint"),
     ],
 )
 def test_cli_errors_exit_2_one_line(tiny_dir: Path, args: list[str], message: str) -> None:
-    full = args if "--pretrained" in args else ["--pretrained", str(tiny_dir), *args]
+    full = args if "--pretrained" in args or "--model_args" in args else ["--pretrained", str(tiny_dir), *args]
     done = run_cli(*full, "--out", os.devnull + ".json")
     assert done.returncode == 2, done.stderr[-1500:]
     lines = done.stderr.strip().splitlines()
