@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from rd_eval.gaps import benchmark_of, pair_forms
-from rd_eval.report import NO_INTERVENTION, ReportInputError, _figure_png, _RoutingCache, _Setting, _settings
-from rd_eval.report import _setting_samples as _report_setting_samples
+from rd_eval.report import NO_INTERVENTION, ReportInputError, RoutingCache, RunSetting, figure_png, find_settings
+from rd_eval.report import samples_of_setting as _report_setting_samples
 
 __all__ = [
     "FORMATS",
@@ -97,15 +97,15 @@ class Leaderboard:
 # Settings (shared with `rd-eval check`): thin public wrappers over rd_eval.report's grouping
 
 
-def group_settings(run_dirs: Sequence[Path]) -> list[_Setting]:
+def group_settings(run_dirs: Sequence[Path]) -> list[RunSetting]:
     """The settings of every run under ``run_dirs``, grouped as ``rd-eval report`` does (plain first per model)."""
     try:
-        return _settings([Path(p) for p in run_dirs], _RoutingCache())
+        return find_settings([Path(p) for p in run_dirs], RoutingCache())
     except ReportInputError as exc:
         raise LeaderboardInputError(str(exc)) from None
 
 
-def setting_samples(setting: _Setting) -> pd.DataFrame:
+def setting_samples(setting: RunSetting) -> pd.DataFrame:
     """All samples of a setting's runs (a doc run again by a later run takes the later outcome)."""
     try:
         return _report_setting_samples(setting)[0]
@@ -261,7 +261,7 @@ def _chart(board: Leaderboard) -> str:
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
 
-    return _figure_png(draw)
+    return figure_png(draw)
 
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}

@@ -111,7 +111,7 @@ def sanitize_checkpoint(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Setting:
+class RunSetting:
     model_id: str
     checkpoint: str
     intervention: str
@@ -124,7 +124,7 @@ class _Setting:
 
 
 @dataclass
-class _RoutingCache:
+class RoutingCache:
     """Merged records of each routing folder, read once."""
 
     records: dict[Path, list[dict[str, Any]]] = field(default_factory=dict)
@@ -207,7 +207,7 @@ def _load_samples(run: RunRecord) -> pd.DataFrame:
         raise ReportInputError(str(exc)) from None
 
 
-def _resolve_setting(run: RunRecord, cache: _RoutingCache) -> tuple[str, str, Path | None]:
+def _resolve_setting(run: RunRecord, cache: RoutingCache) -> tuple[str, str, Path | None]:
     """(checkpoint, intervention hash, routing folder or None) of one run."""
     args = parse_model_args(run.model_args)
     checkpoint = sanitize_checkpoint(args["pretrained"]) if args.get("pretrained") else (run.model or "model")
@@ -249,7 +249,7 @@ def _resolve_setting(run: RunRecord, cache: _RoutingCache) -> tuple[str, str, Pa
     return checkpoint, f"unresolved-{canonical_hash(spec_args, 8)}", None
 
 
-def _settings(run_dirs: Sequence[Path], cache: _RoutingCache) -> list[_Setting]:
+def find_settings(run_dirs: Sequence[Path], cache: RoutingCache) -> list[RunSetting]:
     runs: dict[Path, RunRecord] = {}
     for folder in run_dirs:
         path = Path(folder)
@@ -274,11 +274,11 @@ def _settings(run_dirs: Sequence[Path], cache: _RoutingCache) -> list[_Setting]:
         for _, folder in members:
             if folder is not None and folder not in folders:
                 folders.append(folder)
-        settings.append(_Setting(model_id, checkpoint, intervention, tuple(r for r, _ in members), tuple(folders)))
+        settings.append(RunSetting(model_id, checkpoint, intervention, tuple(r for r, _ in members), tuple(folders)))
     return settings
 
 
-def _setting_samples(setting: _Setting) -> tuple[pd.DataFrame, int]:
+def samples_of_setting(setting: RunSetting) -> tuple[pd.DataFrame, int]:
     """All samples of a setting's runs; a (task, doc_id) run again by a later run takes the later outcome."""
     frames = [_load_samples(run) for run in setting.runs]
     df = pd.concat(frames, ignore_index=True)
@@ -314,7 +314,7 @@ def _scope_counts(record: Mapping[str, Any], scopes: Iterable[str], where: str) 
     return total
 
 
-def _record_index(setting: _Setting, cache: _RoutingCache) -> dict[tuple[str, int], tuple[dict[str, Any], Path]]:
+def _record_index(setting: RunSetting, cache: RoutingCache) -> dict[tuple[str, int], tuple[dict[str, Any], Path]]:
     index: dict[tuple[str, int], tuple[dict[str, Any], Path]] = {}
     for folder in setting.routing_dirs:  # in run order: a later folder's record wins
         for record in cache.get(folder):
@@ -434,7 +434,7 @@ def _benchmark_routing(
 
 
 def _setting_routing(
-    setting: _Setting, df: pd.DataFrame, cache: _RoutingCache, *, scope: str, n_boot: int, seed: int
+    setting: RunSetting, df: pd.DataFrame, cache: RoutingCache, *, scope: str, n_boot: int, seed: int
 ) -> dict[str, Any] | None:
     if not setting.routing_dirs:
         return None
@@ -467,7 +467,7 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _label(setting: _Setting) -> str:
+def _label(setting: RunSetting) -> str:
     plain = setting.intervention == NO_INTERVENTION
     return f"{setting.checkpoint} [{'plain' if plain else setting.intervention}]"
 
@@ -488,9 +488,9 @@ def build_report(
     _check_options(scope, n_boot, seed)
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
         raise ReportInputError("run_dirs must be a non-empty list of run folders")
-    cache = _RoutingCache()
-    settings = _settings([Path(p) for p in run_dirs], cache)
-    frames: dict[str, tuple[pd.DataFrame, int]] = {s.key: _setting_samples(s) for s in settings}
+    cache = RoutingCache()
+    settings = find_settings([Path(p) for p in run_dirs], cache)
+    frames: dict[str, tuple[pd.DataFrame, int]] = {s.key: samples_of_setting(s) for s in settings}
     bases = {(s.model_id, s.checkpoint): s for s in settings if s.intervention == NO_INTERVENTION}
 
     out_settings = []
@@ -707,7 +707,7 @@ def to_json(report: Mapping[str, Any]) -> str:
     return json.dumps(_clean(_check_report(report)), indent=2, allow_nan=False) + "\n"
 
 
-def _figure_png(draw: Any) -> str:
+def figure_png(draw: Any) -> str:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -752,7 +752,7 @@ def _plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
             ax_sep.set_title("Visual vs text routing separation", fontsize=10)
             ax_jsd.legend(fontsize=7)
 
-        plots.append((f"{name}: routing divergence by layer", _figure_png(draw)))
+        plots.append((f"{name}: routing divergence by layer", figure_png(draw)))
     return plots
 
 
