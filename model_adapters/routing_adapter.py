@@ -27,7 +27,7 @@ from loguru import logger
 from PIL import Image
 from tqdm import tqdm
 
-from rd_eval.doc_errors import error_response
+from rd_eval.doc_errors import error_response, is_error_response
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
     DocIdentity,
@@ -112,7 +112,8 @@ class RoutingAdapterMixin:
                 if self.rd_shard is not None:
                     self.rd_shard.append(records)
                 for args, response in zip(chunk, chunk_responses, strict=True):
-                    self.cache_hook.add_partial("generate_until", (args[0], args[1]), response)
+                    if not is_error_response(response):  # a failed document is retried on the next run
+                        self.cache_hook.add_partial("generate_until", (args[0], args[1]), response)
                 responses.extend(chunk_responses)
                 progress.update(len(chunk))
         progress.close()

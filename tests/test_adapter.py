@@ -224,3 +224,20 @@ def test_a_checkpoint_name_without_the_moe_pattern_is_refused(tmp_path: Path) ->
         RDQwen3VLMoe(pretrained=str(folder))
     with pytest.raises(ValueError, match="no such checkpoint folder"):
         RDQwen3VLMoe(pretrained=str(tmp_path / "missing-A3B"))
+
+
+def test_error_responses_are_not_cached(adapter) -> None:
+    cached: list[str] = []
+
+    class Recorder:
+        def add_partial(self, kind: str, key: tuple, value: str) -> None:
+            cached.append(value)
+
+    original = adapter.cache_hook
+    adapter.cache_hook = Recorder()
+    try:
+        responses = run(adapter, [("cache_img", unreadable_for_doc_one)])
+    finally:
+        adapter.cache_hook = original
+    assert sum(is_error_response(r) for r in responses) == 1
+    assert len(cached) == 3 and not any(is_error_response(v) for v in cached)
