@@ -125,3 +125,34 @@ def bracket_session_hooks(model: nn.Module, guard: HostSyncGuard) -> list[Any]:
         handles.append(router.register_forward_hook(arm, prepend=True))
         handles.append(router.register_forward_hook(disarm))
     return handles
+
+
+def tiny_checkpoint_fixtures(family: str, folder: str, *, dir_fixture: str,
+                             model_class: str = "AutoModelForImageTextToText", processor_class: str = "AutoProcessor",
+                             processor_fixture: str = "processor") -> tuple[Any, Any, Any]:
+    """Module-scoped fixtures (checkpoint folder, float32 model, processor) for one family's tiny checkpoint.
+
+    Assign the three to module-level names in a test file; pytest registers them by the `name`s given here.
+    """
+    import pytest
+
+    @pytest.fixture(scope="module", name=dir_fixture)
+    def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Any:
+        from rd_eval.tiny import make_tiny
+
+        return make_tiny(family, tmp_path_factory.mktemp(family) / folder, seed=0)
+
+    @pytest.fixture(scope="module", name="model")
+    def model(request: pytest.FixtureRequest) -> nn.Module:
+        import transformers
+
+        path = request.getfixturevalue(dir_fixture)
+        return getattr(transformers, model_class).from_pretrained(path, dtype=torch.float32).eval()
+
+    @pytest.fixture(scope="module", name=processor_fixture)
+    def processor(request: pytest.FixtureRequest) -> Any:
+        import transformers
+
+        return getattr(transformers, processor_class).from_pretrained(request.getfixturevalue(dir_fixture))
+
+    return checkpoint, model, processor

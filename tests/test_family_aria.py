@@ -23,6 +23,7 @@ from routing_contract import (
     expert_set,
     record_forward,
     routers,
+    tiny_checkpoint_fixtures,
 )
 from torch import nn
 
@@ -45,29 +46,17 @@ LONG_PROMPT = "The bar chart shows values per category. Which category has the l
 
 
 # -- fixtures -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def aria_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
-
-    return make_tiny("aria", tmp_path_factory.mktemp("aria") / "rd-tiny-aria", seed=0)
+checkpoint_fixture, model_fixture, processor_fixture = tiny_checkpoint_fixtures(
+    "aria", "rd-tiny-aria", dir_fixture="aria_dir"
+)
 
 
-def load_model(path: Path) -> nn.Module:
-    from transformers import AutoModelForImageTextToText
-
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
 
 
-@pytest.fixture(scope="module")
-def model(aria_dir: Path) -> nn.Module:
-    return load_model(aria_dir)
 
 
-@pytest.fixture(scope="module")
-def processor(aria_dir: Path) -> Any:
-    from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(aria_dir)
+
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from routing_contract import (
     expert_set,
     record_forward,
     routers,
+    tiny_checkpoint_fixtures,
 )
 from torch import nn
 
@@ -49,25 +50,16 @@ def reference_selection(logits: torch.Tensor, bias: torch.Tensor) -> torch.Tenso
     return torch.where(allowed, choice, torch.full_like(choice, -1e9)).argsort(dim=-1, descending=True)[:, :TOP_K]
 
 
-@pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
-
-    return make_tiny(FAMILY, tmp_path_factory.mktemp("ds") / "rd-tiny-deepseek_v3", seed=0)
-
-
-@pytest.fixture(scope="module")
-def model(tiny_path: Path) -> nn.Module:
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(tiny_path, dtype=torch.float32).eval()
+checkpoint_fixture, model_fixture, tokenizer_fixture = tiny_checkpoint_fixtures(
+    FAMILY, "rd-tiny-deepseek_v3", dir_fixture="tiny_path", model_class="AutoModelForCausalLM",
+    processor_class="AutoTokenizer", processor_fixture="tokenizer",
+)
 
 
-@pytest.fixture(scope="module")
-def tokenizer(tiny_path: Path) -> Any:
-    from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tiny_path)
+
+
+
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from routing_contract import (
     record_forward,
     record_generate,
     routers,
+    tiny_checkpoint_fixtures,
 )
 from torch import nn
 
@@ -74,29 +75,17 @@ def ernie_rule(router: nn.Module, hidden: torch.Tensor) -> tuple[torch.Tensor, t
 
 
 # -- fixtures -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ernie_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
-
-    return make_tiny("ernie4_5_vl_moe", tmp_path_factory.mktemp("ernie") / "rd-tiny-ernie4_5_vl_moe", seed=0)
+checkpoint_fixture, model_fixture, processor_fixture = tiny_checkpoint_fixtures(
+    "ernie4_5_vl_moe", "rd-tiny-ernie4_5_vl_moe", dir_fixture="ernie_dir"
+)
 
 
-def load_model(path: Path) -> nn.Module:
-    from transformers import AutoModelForImageTextToText
-
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
 
 
-@pytest.fixture(scope="module")
-def model(ernie_dir: Path) -> nn.Module:
-    return load_model(ernie_dir)
 
 
-@pytest.fixture(scope="module")
-def processor(ernie_dir: Path) -> Any:
-    from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(ernie_dir)
+
 
 
 @pytest.fixture(scope="module")

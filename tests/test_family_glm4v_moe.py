@@ -21,6 +21,7 @@ from routing_contract import (
     expert_set,
     record_forward,
     routers,
+    tiny_checkpoint_fixtures,
 )
 from torch import nn
 
@@ -73,25 +74,15 @@ def capture_routers(model: nn.Module) -> Iterator[dict[int, dict[str, torch.Tens
             handle.remove()
 
 
-@pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
-
-    return make_tiny(FAMILY, tmp_path_factory.mktemp("glm") / "rd-tiny-glm4v_moe", seed=0)
+checkpoint_fixture, model_fixture, processor_fixture = tiny_checkpoint_fixtures(
+    FAMILY, "rd-tiny-glm4v_moe", dir_fixture="tiny_path"
+)
 
 
-@pytest.fixture(scope="module")
-def model(tiny_path: Path) -> nn.Module:
-    from transformers import AutoModelForImageTextToText
-
-    return AutoModelForImageTextToText.from_pretrained(tiny_path, dtype=torch.float32).eval()
 
 
-@pytest.fixture(scope="module")
-def processor(tiny_path: Path) -> Any:
-    from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(tiny_path)
+
 
 
 @pytest.fixture(scope="module")

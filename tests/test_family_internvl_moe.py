@@ -27,6 +27,7 @@ from routing_contract import (
     expert_set,
     record_forward,
     routers,
+    tiny_checkpoint_fixtures,
 )
 from torch import nn
 
@@ -51,29 +52,17 @@ LONG_PROMPT = "The bar chart shows values per category. Which category has the l
 
 
 # -- fixtures -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
-
-    return make_tiny(FAMILY, tmp_path_factory.mktemp(FAMILY) / "rd-tiny-internvl_moe-A1B", seed=0)
+checkpoint_fixture, model_fixture, processor_fixture = tiny_checkpoint_fixtures(
+    FAMILY, "rd-tiny-internvl_moe-A1B", dir_fixture="tiny_dir"
+)
 
 
-def load_model(path: Path) -> nn.Module:
-    from transformers import AutoModelForImageTextToText
-
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
 
 
-@pytest.fixture(scope="module")
-def model(tiny_dir: Path) -> nn.Module:
-    return load_model(tiny_dir)
 
 
-@pytest.fixture(scope="module")
-def processor(tiny_dir: Path) -> Any:
-    from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(tiny_dir)
+
 
 
 @pytest.fixture(scope="module")

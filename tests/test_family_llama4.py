@@ -24,6 +24,7 @@ from routing_contract import (
     hook_counts,
     record_forward,
     routers,
+    tiny_checkpoint_fixtures,
 )
 from torch import nn
 
@@ -46,29 +47,17 @@ LONG_PROMPT = "The bar chart shows values per category. Which category has the l
 
 
 # -- fixtures -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def llama4_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
-
-    return make_tiny("llama4", tmp_path_factory.mktemp("llama4") / "rd-tiny-llama4", seed=0)
+checkpoint_fixture, model_fixture, processor_fixture = tiny_checkpoint_fixtures(
+    "llama4", "rd-tiny-llama4", dir_fixture="llama4_dir"
+)
 
 
-def load_model(path: Path) -> nn.Module:
-    from transformers import AutoModelForImageTextToText
-
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
 
 
-@pytest.fixture(scope="module")
-def model(llama4_dir: Path) -> nn.Module:
-    return load_model(llama4_dir)
 
 
-@pytest.fixture(scope="module")
-def processor(llama4_dir: Path) -> Any:
-    from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(llama4_dir)
+
 
 
 def encode_f32(processor: Any, docs: list[tuple[str, Any]]) -> Any:
