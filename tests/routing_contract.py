@@ -156,3 +156,32 @@ def tiny_checkpoint_fixtures(family: str, folder: str, *, dir_fixture: str,
         return getattr(transformers, processor_class).from_pretrained(request.getfixturevalue(dir_fixture))
 
     return checkpoint, model, processor
+
+
+def mixed_batch_fixtures(image_prompt: str, text_prompt: str, *, model_fixture: str = "model",
+                         processor_fixture: str = "processor", max_new_tokens: int = 5) -> tuple[Any, Any, Any]:
+    """Module-scoped fixtures `mixed_batch` (row 0 image + text, row 1 text only and left-padded),
+    `plain_outputs` (logits and greedy ids with no hooks at all) and `baseline_routing` (a recorded prefill).
+    Assign the three to module-level names in a test file."""
+    import pytest
+
+    @pytest.fixture(scope="module", name="mixed_batch")
+    def mixed_batch(request: pytest.FixtureRequest) -> Any:
+        processor = request.getfixturevalue(processor_fixture)
+        inputs = encode(processor, [(image_prompt, drawn_image(1)), (text_prompt, None)])
+        assert (inputs["attention_mask"] == 0).any(), "row 1 must be left-padded"
+        return inputs
+
+    @pytest.fixture(scope="module", name="plain_outputs")
+    def plain_outputs(request: pytest.FixtureRequest, mixed_batch: Any) -> dict[str, torch.Tensor]:
+        model = request.getfixturevalue(model_fixture)
+        with torch.inference_mode():
+            logits = model(**mixed_batch).logits.clone()
+            ids = model.generate(**mixed_batch, max_new_tokens=max_new_tokens, do_sample=False)
+        return {"logits": logits, "ids": ids}
+
+    @pytest.fixture(scope="module", name="baseline_routing")
+    def baseline_routing(request: pytest.FixtureRequest, mixed_batch: Any) -> BatchRouting:
+        return record_forward(request.getfixturevalue(model_fixture), mixed_batch)[1]
+
+    return mixed_batch, plain_outputs, baseline_routing

@@ -21,6 +21,7 @@ from routing_contract import (
     drawn_image,
     encode,
     expert_set,
+    mixed_batch_fixtures,
     record_forward,
     routers,
     tiny_checkpoint_fixtures,
@@ -51,33 +52,7 @@ checkpoint_fixture, model_fixture, processor_fixture = tiny_checkpoint_fixtures(
 )
 
 
-
-
-
-
-
-
-
-
-@pytest.fixture(scope="module")
-def mixed_batch(processor: Any) -> Any:
-    """Row 0: image + text; row 1: text only, left-padded."""
-    inputs = encode(processor, [(IMAGE_PROMPT, drawn_image(1)), (TEXT_PROMPT, None)])
-    assert (inputs["attention_mask"] == 0).any(), "row 1 must be left-padded"
-    return inputs
-
-
-@pytest.fixture(scope="module")
-def plain_outputs(model: nn.Module, mixed_batch: Any) -> dict[str, torch.Tensor]:
-    with torch.inference_mode():
-        logits = model(**mixed_batch).logits.clone()
-        ids = model.generate(**mixed_batch, max_new_tokens=5, do_sample=False)
-    return {"logits": logits, "ids": ids}
-
-
-@pytest.fixture(scope="module")
-def baseline_routing(model: nn.Module, mixed_batch: Any) -> BatchRouting:
-    return record_forward(model, mixed_batch)[1]
+batch_fixture, plain_fixture, baseline_fixture = mixed_batch_fixtures(IMAGE_PROMPT, TEXT_PROMPT)
 
 
 @contextmanager
@@ -120,8 +95,6 @@ NOOP_CASES = {
         False, InterventionSpec(experts=expert_set({i: (1, 5) for i in BAND}), mode="selection_only", strength=0.0)),
     "empty_expert_set_force": (True, InterventionSpec(experts=expert_set({i: () for i in BAND}), mode="force")),
 }
-
-
 
 
 def test_nonzero_lambda_changes_outputs(model: nn.Module, mixed_batch: Any,

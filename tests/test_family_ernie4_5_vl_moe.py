@@ -20,8 +20,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from routing_contract import (
-    drawn_image,
     encode,
+    mixed_batch_fixtures,
     record_forward,
     record_generate,
     routers,
@@ -80,34 +80,7 @@ checkpoint_fixture, model_fixture, processor_fixture = tiny_checkpoint_fixtures(
 )
 
 
-
-
-
-
-
-
-
-
-@pytest.fixture(scope="module")
-def mixed_batch(processor: Any) -> Any:
-    """Row 0: image + text; row 1: text only, left-padded."""
-    inputs = encode(processor, [(IMAGE_PROMPT, drawn_image(1)), (TEXT_PROMPT, None)])
-    assert (inputs["attention_mask"] == 0).any(), "row 1 must be left-padded"
-    assert inputs["moe_mm_token_type_ids"].any(), "row 0 must route tokens to the vision experts"
-    return inputs
-
-
-@pytest.fixture(scope="module")
-def plain_outputs(model: nn.Module, mixed_batch: Any) -> dict[str, torch.Tensor]:
-    with torch.inference_mode():
-        logits = model(**mixed_batch).logits.clone()
-        ids = model.generate(**mixed_batch, max_new_tokens=5, do_sample=False)
-    return {"logits": logits, "ids": ids}
-
-
-@pytest.fixture(scope="module")
-def baseline_routing(model: nn.Module, mixed_batch: Any) -> BatchRouting:
-    return record_forward(model, mixed_batch)[1]
+batch_fixture, plain_fixture, baseline_fixture = mixed_batch_fixtures(IMAGE_PROMPT, TEXT_PROMPT)
 
 
 @contextmanager
@@ -193,8 +166,6 @@ NOOP_CASES = {
     "empty_expert_set_force": (True, InterventionSpec(experts=band_experts((), "text"), mode="force")),
     "no_layers_suppress": (True, InterventionSpec(experts=grouped({}, "text"), mode="suppress", strength=3.0)),
 }
-
-
 
 
 @pytest.mark.parametrize("group", GROUPS)
@@ -505,11 +476,7 @@ def test_expert_set_must_name_a_group(model: nn.Module, mixed_batch: Any) -> Non
 # -- 5. hooks are always removed --------------------------------------------------------------------------
 
 
-
-
 # -- 6. no host-device synchronisation inside the hooks ---------------------------------------------------
-
-
 
 
 # -- 7. the tiny checkpoint loads with the Auto classes offline --------------------------------------------
@@ -534,3 +501,7 @@ def test_make_tiny_loads_with_auto_classes(ernie_dir: Path, model: nn.Module) ->
     assert any(float(r.moe_statics.e_score_correction_bias.abs().max()) > 0 for r in routers(model))
     assert "<|IMAGE_START|><|IMAGE_PLACEHOLDER|><|IMAGE_END|>" in processor.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}], tokenize=False)
+
+
+def test_the_mixed_batch_routes_row_0_to_the_vision_experts(mixed_batch: Any) -> None:
+    assert mixed_batch["moe_mm_token_type_ids"].any(), "row 0 must route tokens to the vision experts"

@@ -18,10 +18,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from routing_contract import (
-    drawn_image,
-    encode,
     expert_set,
     hook_counts,
+    mixed_batch_fixtures,
     record_forward,
     routers,
     tiny_checkpoint_fixtures,
@@ -52,41 +51,7 @@ checkpoint_fixture, model_fixture, processor_fixture = tiny_checkpoint_fixtures(
 )
 
 
-
-
-
-
-
-
-
-
-def encode_f32(processor: Any, docs: list[tuple[str, Any]]) -> Any:
-    """The shared encoder; Llama4ImageProcessor returns bfloat16 pixels (by design), the tiny model is fp32."""
-    inputs = encode(processor, docs)
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].float()
-    return inputs
-
-
-@pytest.fixture(scope="module")
-def mixed_batch(processor: Any) -> Any:
-    """Row 0: image + text; row 1: text only, left-padded."""
-    inputs = encode_f32(processor, [(IMAGE_PROMPT, drawn_image(1)), (TEXT_PROMPT, None)])
-    assert (inputs["attention_mask"] == 0).any(), "row 1 must be left-padded"
-    return inputs
-
-
-@pytest.fixture(scope="module")
-def plain_outputs(model: nn.Module, mixed_batch: Any) -> dict[str, torch.Tensor]:
-    with torch.inference_mode():
-        logits = model(**mixed_batch).logits.clone()
-        ids = model.generate(**mixed_batch, max_new_tokens=5, do_sample=False)
-    return {"logits": logits, "ids": ids}
-
-
-@pytest.fixture(scope="module")
-def baseline_routing(model: nn.Module, mixed_batch: Any) -> BatchRouting:
-    return record_forward(model, mixed_batch)[1]
+batch_fixture, plain_fixture, baseline_fixture = mixed_batch_fixtures(IMAGE_PROMPT, TEXT_PROMPT)
 
 
 @contextmanager
@@ -134,8 +99,6 @@ NOOP_CASES = {
         False, InterventionSpec(experts=expert_set({i: (1, 5) for i in BAND}), mode="selection_only", strength=0.0)),
     "empty_expert_set_force": (True, InterventionSpec(experts=expert_set({i: () for i in BAND}), mode="force")),
 }
-
-
 
 
 def test_nonzero_lambda_changes_outputs(model: nn.Module, mixed_batch: Any,

@@ -16,9 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from routing_contract import (
-    drawn_image,
-    encode,
     expert_set,
+    mixed_batch_fixtures,
     record_forward,
     routers,
     tiny_checkpoint_fixtures,
@@ -49,30 +48,7 @@ checkpoint_fixture, model_fixture, processor_fixture = tiny_checkpoint_fixtures(
 )
 
 
-
-
-
-
-
-
-
-
-@pytest.fixture(scope="module")
-def mixed_batch(processor: Any) -> Any:
-    """Row 0: image + text; row 1: text only, left-padded."""
-    inputs = encode(processor, [(IMAGE_PROMPT, drawn_image(1)), (TEXT_PROMPT, None)])
-    assert (inputs["attention_mask"] == 0).any(), "row 1 must be left-padded"
-    return inputs
-
-
-
-
-
-
-
-
-
-
+batch_fixture, plain_fixture, baseline_fixture = mixed_batch_fixtures(IMAGE_PROMPT, TEXT_PROMPT)
 
 
 # -- 7. the tiny checkpoint -----------------------------------------------------------------------------
@@ -118,10 +94,6 @@ NOOP_CASES = {
         False, InterventionSpec(experts=expert_set({i: (1, 5) for i in BAND}), mode="selection_only", strength=0.0)),
     "empty_expert_set_force": (True, InterventionSpec(experts=expert_set({i: () for i in BAND}), mode="force")),
 }
-
-
-
-
 
 
 @pytest.mark.parametrize("mode", ["soft", "soft_topk", "random", "selection_only"])
@@ -182,12 +154,6 @@ def test_recorded_counts_match_router_logits_reference(model: nn.Module, mixed_b
 
 
 # -- 3. force / suppress --------------------------------------------------------------------------------
-
-
-
-
-
-
 
 
 # -- 4. a document's counts do not depend on its batch ---------------------------------------------------

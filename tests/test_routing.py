@@ -19,6 +19,7 @@ from routing_contract import (
     encode,
     expert_set,
     hook_counts,
+    mixed_batch_fixtures,
     record_forward,
     record_generate,
     routers,
@@ -78,26 +79,9 @@ def unsteered_selection(router: nn.Module, hidden: torch.Tensor) -> tuple[torch.
 
 
 # -- fixtures -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def mixed_batch(tiny_processor: Any) -> Any:
-    """Row 0: image + text; row 1: text only, left-padded."""
-    inputs = encode(tiny_processor, [(IMAGE_PROMPT, drawn_image(1)), (TEXT_PROMPT, None)])
-    assert (inputs["attention_mask"] == 0).any(), "row 1 must be left-padded"
-    return inputs
-
-
-@pytest.fixture(scope="module")
-def plain_outputs(tiny_model: nn.Module, mixed_batch: Any) -> dict[str, torch.Tensor]:
-    """The model with no hooks at all: prefill logits and greedy ids."""
-    with torch.inference_mode():
-        logits = tiny_model(**mixed_batch).logits.clone()
-        ids = tiny_model.generate(**mixed_batch, max_new_tokens=6, do_sample=False)
-    return {"logits": logits, "ids": ids}
-
-
-@pytest.fixture(scope="module")
-def baseline_routing(tiny_model: nn.Module, mixed_batch: Any) -> BatchRouting:
-    return record_forward(tiny_model, mixed_batch)[1]
+batch_fixture, plain_fixture, baseline_fixture = mixed_batch_fixtures(
+    IMAGE_PROMPT, TEXT_PROMPT, model_fixture="tiny_model", processor_fixture="tiny_processor", max_new_tokens=6
+)
 
 
 # -- 1. no-op hooks are bit-identical ---------------------------------------------------------------------
