@@ -89,6 +89,7 @@ class RoutingSession:
         self._grouped = any(site.group for site in sites)
         self._layout: TokenLayout | None = None
         self._modality_order: torch.Tensor | None = None
+        self._token_mask: torch.Tensor | None = None
         self._seen_forward = False
         self._stop_ids: tuple[int, ...] = ()
         self._finished: torch.Tensor | None = None
@@ -126,6 +127,7 @@ class RoutingSession:
         while self._handles:
             self._handles.pop().remove()
         self._layout = None
+        self._token_mask = None
         self._modality_order = None
 
     # -- hooks ---------------------------------------------------------------------------------------
@@ -163,6 +165,7 @@ class RoutingSession:
             self._finished = torch.zeros(batch, dtype=torch.bool, device=device)
         self._seen_forward = True
         self._layout = TokenLayout(row=row, scope=scope, weight=weight)
+        self._token_mask = self._layout.scope_mask(self.spec.token_scope) if self.plans else None
         if self._grouped:
             # Text tokens first, then image tokens, each in original order: a modality's router sees exactly
             # these positions, and its token count (a shape, known on the host) says where to cut. Where the
@@ -201,7 +204,8 @@ class RoutingSession:
                     self.recorder.add_layer(site.site_index, layout, math.probabilities(logits),
                                             math.selection(output, router))
                 return output
-            token_mask = layout.scope_mask(spec.token_scope)
+            # The full-batch mask is built once per forward call; a modality router's subset gets its own.
+            token_mask = self._token_mask if layout is self._layout else layout.scope_mask(spec.token_scope)
             steered = steer_logits(logits, mode=spec.mode, strength=spec.strength, expert_mask=expert_mask,
                                    token_mask=token_mask, top_k=site.top_k)
             weight_source = logits if spec.mode == "selection_only" else steered
