@@ -9,9 +9,13 @@ from typing import Any
 
 from lmms_eval.models.simple.qwen3_5 import Qwen3_5
 from lmms_eval.models.simple.qwen3_vl import Qwen3_VL
-from rd_eval_adapters.routing_adapter import Request, RoutingAdapterMixin, default_device
-
-from rd_eval.routing.settings import pop_routing_settings
+from rd_eval_adapters.routing_adapter import (
+    PreparedBatch,
+    Request,
+    RoutingAdapterMixin,
+    default_device,
+    pop_adapter_settings,
+)
 
 # lmms-eval 0.7.3's Qwen3_VL loads the MoE model class only when the checkpoint name matches this.
 _MOE_NAME = re.compile(r"A\d+B")
@@ -22,7 +26,7 @@ class _QwenVLRouting(RoutingAdapterMixin):
 
     def __init__(self, pretrained: str, device: str | None = None, device_map: str | None = None,
                  **kwargs: Any) -> None:
-        settings = pop_routing_settings(kwargs)
+        settings = pop_adapter_settings(kwargs)
         local = Path(pretrained).expanduser()
         if (local.is_absolute() or pretrained.startswith(".")) and not local.is_dir():
             raise ValueError(f"pretrained={pretrained!r}: no such checkpoint folder")
@@ -35,11 +39,15 @@ class _QwenVLRouting(RoutingAdapterMixin):
         device = device or default_device()
         # The base class moves inputs to "cuda" whenever device_map is "auto"; on a CPU keep it on the device.
         device_map = device_map or (device if device == "cpu" else "auto")
-        super().__init__(pretrained=pretrained, device=device, device_map=device_map, **kwargs)
+        self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map, **kwargs)
         self._rd_setup(settings, pretrained=pretrained)
 
-    def _rd_prepare_batch(self, chunk: list[Request]) -> tuple[Any, list[str], dict, list[str]]:
-        return self._preprocess_chunk(chunk)
+    def _rd_prepare_batch(self, chunk: list[Request]) -> PreparedBatch:
+        inputs, _contexts, gen_kwargs, until = self._preprocess_chunk(chunk)
+        return PreparedBatch(inputs, self._build_generate_kwargs(gen_kwargs), until)
+
+    def _rd_finish_text(self, text: str) -> str:
+        return self._strip_thinking(text)
 
 
 class RDQwen3VLMoe(_QwenVLRouting, Qwen3_VL):

@@ -1,9 +1,9 @@
 """The one adapter layer that adds routing records and the intervention to any family's lmms-eval class.
 
 A family adapter subclasses lmms-eval's own model class (or ours, where lmms-eval has none) together with
-`RoutingAdapterMixin`, pops the routing settings before the base `__init__`, and provides
-`_rd_prepare_batch(chunk)`, usually the base class's own preprocessing. The mixin owns the generation
-loop so that it can:
+`RoutingAdapterMixin`, pops the routing settings, loads through `_rd_load_base` (the base `__init__`, made to
+work on a multi-process CPU run too), and provides `_rd_prepare_batch(chunk) -> PreparedBatch`, the base
+class's own preprocessing where lmms-eval factors one out. The mixin owns the generation loop so that it can:
 - batch only requests of the same task (lmms-eval 0.7.3's Qwen3-VL loop applies the first request's
   `doc_to_visual` to the whole batch, which would give a text twin its image-form partner's image);
 - check that an image-form prompt really carries image tokens;
@@ -15,13 +15,16 @@ loop so that it can:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator, DistributedType
 from lmms_eval import utils as lmms_utils
 from loguru import logger
 from PIL import Image
@@ -38,8 +41,8 @@ from rd_eval.routing.records import (
     routing_folder,
 )
 from rd_eval.routing.session import routing_session
-from rd_eval.routing.settings import RoutingSettings
-from rd_eval.routing.sites import find_router_sites
+from rd_eval.routing.settings import RoutingSettings, pop_routing_settings
+from rd_eval.routing.sites import find_router_sites, image_token_ids
 
 # A request tuple of lmms-eval's simple generate_until: (context, gen_kwargs, doc_to_visual, doc_id, task, split)
 Request = tuple[str, dict, Any, int, str, str]
@@ -49,12 +52,76 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def output_path_from_argv(argv: Sequence[str]) -> str | None:
-    """lmms-eval's --output_path, when this process was started by its CLI (routing records go beside it)."""
+def _cli_options(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--output_path", default=None)
+    parser.add_argument("--use_cache", "-c", default=None)
     known, _ = parser.parse_known_args(list(argv))
-    return known.output_path
+    return known
+
+
+def output_path_from_argv(argv: Sequence[str]) -> str | None:
+    """lmms-eval's --output_path, when this process was started by its CLI (routing records go beside it)."""
+    return _cli_options(argv).output_path
+
+
+def response_cache_from_argv(argv: Sequence[str]) -> bool:
+    """Whether lmms-eval's CLI runs with its response cache (--use_cache PATH)."""
+    return _cli_options(argv).use_cache is not None
+
+
+def pop_adapter_settings(kwargs: dict[str, Any]) -> RoutingSettings:
+    """The routing settings of `model_args`, removed from `kwargs` before the base class sees them."""
+    return pop_routing_settings(kwargs, response_cache=response_cache_from_argv(sys.argv))
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """One batch ready for `model.generate`: inputs still on the host, the generate kwargs, the stop strings."""
+
+    inputs: Any  # a transformers BatchFeature (has input_ids; `.to(device)`)
+    generate_kwargs: dict[str, Any]
+    until: list[str] = field(default_factory=list)
+
+
+class _OneProcessView:
+    """What an lmms-eval constructor sees on a multi-process CPU run: a single process.
+
+    lmms-eval's HF classes bind every rank to `cuda:<local rank>` and accept only GPU distributed types, so
+    on `accelerate launch --cpu` they cannot load at all. Seen through this view they load on the device
+    they were given; the adapter then restores the real accelerator, rank and world size. Data-parallel
+    inference needs no DDP wrapper (nothing is trained), only per-rank documents, which lmms-eval shards.
+    """
+
+    num_processes = 1
+    process_index = 0
+    local_process_index = 0
+    is_main_process = True
+    is_local_main_process = True
+    distributed_type = DistributedType.NO
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def unwrap_model(self, model: Any) -> Any:
+        return model
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _lmms_classes_see_one_process(cls: type) -> Iterator[None]:
+    """Within the block, the lmms-eval modules defining `cls`'s bases construct `_OneProcessView`s."""
+    modules = {sys.modules[base.__module__] for base in cls.__mro__ if base.__module__.startswith("lmms_eval.")}
+    patched = [m for m in modules if getattr(m, "Accelerator", None) is Accelerator]
+    for module in patched:
+        module.Accelerator = _OneProcessView
+    try:
+        yield
+    finally:
+        for module in patched:
+            module.Accelerator = Accelerator
 
 
 def _count_images(visuals: Any) -> int:
@@ -69,21 +136,31 @@ class RoutingAdapterMixin:
     rd_model_id: str = ""
 
     # -- set-up ----------------------------------------------------------------------------------------
+    def _rd_load_base(self, base_init: Callable[..., None], **kwargs: Any) -> None:
+        """Run the base class's constructor; on a multi-process CPU run, as one process, then set the ranks."""
+        accelerator = Accelerator()
+        if accelerator.num_processes > 1 and accelerator.distributed_type == DistributedType.MULTI_CPU:
+            with _lmms_classes_see_one_process(type(self)):
+                base_init(**kwargs)
+            self.accelerator = accelerator
+            self._rank = accelerator.process_index
+            self._world_size = accelerator.num_processes
+        else:
+            base_init(**kwargs)
+
     def _rd_setup(self, settings: RoutingSettings, *, pretrained: str) -> None:
         self.rd_settings = settings
         self.rd_pretrained = pretrained
         self.rd_sites = find_router_sites(self.model)
-        self.rd_image_token_ids = tuple(
-            int(t) for t in (getattr(self.model.config, "image_token_id", None),
-                             getattr(self.model.config, "video_token_id", None)) if t is not None
-        )
+        self.rd_image_token_ids = image_token_ids(self.model)
         self.rd_shard: ShardWriter | None = None
         if settings.record_routing:
             base = settings.routing_dir
             if base is None:
                 base = routing_folder(output_path_from_argv(sys.argv) or ".", pretrained, settings.intervention_hash)
             self.rd_routing_dir = Path(base)
-            self.rd_shard = ShardWriter(self.rd_routing_dir, self.rank)
+            self.rd_shard = ShardWriter(self.rd_routing_dir, self.rank)  # fails now if the folder is unusable
+            self.rd_shard_rank = self.rank
         spec = settings.intervention
         logger.info(
             f"[rd-eval] {self.rd_model_id}: {len(self.rd_sites)} MoE layers; intervention "
@@ -91,9 +168,16 @@ class RoutingAdapterMixin:
             f"; routing records {'-> ' + str(self.rd_routing_dir) if self.rd_shard else 'off'}"
         )
 
-    def _rd_prepare_batch(self, chunk: list[Request]) -> tuple[Any, list[str], dict, list[str]]:
-        """(model inputs on the host, contexts, gen_kwargs, until strings) for one batch."""
+    def _rd_prepare_batch(self, chunk: list[Request]) -> PreparedBatch:
+        """Model inputs (on the host), generate kwargs and stop strings for one batch of one task."""
         raise NotImplementedError
+
+    def _rd_decode(self, new_tokens: list[torch.Tensor]) -> list[str]:
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def _rd_finish_text(self, text: str) -> str:
+        """The family's last touch on an answer (after the stop strings), e.g. dropping a thinking block."""
+        return text
 
     # -- generation ------------------------------------------------------------------------------------
     def generate_until(self, requests) -> list[str]:
@@ -105,6 +189,11 @@ class RoutingAdapterMixin:
         )
         progress = tqdm(total=len(requests), disable=(self.rank != 0), desc="Model Responding")
         responses: list[str] = []
+        if self.rd_shard is not None and self.rd_shard_rank != self.rank:
+            # lmms-eval injects the global rank after construction (launchers whose ranks all start as
+            # single processes, e.g. torchrun without GPUs): each rank must write its own shard.
+            self.rd_shard = ShardWriter(self.rd_routing_dir, self.rank)
+            self.rd_shard_rank = self.rank
         with routing_session(self.model, record=self.rd_shard is not None,
                              intervention=self.rd_settings.intervention, sites=self.rd_sites) as session:
             for chunk in collator.get_batched(n=self.batch_size, batch_fn=None):
@@ -158,23 +247,22 @@ class RoutingAdapterMixin:
 
         # All requests of a chunk share one task (see generate_until), hence one doc_to_visual.
         wrapped = [(a[0], a[1], capture_visuals, a[3], a[4], a[5]) for a in chunk]
-        inputs, _contexts, gen_kwargs, until = self._rd_prepare_batch(wrapped)
-        self._rd_check_images(chunk, inputs["input_ids"], visuals_seen)
-        inputs = inputs.to(self.device)
-        generate_kwargs = self._build_generate_kwargs(gen_kwargs)
+        batch = self._rd_prepare_batch(wrapped)
+        self._rd_check_images(chunk, batch.inputs["input_ids"], visuals_seen)
+        inputs = batch.inputs.to(self.device)
+        generate_kwargs = batch.generate_kwargs
         eos = generate_kwargs.get("eos_token_id")
         session.begin(len(chunk), stop_token_ids=None if eos is None else list(eos if isinstance(eos, list) else [eos]))
         with torch.inference_mode():
             output_ids = self.model.generate(**inputs, **generate_kwargs)
         routing: BatchRouting | None = session.recorder.finish_batch() if session.recorder is not None else None
         new_tokens = [out[len(inp):] for inp, out in zip(inputs["input_ids"], output_ids, strict=True)]
-        texts = self.processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         responses = []
-        for text in texts:
-            for stop in until:
+        for text in self._rd_decode(new_tokens):
+            for stop in batch.until:
                 if stop:
                     text = text.split(stop)[0]
-            responses.append(self._strip_thinking(text))
+            responses.append(self._rd_finish_text(text))
         records = []
         if routing is not None:
             for row, args in enumerate(chunk):

@@ -1,7 +1,9 @@
 """Routing settings as they arrive in lmms-eval `model_args`, parsed and validated once.
 
 All of them live in `model_args` on purpose: lmms-eval's response cache keys on that string, so two
-intervention settings never share cached answers.
+intervention settings never share cached answers. A spec *file* can change while its path stays the same;
+`intervention_hash=<content hash>` puts its content into the string too (and is checked against the file),
+and with the response cache on it is required whenever the settings come from a file.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ SETTING_KEYS = (
     "intervention_band",  # "0.25-0.75" (fractions of the MoE layers) or "12,13,14" (MoE-layer indices)
     "intervention_scope",
     "intervention_seed",
+    "intervention_hash",  # the content hash the spec must have (required with --use_cache and a spec file)
     "record_routing",
     "routing_dir",
 )
@@ -49,8 +52,11 @@ def _as_bool(key: str, value: Any) -> bool:
     raise SpecError(f"model_args {key}={value!r} invalid; use true or false")
 
 
-def pop_routing_settings(kwargs: dict[str, Any]) -> RoutingSettings:
-    """Remove our keys from `kwargs` (the rest go to the family's base class) and validate them."""
+def pop_routing_settings(kwargs: dict[str, Any], *, response_cache: bool = False) -> RoutingSettings:
+    """Remove our keys from `kwargs` (the rest go to the family's base class) and validate them.
+
+    `response_cache`: lmms-eval's --use_cache is on, so settings read from a file must be pinned by hash.
+    """
     raw = {key: kwargs.pop(key) for key in SETTING_KEYS if key in kwargs}
     inline = {k: raw[k] for k in ("intervention_mode", "intervention_lambda", "intervention_band",
                                   "intervention_scope", "intervention_seed") if k in raw}
@@ -84,4 +90,25 @@ def pop_routing_settings(kwargs: dict[str, Any]) -> RoutingSettings:
         spec = dataclasses.replace(spec, **changes)
     routing_dir = Path(str(raw["routing_dir"])).expanduser() if "routing_dir" in raw else None
     record = _as_bool("record_routing", raw.get("record_routing", True))
-    return RoutingSettings(intervention=spec, record_routing=record, routing_dir=routing_dir)
+    settings = RoutingSettings(intervention=spec, record_routing=record, routing_dir=routing_dir)
+    _check_declared_hash(raw, settings, response_cache=response_cache)
+    return settings
+
+
+def _check_declared_hash(raw: dict[str, Any], settings: RoutingSettings, *, response_cache: bool) -> None:
+    source = "intervention" if "intervention" in raw else "expert_set" if "expert_set" in raw else None
+    actual = settings.intervention_hash
+    if "intervention_hash" in raw:
+        declared = str(raw["intervention_hash"]).strip()
+        if declared != actual:
+            where = f" (from {source}={raw[source]})" if source else ""
+            raise SpecError(
+                f"model_args intervention_hash={declared!r} does not match the intervention's content hash "
+                f"{actual!r}{where}; the file changed since the hash was taken: use intervention_hash={actual}"
+            )
+    elif response_cache and source is not None:
+        raise SpecError(
+            f"model_args {source}={raw[source]}: with lmms-eval's response cache (--use_cache) a settings file "
+            f"must be pinned by its content, or an edited file would be served the old answers; add "
+            f"intervention_hash={actual} to model_args"
+        )
