@@ -4,7 +4,6 @@ records and the intervention (lmms-eval's Qwen3_5 subclasses its Qwen3_VL, so on
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 from lmms_eval.models.simple.qwen3_5 import Qwen3_5
@@ -13,8 +12,9 @@ from rd_eval_adapters.routing_adapter import (
     PreparedBatch,
     Request,
     RoutingAdapterMixin,
-    default_device,
+    device_and_map,
     pop_adapter_settings,
+    require_checkpoint_folder,
 )
 
 # lmms-eval 0.7.3's Qwen3_VL loads the MoE model class only when the checkpoint name matches this.
@@ -27,18 +27,14 @@ class _QwenVLRouting(RoutingAdapterMixin):
     def __init__(self, pretrained: str, device: str | None = None, device_map: str | None = None,
                  **kwargs: Any) -> None:
         settings = pop_adapter_settings(kwargs)
-        local = Path(pretrained).expanduser()
-        if (local.is_absolute() or pretrained.startswith(".")) and not local.is_dir():
-            raise ValueError(f"pretrained={pretrained!r}: no such checkpoint folder")
+        require_checkpoint_folder(pretrained)
         if not _MOE_NAME.search(pretrained):
             raise ValueError(
                 f"pretrained={pretrained!r}: lmms-eval's Qwen classes pick the MoE model class only when the "
                 "checkpoint name matches 'A<digits>B' (as in Qwen3-VL-30B-A3B); name the folder accordingly "
                 "(rd-eval make-tiny names its checkpoints this way)"
             )
-        device = device or default_device()
-        # The base class moves inputs to "cuda" whenever device_map is "auto"; on a CPU keep it on the device.
-        device_map = device_map or (device if device == "cpu" else "auto")
+        device, device_map = device_and_map(device, device_map)
         self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map, **kwargs)
         self._rd_setup(settings, pretrained=pretrained)
 

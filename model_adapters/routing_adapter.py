@@ -52,6 +52,21 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def device_and_map(device: str | None, device_map: str | None) -> tuple[str, str]:
+    """The device (default: CUDA when there is one, else the CPU) and a device_map that keeps a CPU run on
+    the CPU (lmms-eval's classes move inputs to "cuda" whenever device_map is "auto")."""
+    device = device or default_device()
+    return device, device_map or (device if device == "cpu" else "auto")
+
+
+def require_checkpoint_folder(pretrained: str) -> None:
+    """A `pretrained` that names a local path (absolute, `~` or `.`-relative) must be an existing folder."""
+    local = Path(pretrained).expanduser()
+    looks_local = local.is_absolute() or pretrained.startswith((".", "~"))
+    if looks_local and not local.is_dir():
+        raise ValueError(f"pretrained={pretrained!r}: no such checkpoint folder")
+
+
 def _cli_options(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--output_path", default=None)
@@ -153,6 +168,12 @@ class RoutingAdapterMixin:
         self.rd_pretrained = pretrained
         self.rd_sites = find_router_sites(self.model)
         self.rd_image_token_ids = image_token_ids(self.model)
+        # Generation continues every row of a batch from its last position: padding must be on the left (some
+        # checkpoints ship tokenizers that pad right, which makes batched answers depend on batch mates).
+        for holder in (self, getattr(self, "processor", None)):
+            tokenizer = getattr(holder, "tokenizer", None)
+            if tokenizer is not None and hasattr(tokenizer, "padding_side"):
+                tokenizer.padding_side = "left"
         self.rd_shard: ShardWriter | None = None
         if settings.record_routing:
             base = settings.routing_dir

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from lmms_cli import run, tasks_path
 
 from rd_eval.routing.records import merge_routing_records
 from rd_eval.runs import find_runs, load_paired_samples
-
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def run(command: list[str], tmp_path: Path, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **OFFLINE, "LMMS_EVAL_DATASETS_CACHE": str(tmp_path / "datasets_cache")}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-
-
-def tasks_path() -> str:
-    result = subprocess.run([sys.executable, "-m", "rd_eval.cli", "tasks-path"], capture_output=True, text=True,
-                            check=True)
-    return result.stdout.strip()
 
 
 def lmms_eval_args(checkpoint: Path, out: Path, limit: int) -> list[str]:
