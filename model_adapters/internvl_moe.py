@@ -1,0 +1,83 @@
+"""rd_internvl_moe: lmms-eval's InternVLHf class (InternVL3.5 MoE "-HF" checkpoints) plus rd-eval routing
+records and the intervention.
+
+lmms-eval's InternVLHf is a chat model (requests carry `doc_to_messages`) limited to batch size 1. The adapter
+reuses its loading and settings (min/max patches, use_cache) and answers lmms-eval's simple requests: the
+messages are the ones lmms-eval's default `doc_to_messages` builds for a simple task (the document's images,
+then its text), rendered by the checkpoint's chat template and processed with InternVLHf's patch settings, in
+left-padded batches of any size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmms_eval.models.chat.internvl_hf import InternVLHf
+from PIL import Image
+from rd_eval_adapters.routing_adapter import (
+    PreparedBatch,
+    Request,
+    RoutingAdapterMixin,
+    device_and_map,
+    pop_adapter_settings,
+    require_checkpoint_folder,
+)
+
+# InternVLHf's defaults for a task that sets none.
+INTERNVL_MAX_NEW_TOKENS = 1024
+
+
+class RDInternVLMoe(RoutingAdapterMixin, InternVLHf):
+    rd_model_id = "rd_internvl_moe"
+    is_simple = True  # lmms-eval hands this class (context, gen_kwargs, doc_to_visual, ...) requests
+
+    def __init__(self, pretrained: str = "OpenGVLab/InternVL3_5-30B-A3B-HF", device: str | None = None,
+                 device_map: str | None = None, batch_size: int | str = 1, **kwargs: Any) -> None:
+        settings = pop_adapter_settings(kwargs)
+        require_checkpoint_folder(pretrained)
+        device, device_map = device_and_map(device, device_map)
+        # InternVLHf accepts batch size 1 only because its own loop is single-request; ours batches.
+        self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map,
+                           batch_size=1, **kwargs)
+        self.batch_size_per_gpu = int(batch_size)
+        if self.batch_size_per_gpu < 1:
+            raise ValueError(f"batch_size={batch_size!r} invalid; give a positive integer")
+        self._rd_setup(settings, pretrained=pretrained)
+
+    def _rd_prepare_batch(self, chunk: list[Request]) -> PreparedBatch:
+        texts: list[str] = []
+        images: list[Image.Image] = []
+        for context, _gen_kwargs, doc_to_visual, doc_id, task, split in chunk:
+            visuals = doc_to_visual(self.task_dict[task][split][doc_id]) or []
+            if any(not isinstance(v, Image.Image) for v in visuals):
+                raise ValueError("rd_internvl_moe answers image and text prompts; other visuals are not supported")
+            content = [{"type": "image"} for _ in visuals] + [{"type": "text", "text": context}]
+            texts.append(self.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                                            add_generation_prompt=True))
+            images.extend(v.convert("RGB") for v in visuals)
+        image_kwargs = {key: value for key, value in (("min_patches", self.min_patches),
+                                                      ("max_patches", self.max_patches)) if value is not None}
+        inputs = self.processor(images=images or None, text=texts, padding=True, return_tensors="pt",
+                                **(image_kwargs if images else {}))
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
+        # InternVLHf applies no `until` strings (chat models stop at the end of their turn); neither do we.
+        return PreparedBatch(inputs, self._generate_kwargs(dict(chunk[0][1])), [])
+
+    def _generate_kwargs(self, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """InternVLHf's: greedy unless the task sets a temperature; its default answer budget."""
+        temperature = float(gen_kwargs.get("temperature") or 0)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": int(gen_kwargs.get("max_new_tokens") or INTERNVL_MAX_NEW_TOKENS),
+            "num_beams": int(gen_kwargs.get("num_beams") or 1),
+            "do_sample": temperature > 0,
+            "pad_token_id": self.pad_token_id,
+            "eos_token_id": self.eot_token_id,
+            "use_cache": self.use_cache,
+        }
+        if temperature > 0:
+            kwargs["temperature"] = temperature
+            if gen_kwargs.get("top_p") is not None:
+                kwargs["top_p"] = float(gen_kwargs["top_p"])
+        return kwargs
+
