@@ -295,9 +295,9 @@ def test_kimi_real_config_needs_its_remote_code_and_picks_the_causal_lm_auto_cla
     folder = tmp_path / "Kimi-VL-A3B-Instruct"
     shutil.copytree(KIMI_CONFIG, folder)
     with pytest.raises(ValueError, match="add trust_remote_code=true"):
-        RDKimiVL(pretrained=str(folder), trust_remote_code=False)
-    with pytest.raises(ValueError, match="missing from the folder: configuration_kimi_vl.py, modeling_kimi_vl.py"):
         RDKimiVL(pretrained=str(folder))
+    with pytest.raises(ValueError, match="missing from the folder: configuration_kimi_vl.py, modeling_kimi_vl.py"):
+        RDKimiVL(pretrained=str(folder), trust_remote_code="true")
     config_dict = json.loads((folder / "config.json").read_text())
     assert auto_model_class(str(folder), None, config_dict, True) is AutoModelForCausalLM
     with pytest.raises(ValueError, match="neither AutoModelForImageTextToText nor AutoModelForCausalLM"):

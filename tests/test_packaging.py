@@ -40,16 +40,17 @@ def test_wheel_contents(tmp_path: Path) -> None:
 def test_entry_point_module_imports_no_torch() -> None:
     code = (
         "import sys; import rd_eval_adapters.manifests as m; "
-        "assert [x.model_id for x in m.MANIFESTS] == ['rd_qwen3_vl_moe', 'rd_qwen3_5_moe']; "
+        "assert sorted(x.model_id for x in m.MANIFESTS) == sorted(['rd_qwen3_vl_moe', 'rd_qwen3_5_moe', "
+        "'rd_glm4v_moe', 'rd_llama4', 'rd_aria', 'rd_internvl_moe', 'rd_ernie4_5_vl_moe', 'rd_kimi_vl']); "
         "assert 'torch' not in sys.modules, 'the lmms_eval.models entry point imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-def test_lmms_eval_resolves_our_model_id() -> None:
+def test_lmms_eval_resolves_our_model_ids() -> None:
     code = (
-        "from lmms_eval.models import get_model; "
-        "assert get_model('rd_qwen3_vl_moe').__name__ == 'RDQwen3VLMoe'; "
-        "assert get_model('rd_qwen3_5_moe').__name__ == 'RDQwen3_5Moe'"
+        "import sys; from lmms_eval.models import get_model; from rd_eval_adapters.manifests import ADAPTER_CLASSES; "
+        "[get_model(i).__name__ == p.rsplit('.', 1)[1] or sys.exit(i) for i, p in ADAPTER_CLASSES.items()]; "
+        "assert get_model('rd_aria').rd_model_id == 'rd_aria'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
