@@ -91,6 +91,17 @@ def _cmd_experts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_twins_transcribe(args: argparse.Namespace) -> int:
+    from rd_eval.demo import tasks_dir
+    from rd_eval.twins.transcribe_cli import main_args, summary, transcribe
+
+    request = main_args(args, tasks_dir())
+    written = transcribe(request)
+    for line in summary(written, request.out_dir):
+        print(line)
+    return 0
+
+
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from rd_eval.jsonio import write_text_atomic
     from rd_eval.leaderboard import build_leaderboard, render
@@ -171,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="McNemar significance level where per-doc data exist (default 0.05)")
     p.set_defaults(func=_cmd_check)
 
+    p = sub.add_parser("twins", help="transcript twins of benchmark images")
+    twins = p.add_subparsers(dest="twins_command", required=True)
+    t = twins.add_parser("transcribe", help="transcribe benchmark images with an lmms-eval model (text twins)")
+    t.add_argument("--model", required=True, help="lmms-eval model id of the transcriber, e.g. rd_qwen3_vl_moe")
+    t.add_argument("--model_args", required=True, help="its model_args, e.g. pretrained=Qwen/Qwen3-VL-30B-A3B-Instruct")
+    t.add_argument("--tasks", required=True, help="image-form tasks, comma-separated: rd_mathvista_img,...")
+    t.add_argument("--out", required=True, help="folder for <benchmark>.transcripts.json (set RD_EVAL_TRANSCRIPTS)")
+    t.add_argument("--limit", type=int, default=None, help="documents per benchmark (testing)")
+    t.add_argument("--batch_size", type=int, default=1)
+    t.set_defaults(func=_cmd_twins_transcribe)
+
     p = sub.add_parser("experts", help="identify domain (or visual) experts of a checkpoint from probe sets")
     p.add_argument("--pretrained", default=None, metavar="DIR", help="local checkpoint folder")
     p.add_argument("--model", default=None, metavar="ID", help="the lmms-eval model id the set is for (recorded)")
@@ -200,19 +222,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rd_eval.expert_cli import ExpertsInputError
     from rd_eval.jsonio import JsonFileError
     from rd_eval.leaderboard import LeaderboardInputError
+    from rd_eval.lmms_runner import LmmsEvalRunError
     from rd_eval.report import ReportInputError
     from rd_eval.routing.sites import UnsupportedModelError
     from rd_eval.routing.spec import SpecError
     from rd_eval.tiny import TinyModelError
+    from rd_eval.twins.transcribe_cli import TranscribeInputError
+    from rd_eval.twins.transcripts import TranscriptError
 
     try:
         return int(args.func(args))
     except (DemoError, TinyModelError, SpecError, JsonFileError, UnsupportedModelError, ReportInputError,
             ExpertsInputError,
-            LeaderboardInputError, CheckInputError) as exc:
+            LeaderboardInputError, CheckInputError, TranscribeInputError, TranscriptError) as exc:
         print(f"rd-eval {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except DemoRunError as exc:
+    except (DemoRunError, LmmsEvalRunError) as exc:
         print(f"rd-eval {args.command}: failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

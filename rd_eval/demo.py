@@ -9,9 +9,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +20,7 @@ from typing import Any
 from rd_eval.experts import domain_expert_set, general_probe_texts, probe_routing, selection_frequency
 from rd_eval.gaps import compare_runs, to_markdown
 from rd_eval.jsonio import read_json, write_json_atomic, write_text_atomic
+from rd_eval.lmms_runner import LmmsEvalRunError, lmms_eval_command, run_logged
 from rd_eval.routing.sites import supported_families
 from rd_eval.routing.spec import InterventionSpec, LayerBand
 from rd_eval.runs import find_runs, load_paired_samples
@@ -128,28 +126,12 @@ def identify_experts(checkpoint: Path, model_name: str, cfg: DemoConfig) -> Inte
 
 def run_lmms_eval(model_id: str, model_args: str, output_path: Path, log_path: Path, cfg: DemoConfig) -> None:
     """lmms-eval's own CLI, exactly as a user would type it, offline."""
-    command = [
-        sys.executable, "-m", "lmms_eval",
-        "--model", model_id,
-        "--model_args", model_args,
-        "--tasks", DEMO_TASK,
-        "--include_path", str(tasks_dir()),
-        "--output_path", str(output_path),
-        "--log_samples",
-        "--batch_size", str(cfg.batch_size),
-        "--seed", str(cfg.seed),
-    ]
-    if cfg.limit is not None:
-        command += ["--limit", str(cfg.limit)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(command) + "\n")
-        log.flush()
-        completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
-    if completed.returncode != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
-        raise DemoRunError(f"lmms-eval exited with {completed.returncode}; log: {log_path}\n" + "\n".join(tail))
+    command = lmms_eval_command(model_id, model_args, [DEMO_TASK], output_path, include_path=tasks_dir(),
+                                batch_size=cfg.batch_size, seed=cfg.seed, limit=cfg.limit)
+    try:
+        run_logged(command, log_path)
+    except LmmsEvalRunError as exc:
+        raise DemoRunError(str(exc)) from None
 
 
 def latest_samples(output_path: Path) -> Any:

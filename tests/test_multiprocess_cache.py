@@ -28,9 +28,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def lmms_args(checkpoint: Path, out: Path, model_args: str = "", *extra: str) -> list[str]:
+def lmms_args(checkpoint: Path, out: Path, model_args: str = "", *extra: str,
+              model: str = "rd_qwen3_vl_moe") -> list[str]:
     args = f"pretrained={checkpoint}" + (f",{model_args}" if model_args else "")
-    return ["-m", "lmms_eval", "--model", "rd_qwen3_vl_moe", "--model_args", args, "--tasks", "rd_demo",
+    return ["-m", "lmms_eval", "--model", model, "--model_args", args, "--tasks", "rd_demo",
             "--include_path", tasks_path(), "--output_path", str(out), "--log_samples", "--limit", str(LIMIT),
             *extra]
 
@@ -103,10 +104,11 @@ def expert_file(tmp_path: Path) -> Path:
 
 def test_response_cache_reproduces_and_never_crosses_settings(tiny_dir: Path, tmp_path: Path,
                                                               expert_file: Path) -> None:
+    # lmms-eval keys its cache on the git commit of the working folder: run outside any repository.
     cache = tmp_path / "cache"
     first, second = tmp_path / "first", tmp_path / "second"
     for out in (first, second):
-        result = run([sys.executable, *lmms_args(tiny_dir, out, "", "--use_cache", str(cache))], tmp_path)
+        result = run([sys.executable, *lmms_args(tiny_dir, out, "", "--use_cache", str(cache))], tmp_path, cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
     assert outcome(second) == outcome(first)
     assert len(routing_records(first)) == 2 * LIMIT
@@ -120,7 +122,7 @@ def test_response_cache_reproduces_and_never_crosses_settings(tiny_dir: Path, tm
     # A settings file with the cache on must be pinned by its content hash.
     unpinned = tmp_path / "unpinned"
     result = run([sys.executable, *lmms_args(tiny_dir, unpinned, f"expert_set={expert_file},{inline}",
-                                             "--use_cache", str(cache))], tmp_path)
+                                             "--use_cache", str(cache))], tmp_path, cwd=tmp_path)
     # lmms-eval logs a failed evaluation and exits 0: the refusal shows as the message and no results.
     assert f"intervention_hash={pinned}" in result.stderr + result.stdout
     assert not list(unpinned.rglob("*_results.json"))
@@ -128,13 +130,15 @@ def test_response_cache_reproduces_and_never_crosses_settings(tiny_dir: Path, tm
     # Pinned, the intervened run is answered by the model (it records routing), not by the plain run's cache.
     intervened = tmp_path / "intervened"
     args = f"expert_set={expert_file},{inline},intervention_hash={pinned}"
-    result = run([sys.executable, *lmms_args(tiny_dir, intervened, args, "--use_cache", str(cache))], tmp_path)
+    result = run([sys.executable, *lmms_args(tiny_dir, intervened, args, "--use_cache", str(cache))], tmp_path,
+                 cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(routing_records(intervened, pinned)) == 2 * LIMIT
 
     # The file edited in place no longer matches its pin: refused, never served the old answers.
     ExpertSet(model="tiny", kind="domain", layers=(LayerExperts(3, (2,)),)).save(expert_file)
     edited = tmp_path / "edited"
-    result = run([sys.executable, *lmms_args(tiny_dir, edited, args, "--use_cache", str(cache))], tmp_path)
+    result = run([sys.executable, *lmms_args(tiny_dir, edited, args, "--use_cache", str(cache))], tmp_path,
+                 cwd=tmp_path)
     assert "does not match the intervention's content hash" in result.stderr + result.stdout
     assert not list(edited.rglob("*_results.json"))
