@@ -2,9 +2,9 @@
 routing records and the intervention.
 
 transformers has no native Kimi-VL: the checkpoint's own code must run, and that stays the user's explicit
-choice (`trust_remote_code=true` in model_args; without it the checkpoint is refused with that hint). Its auto map offers
-`AutoModelForCausalLM`, which the generic class falls back to. Routing: DeepSeek-V3-style `MoEGate` routers
-(rd_eval.routing.families.deepseek_style), image tokens = `media_placeholder_token_id`.
+choice (`trust_remote_code=true` in model_args; without it the checkpoint is refused with that hint).
+Its auto map offers `AutoModelForCausalLM`, which the generic class falls back to. Routing: DeepSeek-V3-style
+`MoEGate` routers (rd_eval.routing.families.deepseek_style), image tokens = `media_placeholder_token_id`.
 """
 
 from __future__ import annotations
