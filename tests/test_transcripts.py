@@ -1,0 +1,113 @@
+"""Transcript sets (DESIGN §5.1) and `rd-eval twins transcribe`'s input errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rd_eval.doc_errors import error_response
+from rd_eval.twins.transcripts import (
+    TRANSCRIPT_METRIC,
+    TRANSCRIPTS_ENV,
+    TranscriptError,
+    TranscriptSet,
+    load_transcripts,
+    transcribed_share,
+    transcript_for,
+    transcript_path,
+    transcript_result,
+    transcripts_from_samples,
+)
+
+
+def a_set(**changes: object) -> TranscriptSet:
+    fields = {"benchmark": "mathvista", "transcriber": "rd_qwen3_vl_moe", "model_args": "pretrained=m",
+              "prompt": "Transcribe.", "entries": {"7": "A right triangle with legs 3 and 4.", "9": "x = 2"}}
+    return TranscriptSet(**{**fields, **changes})
+
+
+def test_round_trip_and_lookup(tmp_path: Path) -> None:
+    transcripts = a_set()
+    path = transcripts.save(tmp_path)
+    assert path == transcript_path(tmp_path, "mathvista")
+    loaded = TranscriptSet.load(path)
+    assert loaded == transcripts and loaded.content_hash == transcripts.content_hash
+    assert json.loads(path.read_text())["version"] == 1
+    assert transcript_for("mathvista", "7", tmp_path) == "A right triangle with legs 3 and 4."
+    assert transcript_for("mathvista", 9, tmp_path) == "x = 2"  # ids compare as strings
+
+
+def test_the_environment_variable_names_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a_set().save(tmp_path)
+    monkeypatch.setenv(TRANSCRIPTS_ENV, str(tmp_path))
+    assert transcript_for("mathvista", "9") == "x = 2"
+    # A rewritten file is read again, not served from the per-document cache.
+    a_set(entries={"9": "x = 3"}).save(tmp_path)
+    os.utime(transcript_path(tmp_path, "mathvista"), ns=(1, 10**18))
+    assert transcript_for("mathvista", "9") == "x = 3"
+
+
+def test_missing_transcripts_name_the_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TRANSCRIPTS_ENV, raising=False)
+    with pytest.raises(TranscriptError, match=r"RD_EVAL_TRANSCRIPTS is not set.*rd-eval twins transcribe .*"
+                                              r"--tasks rd_wemath_img"):
+        transcript_for("wemath", "1")
+    with pytest.raises(TranscriptError, match=r"wemath.transcripts.json: no transcripts of wemath; make them"):
+        transcript_for("wemath", "1", tmp_path)
+    a_set().save(tmp_path)
+    with pytest.raises(TranscriptError, match=r"no transcript of mathvista document '8'.*2 documents.*"
+                                              r"rd-eval twins transcribe"):
+        transcript_for("mathvista", "8", tmp_path)
+
+
+def test_malformed_files_are_refused_with_their_path(tmp_path: Path) -> None:
+    path = transcript_path(tmp_path, "mathvista")
+    path.write_text("{not json")
+    with pytest.raises(TranscriptError, match="not valid JSON"):
+        TranscriptSet.load(path)
+    path.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(TranscriptError, match="not an rd-eval transcript file"):
+        TranscriptSet.load(path)
+    path.write_text(json.dumps({**a_set().to_json(), "version": 99}))
+    with pytest.raises(TranscriptError, match="version 99"):
+        TranscriptSet.load(path)
+    path.write_text(json.dumps({**a_set().to_json(), "entries": ["a"]}))
+    with pytest.raises(TranscriptError, match="'entries' must be an object"):
+        TranscriptSet.load(path)
+    other = tmp_path / "other"
+    a_set(benchmark="logicvista").save(other)
+    transcript_path(other, "logicvista").rename(transcript_path(other, "mathvista"))
+    with pytest.raises(TranscriptError, match="holds transcripts of 'logicvista', not 'mathvista'"):
+        load_transcripts("mathvista", other)
+    with pytest.raises(TranscriptError, match="needs a benchmark and a transcriber"):
+        a_set(transcriber="")
+
+
+def test_from_logged_samples_skips_failed_documents() -> None:
+    # A logged sample carries its metric values at the top level, as process_results returned them.
+    samples = [transcript_result("1", " Two circles. "),
+               transcript_result("2", error_response("image check failed"))]
+    transcripts = transcripts_from_samples(samples, benchmark="logicvista", transcriber="rd_aria", model_args="p")
+    assert dict(transcripts.entries) == {"1": "Two circles."}
+    assert transcribed_share([s[TRANSCRIPT_METRIC] for s in samples]) == 0.5
+    assert transcribed_share([]) == 0.0
+    with pytest.raises(TranscriptError, match="sample 1 of logicvista: no 'rd_transcript'"):
+        transcripts_from_samples([{"rd_acc": 1}], benchmark="logicvista", transcriber="m", model_args="")
+
+
+@pytest.mark.parametrize(("tasks", "message"), [
+    ("rd_mathvista_txt", "give image-form tasks named rd_<benchmark>_img"),
+    ("rd_nosuchbench_img", "no transcribe task for nosuchbench"),
+    (" , ", "give at least one rd_<benchmark>_img task"),
+])
+def test_transcribe_command_input_errors(tasks: str, message: str, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "rd_eval.cli", "twins", "transcribe", "--model", "rd_aria",
+                             "--model_args", "pretrained=x", "--tasks", tasks, "--out", str(tmp_path)],
+                            capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
