@@ -1,0 +1,910 @@
+"""Safe parsing and equivalence of math answers (LaTeX or plain) for rule-based scoring.
+
+A small hand-written tokenizer and recursive-descent parser turns an answer such as ``\\frac{3}{4}``,
+``2\\sqrt{13}``, ``(-\\infty, 0]``, ``x \\in [-2,7]``, ``\\frac{y^2}{16}-\\frac{x^2}{25}=1`` or
+``Area $=9.4 \\mathrm{~cm}^{2}$`` into a tree; nothing is ever passed to ``eval``. Two answers are
+equivalent when their trees agree numerically: constants are evaluated (complex arithmetic, so ``6-5i``
+works), expressions with variables are evaluated at a few fixed pseudo-random points, equations and
+inequalities compare ``lhs - rhs`` up to a constant factor. Evaluation is bounded (input length, nesting,
+exponent size, factorial size), so no comparison can hang.
+
+Numbers written as decimals carry their precision: a gold ``8.246`` accepts anything that rounds to it at
+3 decimals (``8.2462``, ``\\sqrt{68}``), and a response ``4.67`` (2 or more decimals) for an exact gold
+``\\frac{14}{3}`` counts when it is the gold rounded to those decimals.
+"""
+
+from __future__ import annotations
+
+import cmath
+import math
+import random
+import re
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from fractions import Fraction
+
+__all__ = [
+    "MathAnswer",
+    "ParseError",
+    "answers_equivalent",
+    "constant_value",
+    "normalize_latex",
+    "parse_answer",
+    "text_key",
+]
+
+MAX_INPUT = 400  # characters: longer "answers" are not parsed (they are prose)
+MAX_DEPTH = 60
+MAX_EXPONENT = 2000.0
+EXACT_TOL = 1e-9
+SAMPLE_POINTS = 5
+MIN_APPROX_DECIMALS = 2  # a decimal response approximating an exact gold needs at least this many places
+
+
+class ParseError(ValueError):
+    """The string is not a math answer this parser understands."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Normalisation (string level)
+
+_UNICODE = {
+    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": "*", "\u22c5": "*", "\u00b7": "*", "\u00f7": "/",
+    "\u221a": "\\sqrt", "\u03c0": "\\pi", "\u221e": "\\infty", "\u2264": "<=", "\u2265": ">=", "\u2260": "!=",
+    "\u222a": "\\cup", "\u00b1": "\\pm", "\u00b2": "^2", "\u00b3": "^3", "\u2248": "=", "\uff0c": ",",
+    "\u00b0": "\\circ ", "\u63b3": "\\circ ", "\u00ba": "\\circ ",  # 掳: a mis-decoded degree sign (MathVerse)
+}
+_COMMANDS = [
+    (r"\\[dt]frac", r"\\frac"),
+    (r"\\(?:cdot|times|ast)(?![A-Za-z])", "*"),
+    (r"\\div(?![A-Za-z])", "/"),
+    (r"\\(?:leq|leqslant|le)(?![A-Za-z])", "<="),
+    (r"\\(?:geq|geqslant|ge)(?![A-Za-z])", ">="),
+    (r"\\(?:neq|ne)(?![A-Za-z])", "!="),
+    (r"\\lt(?![A-Za-z])", "<"),
+    (r"\\gt(?![A-Za-z])", ">"),
+    (r"\\(?:approx|simeq|doteq|equiv)(?![A-Za-z])", "="),
+    (r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|displaystyle|textstyle)(?![A-Za-z])", ""),
+    (r"\\(?:quad|qquad|hline|limits|nolimits)(?![A-Za-z])", " "),
+    (r"\\[,;: ]", " "),
+    (r"\\!", ""),
+    (r"~", " "),
+]
+_DEGREE_RE = re.compile(r"(?:\^\s*)?(?:\{\s*\\circ\s*\}|\\circ|\\degree)(?:\s*T(?![A-Za-z]))?")
+_TEXT_GROUP_RE = re.compile(r"\\(?:text|textrm|textbf|textit|mathrm|mathbf|mathit|mbox|rm|operatorname)\s*\{([^{}]*)\}")
+_UNIT_POWER = r"(?:\s*\^\s*\{?\s*[23]\s*\}?)?"
+UNIT_WORDS = frozenset(
+    """mm cm dm m km um nm in inch inches ft foot feet yd yard yards mi mile miles g kg mg lb lbs oz ton tons
+    s sec secs second seconds min mins minute minutes h hr hrs hour hours day days week weeks month months
+    year years l ml cc unit units sq square cubic degree degrees deg rad radian radians meter meters metre
+    metres centimeter centimeters centimetre centimetres kilometer kilometers kilometre kilometres millimeter
+    millimeters gram grams kilogram kilograms liter liters litre litres mph kmh cent cents dollar dollars
+    euro euros yuan pound pounds percent mile km/h m/s cm/s""".split()
+)
+# Names the tokenizer knows; any other letter run of 3+ letters is prose, not math.
+FUNCTIONS = frozenset(
+    "sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh ln log exp sqrt abs".split()
+)
+CONSTANTS = {"pi": "pi", "infty": "inf", "infinity": "inf", "inf": "inf"}
+# Two-letter runs that are English words, not products of two variables ("it is 5" is prose, not i*t*i*s*5).
+STOPWORDS = frozenset("is it in on at of to be by or an as we so if no do he me my up us am".split())
+GREEK = frozenset(
+    """alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho sigma
+    tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma Phi Psi Omega""".split()
+)
+
+
+def _text_group(m: re.Match[str]) -> str:
+    content = m.group(1).replace("~", " ").strip()
+    word = content.lower().replace(" ", "")
+    if not content:
+        return " "
+    if word in UNIT_WORDS or (content.isalpha() and len(content) >= 2 and word not in FUNCTIONS):
+        return f" \\unit{{{content}}} "
+    return f" {content} "
+
+
+def normalize_latex(text: str) -> str:
+    """LaTeX/unicode cosmetics out, one spelling for each operator; units become ``\\unit{..}`` markers."""
+    s = str(text)
+    for k, v in _UNICODE.items():
+        s = s.replace(k, v)
+    s = s.replace("\\\\", " \\cr ")  # matrix row separator, before the one-backslash commands below
+    s = s.replace("\\$", " ").replace("$", " ")
+    s = re.sub(r"\\[()\[\]]", " ", s)
+    s = re.sub(r",\\!\s*(?=\d{3}(?!\d))", "", s)  # LaTeX thousands separator "10,\!080"
+    for pat, rep in _COMMANDS:
+        s = re.sub(pat, rep, s)
+    s = _DEGREE_RE.sub(" ", s)
+    s = s.replace("\\%", " ").replace("%", " ")
+    for _ in range(2):  # \text{...} inside \frac{..}{\text{..}} etc.: two passes cover real answers
+        s = _TEXT_GROUP_RE.sub(_text_group, s)
+    # Brace-less arguments: \frac43, \frac 59, \frac{270}7, \frac9{19}, \sqrt2
+    s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\frac\s*(\d)\s*(?=\{)", r"\\frac{\1}", s)
+    s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*([0-9A-Za-z])", r"\\frac\1{\2}", s)
+    s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
+    return " ".join(s.split())
+
+
+def text_key(text: str) -> str:
+    """Comparison key of a short text answer: lower case, no LaTeX/markdown wrapping, canonical numbers."""
+    s = _TEXT_GROUP_RE.sub(lambda m: f" {m.group(1)} ", str(text))
+    s = s.replace("\\$", " ").replace("$", " ").replace("**", " ").replace("\\%", "%").replace("\\", " ")
+    s = s.replace("{", " ").replace("}", " ").lower()
+    s = " ".join(s.split()).strip(" \t\r\n.,;:!?\"'`*()[]")
+    s = re.sub(r"^(?:the|a|an)\s+", "", s)
+
+    def canon(m: re.Match[str]) -> str:
+        value = Decimal(m.group(0)).normalize()
+        return format(value, "f")
+
+    s = re.sub(r"\d+(?:\.\d+)?", canon, s)
+    return s.replace(" ", "")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tokens and tree
+
+@dataclass(frozen=True)
+class Tok:
+    kind: str  # num sym const func frac sqrt op lp rp rel comma cup pm unit word base row
+    text: str
+    decimals: int = 0
+    sub: str = ""  # a function's subscript: the base of \\log_{2}
+
+
+# Tree nodes are tuples: ("num", Fraction, decimals) ("sym", name) ("const", name) ("neg", a)
+# ("add"/"sub"/"mul"/"div"/"pow", a, b) ("fact", a) ("func", name, a) ("abs", a)
+# Answer-level: ("seq", open, close, items) ("union", parts) ("bag", items) ("rel", ops, parts) ("text", key)
+
+_NUM_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+(?![\d.]))?")
+
+
+def _tokenize(s: str) -> list[Tok]:
+    toks: list[Tok] = []
+    i, n = 0, len(s)
+    while i < n:
+        c = s[i]
+        if c.isspace():
+            i += 1
+            continue
+        m = _NUM_RE.match(s, i)
+        if m and (c.isdigit() or (c == "." and i + 1 < n and s[i + 1].isdigit())):
+            lit = m.group(0)  # "1.5e3" is one number; "2e" is 2 times e
+            frac = lit.lower().split("e")[0]
+            decimals = len(frac.split(".")[1]) if "." in frac else 0
+            toks.append(Tok("num", lit, decimals))
+            i += len(lit)
+            if i < n and s[i] == "_":  # 52_8, 4210_{5}: a number in another base, kept as a name
+                sub = re.match(r"_\s*\{?\s*(\d+)\s*\}?", s[i:])
+                if sub:
+                    toks[-1] = Tok("base", f"{lit}_{sub.group(1)}")
+                    i += sub.end()
+            continue
+        if c.isascii() and c.isalpha():
+            m = re.match(r"[A-Za-z]+", s[i:])
+            run = m.group(0)
+            i += len(run)
+            low = run.lower()
+            if low in FUNCTIONS:
+                i = _function_token(s, i, low, toks)
+            elif low in CONSTANTS:
+                toks.append(Tok("const", CONSTANTS[low]))
+            elif len(run) <= 2 and low not in STOPWORDS:
+                for ch in run:
+                    toks.append(Tok("sym", ch))
+                i = _subscript(s, i, toks)
+            else:
+                toks.append(Tok("word", run))
+            continue
+        if c == "\\":
+            m = re.match(r"\\([A-Za-z]+|\{|\}|\\)", s[i:])
+            if not m:
+                raise ParseError(f"stray backslash in {s!r}")
+            name = m.group(1)
+            i += m.end()
+            if name == "{":
+                toks.append(Tok("lp", "\\{"))
+            elif name == "}":
+                toks.append(Tok("rp", "\\}"))
+            elif name in ("\\", "cr"):
+                toks.append(Tok("row", "\\\\"))
+            elif name == "frac":
+                toks.append(Tok("frac", name))
+            elif name == "sqrt":
+                toks.append(Tok("sqrt", name))
+            elif name in ("pm", "mp"):
+                toks.append(Tok("pm", name))
+            elif name == "cup":
+                toks.append(Tok("cup", name))
+            elif name == "in":
+                toks.append(Tok("rel", "in"))
+            elif name == "unit":
+                m2 = re.match(r"\s*\{([^{}]*)\}", s[i:])
+                i += m2.end() if m2 else 0
+                toks.append(Tok("unit", m2.group(1) if m2 else ""))
+            elif name in FUNCTIONS:
+                i = _function_token(s, i, name, toks)
+            elif name in CONSTANTS:
+                toks.append(Tok("const", CONSTANTS[name]))
+            elif name in GREEK:
+                toks.append(Tok("sym", name))
+                i = _subscript(s, i, toks)
+            elif name in ("begin", "end"):
+                m2 = re.match(r"\s*\{[a-zA-Z*]*\}", s[i:])
+                i += m2.end() if m2 else 0
+                toks.append(Tok("lp" if name == "begin" else "rp", "\\" + name))
+            else:
+                raise ParseError(f"unsupported command \\{name}")
+            continue
+        two = s[i:i + 2]
+        if two in ("<=", ">=", "!="):
+            toks.append(Tok("rel", two))
+            i += 2
+            continue
+        if c in "=<>":
+            toks.append(Tok("rel", c))
+        elif c in "+-*/^!|&":
+            toks.append(Tok("op", c))
+        elif c in "([{":
+            toks.append(Tok("lp", c))
+        elif c in ")]}":
+            toks.append(Tok("rp", c))
+        elif c in ",;":
+            toks.append(Tok("comma", ","))
+        elif c == "'":
+            toks.append(Tok("op", "'"))
+        else:
+            raise ParseError(f"unexpected character {c!r}")
+        i += 1
+    return toks
+
+
+def _function_token(s: str, i: int, name: str, toks: list[Tok]) -> int:
+    m = re.match(r"_\s*(?:\{([^{}]*)\}|([A-Za-z0-9]))", s[i:])
+    sub = "" if m is None else (m.group(1) if m.group(1) is not None else m.group(2))
+    toks.append(Tok("func", name, sub=sub.strip()))
+    return i + (m.end() if m else 0)
+
+
+def _subscript(s: str, i: int, toks: list[Tok]) -> int:
+    """Glue ``_1`` / ``_{AB}`` onto the symbol just read: ``y_2`` is one name."""
+    m = re.match(r"_\s*(?:\{([^{}]*)\}|([A-Za-z0-9]))", s[i:])
+    if m:
+        sub = (m.group(1) if m.group(1) is not None else m.group(2)).replace(" ", "")
+        toks[-1] = Tok("sym", f"{toks[-1].text}_{sub}")
+        return i + m.end()
+    return i
+
+
+_ATOM_START = ("num", "sym", "const", "func", "frac", "sqrt", "base")
+
+
+class _Parser:
+    def __init__(self, toks: list[Tok]):
+        self.toks = toks
+        self.i = 0
+        self.depth = 0
+
+    def peek(self, k: int = 0) -> Tok | None:
+        j = self.i + k
+        return self.toks[j] if j < len(self.toks) else None
+
+    def take(self) -> Tok:
+        tok = self.peek()
+        if tok is None:
+            raise ParseError("unexpected end")
+        self.i += 1
+        return tok
+
+    def expect(self, kind: str, text: str | None = None) -> Tok:
+        tok = self.take()
+        if tok.kind != kind or (text is not None and tok.text != text):
+            raise ParseError(f"expected {text or kind}, got {tok.text!r}")
+        return tok
+
+    def at(self, kind: str, text: str | None = None) -> bool:
+        tok = self.peek()
+        return tok is not None and tok.kind == kind and (text is None or tok.text == text)
+
+    # answer := group (rel group)*
+    def answer(self):
+        parts = [self.group()]
+        ops = []
+        while self.at("rel"):
+            ops.append(self.take().text)
+            parts.append(self.group())
+        if self.peek() is not None:
+            raise ParseError(f"trailing {self.peek().text!r}")
+        if not ops:
+            return parts[0]
+        return ("rel", tuple(ops), tuple(parts))
+
+    def group(self):
+        items = [self.union()]
+        while self.at("comma"):
+            self.take()
+            items.append(self.union())
+        return items[0] if len(items) == 1 else ("bag", tuple(items))
+
+    def union(self):
+        parts = [self.expr()]
+        while self.at("cup"):
+            self.take()
+            parts.append(self.expr())
+        if len(parts) == 1:
+            return parts[0]
+        if not all(p[0] in ("seq", "bag") for p in parts):
+            raise ParseError("\\cup joins intervals or sets only")
+        return ("union", tuple(parts))
+
+    def expr(self):
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ParseError("too deeply nested")
+        node = self.term()
+        while self.at("op", "+") or self.at("op", "-"):
+            op = self.take().text
+            node = (("add" if op == "+" else "sub"), _arith(node), _arith(self.term()))
+        self.depth -= 1
+        return node
+
+    def term(self):
+        node = self.unary()
+        while True:
+            tok = self.peek()
+            if tok is None:
+                return node
+            if tok.kind == "op" and tok.text in "*/":
+                self.take()
+                right = self.unary()
+                node = ("mul" if tok.text == "*" else "div", _arith(node), _arith(right))
+            elif tok.kind == "frac" and _is_int_literal(node):
+                frac = self.postfix()
+                if frac[0] == "div" and _is_int_literal(frac[1]) and _is_int_literal(frac[2]):
+                    node = ("add", node, frac)  # 1\frac{4}{5}: a mixed number
+                else:
+                    node = ("mul", node, _arith(frac))
+            elif tok.kind in _ATOM_START or (tok.kind == "lp" and tok.text in ("(", "{", "\\begin")):
+                right = self.power()
+                node = ("mul", _arith(node), _arith(right))
+            elif tok.kind == "unit":
+                self.take()
+                self.skip_unit_power()
+            else:
+                return node
+
+    def skip_unit_power(self) -> None:
+        if self.at("op", "^") and self.peek(1) is not None and self.peek(1).kind in ("num", "lp"):
+            save = self.i
+            self.take()
+            arg = self.atom()
+            if not (arg[0] == "num" and arg[1] in (2, 3)):
+                self.i = save
+
+    def unary(self):
+        if self.at("op", "-"):
+            self.take()
+            return ("neg", _arith(self.unary()))
+        if self.at("op", "+"):
+            self.take()
+            return self.unary()
+        return self.power()
+
+    def power(self):
+        base = self.postfix()
+        if self.at("op", "^"):
+            self.take()
+            if self.at("op", "-") or self.at("op", "+"):
+                sign = self.take().text
+                exp = self.power()
+                exp = ("neg", _arith(exp)) if sign == "-" else exp
+            else:
+                exp = self.power()
+            return ("pow", _arith(base), _arith(exp))
+        return base
+
+    def postfix(self):
+        node = self.atom()
+        while self.at("op", "!"):
+            self.take()
+            node = ("fact", _arith(node))
+        return node
+
+    def atom(self):
+        tok = self.take()
+        if tok.kind == "num":
+            return ("num", Fraction(Decimal(tok.text)), tok.decimals)
+        if tok.kind == "base":
+            return ("sym", tok.text)
+        if tok.kind == "sym":
+            return ("sym", tok.text)
+        if tok.kind == "const":
+            return ("const", tok.text)
+        if tok.kind == "frac":
+            num = self.braced()
+            den = self.braced()
+            return ("div", _arith(num), _arith(den))
+        if tok.kind == "sqrt":
+            index = None
+            if self.at("lp", "["):
+                self.take()
+                index = self.expr()
+                self.expect("rp", "]")
+            arg = _arith(self.braced())
+            if index is None:
+                return ("func", "sqrt", arg)
+            return ("pow", arg, ("div", ("num", Fraction(1), 0), _arith(index)))
+        if tok.kind == "func":
+            return self.function(tok.text, tok.sub)
+        if tok.kind == "op" and tok.text == "|":
+            inner = self.expr()
+            self.expect("op", "|")
+            return ("abs", _arith(inner))
+        if tok.kind == "lp":
+            return self.bracketed(tok.text)
+        raise ParseError(f"unexpected {tok.text!r}")
+
+    def braced(self):
+        """A LaTeX argument: ``{...}`` or a single token."""
+        if self.at("lp", "{"):
+            self.take()
+            node = self.expr()
+            self.expect("rp", "}")
+            return node
+        return self.postfix()
+
+    def function(self, name: str, sub: str = ""):
+        base = None
+        power = None
+        if sub:
+            if name != "log":
+                raise ParseError(f"subscript on \\{name}")
+            base = _arith(_Parser(_tokenize(sub)).answer())
+        if self.at("op", "^"):
+            self.take()
+            power = self.postfix()
+        if self.at("lp", "(") or self.at("lp", "{"):
+            arg = self.postfix()
+        else:
+            arg = self.power()
+        node = ("func", name, _arith(arg))
+        if base is not None:
+            node = ("div", node, ("func", "ln", base))
+        if power is not None:
+            if power == ("neg", ("num", Fraction(1), 0)):
+                raise ParseError("inverse function notation")
+            node = ("pow", node, _arith(power))
+        return node
+
+    def bracketed(self, opener: str):
+        if opener == "\\begin":  # matrix: rows split by \\, cells by &
+            rows = []
+            cells = []
+            while not self.at("rp", "\\end"):
+                cells.append(_arith(self.expr()))
+                if self.at("op", "&"):
+                    self.take()
+                elif self.at("row"):
+                    self.take()
+                    rows.append(tuple(cells))
+                    cells = []
+            self.take()
+            if cells:
+                rows.append(tuple(cells))
+            if rows and all(len(r) == 1 for r in rows):
+                return ("seq", "(", ")", tuple(r[0] for r in rows))  # a column vector reads as a tuple
+            return ("seq", "[", "]", tuple(("seq", "(", ")", r) for r in rows))
+        items = [self.expr()]
+        while self.at("comma"):
+            self.take()
+            items.append(self.expr())
+        close = self.take()
+        if close.kind != "rp":
+            raise ParseError(f"expected a closing bracket, got {close.text!r}")
+        pairs = {"(": ")", "[": "]", "{": "}", "\\{": "\\}"}
+        if opener == "\\{":
+            if close.text != "\\}":
+                raise ParseError("unbalanced set braces")
+            return ("bag", tuple(items))
+        if len(items) == 1:
+            if close.text != pairs[opener]:
+                raise ParseError("unbalanced brackets")
+            return items[0]
+        if opener == "{" or close.text not in (")", "]"):
+            raise ParseError("unbalanced brackets")
+        return ("seq", opener, close.text, tuple(_arith(x) for x in items))
+
+
+def _is_int_literal(node) -> bool:
+    return node[0] == "num" and node[2] == 0 and node[1].denominator == 1
+
+
+def _arith(node):
+    """Arithmetic operands must be scalars, not tuples, intervals or lists."""
+    if node[0] in ("seq", "bag", "union", "rel", "text"):
+        raise ParseError("a tuple or list cannot be an operand")
+    return node
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Answers: labels, ± expansion, units
+
+_LABEL_RE = re.compile(
+    r"^\s*(?P<label>(?:[A-Za-z][A-Za-z ]{0,40}?|\\unit\{[^{}]*\}\s*)(?:_\{?[A-Za-z0-9]+\}?)?"
+    r"(?:\s*\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])*\s*\))?)\s*(?P<op>=|\\in(?![A-Za-z]))\s*(?P<rest>.*)$",
+    re.S,
+)
+_FILLER_RE = re.compile(
+    r"^\s*(?:(?:is|are|be|equals?|equal\s+to|of|approximately|approx\.?|about|around|roughly|nearly|exactly|"
+    r"only|just|then|thus|so|therefore|hence|final|answer|result|value)(?![A-Za-z])\s*:?\s*|:\s*)+",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class MathAnswer:
+    """A parsed answer: the value(s) it states and, for equations/inequalities, the relation."""
+
+    source: str
+    values: tuple  # candidate value trees (a chain "y = a = b" gives a and b)
+    relation: tuple | None  # ("rel", ops, parts) when the answer is an equation or inequality
+    text: str  # text_key of the source, for answers that are words
+    trailing: tuple | None = None  # the constant after the last "=" of an equation ("sin a = 4/5")
+
+    @property
+    def is_text(self) -> bool:
+        return not self.values and self.relation is None
+
+
+def _strip_trailing_units(s: str) -> str:
+    """``56.55 units^3`` -> ``56.55``; ``9.4 square centimeters`` -> ``9.4``; ``12 apples`` -> ``12``.
+
+    Up to three trailing words go, but only when what is left is a constant.
+    """
+    cur = s
+    for _ in range(3):
+        m = re.search(r"(?:\s|(?<=[\d)}]))([A-Za-z]+(?:/[A-Za-z]+)?)" + _UNIT_POWER + r"\s*\.?\s*$", cur)
+        if not m:
+            return s
+        word = m.group(1)
+        low = word.lower()
+        if low in FUNCTIONS or low in CONSTANTS or not (low in UNIT_WORDS or len(word) >= 3 or word == "T"):
+            return s
+        cur = cur[: m.start()].rstrip()
+        if not cur:
+            return s
+        try:
+            node = _Parser(_tokenize(cur)).answer()
+        except (ParseError, RecursionError, ZeroDivisionError, InvalidOperation):
+            continue
+        if node[0] != "rel" and not _free_symbols(node):
+            return cur
+    return s
+
+
+def _split_label(s: str) -> tuple[str | None, str, str]:
+    """(label, op, rest) for ``Area = 9.4``, ``g(x)=..``, ``x \\in [..]``; (None, "", s) otherwise."""
+    m = _LABEL_RE.match(s)
+    if not m:
+        return None, "", s
+    label = m.group("label").strip()
+    words = re.findall(r"[A-Za-z]+", re.sub(r"\\unit\{([^{}]*)\}", r"\1", label))
+    if any(w.lower() in FUNCTIONS for w in words) or not m.group("rest").strip():
+        return None, "", s
+    return label, m.group("op"), m.group("rest")
+
+
+def _expand_pm(s: str) -> str:
+    """``1 \\pm \\sqrt{19}`` -> ``1 + \\sqrt{19}, 1 - \\sqrt{19}`` (one ± per item)."""
+    if "\\pm" not in s and "\\mp" not in s:
+        return s
+    if s.count("\\pm") + s.count("\\mp") > 1 or "," in s:
+        raise ParseError("more than one \\pm")
+    op = "\\pm" if "\\pm" in s else "\\mp"
+    first, second = ("+", "-") if op == "\\pm" else ("-", "+")
+    return f"{s.replace(op, first)}, {s.replace(op, second)}"
+
+
+_THOUSANDS_RE = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+def parse_answer(text: str) -> MathAnswer:
+    """Parse a gold or extracted answer; words that are not math give a text-only answer."""
+    source = str(text)
+    key = text_key(source)
+    if len(source) > MAX_INPUT:
+        return MathAnswer(source, (), None, key)
+    s = normalize_latex(source)
+    s = s.strip().rstrip(".").strip()
+    s = re.sub(r"^\s*(?:=|:)\s*", "", s)
+    s = _FILLER_RE.sub("", s) if re.match(r"^\s*[A-Za-z:]", s) else s
+    if not s:
+        return MathAnswer(source, (), None, key)
+    label, op, rest = _split_label(s)
+    try:
+        if label is not None:
+            values, relation = _parse_labelled(label, op, rest)
+        else:
+            values, relation = _parse_plain(s)
+    except (ParseError, RecursionError, ZeroDivisionError, InvalidOperation, OverflowError):
+        return MathAnswer(source, (), None, key)
+    trailing = None
+    if relation is not None and relation[1][-1] == "=":
+        last = relation[2][-1]
+        if last[0] not in ("seq", "bag", "union") and not _free_symbols(last) - {"i", "e"}:
+            trailing = last
+    return MathAnswer(source, values, relation, key, trailing)
+
+
+def _parse_core(s: str):
+    s = _strip_trailing_units(s.strip())
+    compact = s.replace(" ", "")
+    if _THOUSANDS_RE.match(compact):
+        s = compact.replace(",", "")
+    s = _expand_pm(s)
+    return _Parser(_tokenize(s)).answer()
+
+
+def _parse_plain(s: str):
+    node = _parse_core(s)
+    if node[0] != "rel":
+        return (node,), None
+    ops, parts = node[1], node[2]
+    if all(o == "=" for o in ops) and parts[0][0] not in ("seq", "bag", "union") \
+            and not _free_symbols(parts[0]) - {"i", "e"}:
+        return (parts[-1],), None  # "2*3 = 6": a computation, its value is the last part
+    return (), node  # an equation or inequality in the variables
+
+
+def _parse_labelled(label: str, op: str, rest: str):
+    node = _parse_core(rest)
+    parts = node[2] if node[0] == "rel" and all(o == "=" for o in node[1]) else (node,)
+    if node[0] == "rel" and not all(o == "=" for o in node[1]):
+        raise ParseError("a labelled inequality")
+    relation = None
+    if op == "=" and re.fullmatch(r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?", label):
+        name = label.replace("{", "").replace("}", "")
+        relation = ("rel", ("=",), (("sym", name), parts[0]))
+    return tuple(parts), relation
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Evaluation
+
+class _EvalError(ArithmeticError):
+    pass
+
+
+def _free_symbols(node) -> set[str]:
+    kind = node[0]
+    if kind == "sym":
+        return {node[1]}
+    if kind in ("num", "const", "text"):
+        return set()
+    if kind == "func":
+        return _free_symbols(node[2])
+    if kind in ("seq",):
+        out: set[str] = set()
+        for x in node[3]:
+            out |= _free_symbols(x)
+        return out
+    if kind in ("bag", "union"):
+        out = set()
+        for x in node[1]:
+            out |= _free_symbols(x)
+        return out
+    if kind == "rel":
+        out = set()
+        for x in node[2]:
+            out |= _free_symbols(x)
+        return out
+    out = set()
+    for x in node[1:]:
+        out |= _free_symbols(x)
+    return out
+
+
+_FUNCS = {
+    "sin": cmath.sin, "cos": cmath.cos, "tan": cmath.tan, "sinh": cmath.sinh, "cosh": cmath.cosh,
+    "tanh": cmath.tanh, "arcsin": cmath.asin, "arccos": cmath.acos, "arctan": cmath.atan, "ln": cmath.log,
+    "log": cmath.log, "exp": cmath.exp, "sqrt": cmath.sqrt, "abs": abs,
+    "cot": lambda z: 1 / cmath.tan(z), "sec": lambda z: 1 / cmath.cos(z), "csc": lambda z: 1 / cmath.sin(z),
+}
+_INF = complex(math.inf, 0)
+
+
+def _ev(node, env: dict[str, complex]) -> complex:
+    kind = node[0]
+    if kind == "num":
+        return complex(node[1])
+    if kind == "sym":
+        if node[1] == "i":
+            return 1j
+        if node[1] == "e":
+            return complex(math.e)
+        return env[node[1]]
+    if kind == "const":
+        return complex(math.pi) if node[1] == "pi" else _INF
+    if kind == "neg":
+        v = _ev(node[1], env)
+        return complex(-v.real, -v.imag) if math.isinf(v.real) else -v
+    if kind == "add":
+        return _ev(node[1], env) + _ev(node[2], env)
+    if kind == "sub":
+        return _ev(node[1], env) - _ev(node[2], env)
+    if kind == "mul":
+        return _ev(node[1], env) * _ev(node[2], env)
+    if kind == "div":
+        d = _ev(node[2], env)
+        if d == 0:
+            raise _EvalError("division by zero")
+        return _ev(node[1], env) / d
+    if kind == "pow":
+        b, e = _ev(node[1], env), _ev(node[2], env)
+        if abs(e) > MAX_EXPONENT or (abs(b) > 1e6 and abs(e) > 60):
+            raise _EvalError("exponent too large")
+        if b == 0 and e.real <= 0:
+            raise _EvalError("zero to a non-positive power")
+        if e.imag == 0 and e.real == int(e.real) and b.imag == 0:
+            return complex(b.real ** int(e.real))
+        return b ** e
+    if kind == "fact":
+        v = _ev(node[1], env)
+        if v.imag != 0 or v.real != int(v.real) or not 0 <= v.real <= 170:
+            raise _EvalError("factorial of a non-integer")
+        return complex(math.factorial(int(v.real)))
+    if kind == "abs":
+        return complex(abs(_ev(node[1], env)))
+    if kind == "func":
+        v = _ev(node[2], env)
+        return complex(_FUNCS[node[1]](v))
+    raise _EvalError(f"not a scalar: {kind}")
+
+
+def _points(names: set[str]) -> list[dict[str, complex]]:
+    rng = random.Random(20240611)
+    ordered = sorted(names - {"i", "e"})
+    return [{n: complex(rng.uniform(0.37, 2.91)) for n in ordered} for _ in range(SAMPLE_POINTS)]
+
+
+def _literal_decimals(node) -> int | None:
+    """Decimals of a plain decimal literal (``8.246`` -> 3, ``-0.5`` -> 1); None for anything else."""
+    if node[0] == "neg":
+        node = node[1]
+    if node[0] == "num" and node[2] > 0:
+        return node[2]
+    return None
+
+
+def _round_half_up(x: float, places: int) -> Decimal:
+    return Decimal(repr(x)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+
+
+def _close(a: complex, b: complex, tol: float = EXACT_TOL) -> bool:
+    if any(math.isinf(v) for v in (a.real, b.real, a.imag, b.imag)):
+        return (math.isinf(a.real) and math.isinf(b.real) and (a.real > 0) == (b.real > 0))
+    if any(math.isnan(v) for v in (a.real, b.real, a.imag, b.imag)):
+        return False
+    return abs(a - b) <= tol * max(1.0, abs(a), abs(b))
+
+
+def constant_value(node) -> complex | None:
+    """The value of a tree without variables, or None (variables, not a scalar, or not computable)."""
+    if node[0] in ("seq", "bag", "union", "rel", "text") or _free_symbols(node) - {"i", "e"}:
+        return None
+    try:
+        return _ev(node, {})
+    except (_EvalError, ArithmeticError, ValueError, OverflowError, TypeError):
+        return None
+
+
+def _scalars_equal(gold, pred, precision: int | None) -> bool:
+    names = _free_symbols(gold) | _free_symbols(pred)
+    names -= {"i", "e"}
+    if not names:
+        g, p = constant_value(gold), constant_value(pred)
+        if g is None or p is None:
+            return False
+        if precision is not None and g.imag == 0 and p.imag == 0 and math.isfinite(g.real) \
+                and math.isfinite(p.real):
+            return _round_half_up(g.real, precision) == _round_half_up(p.real, precision)
+        if _close(g, p):
+            return True
+        if g.imag != 0 or p.imag != 0 or not (math.isfinite(g.real) and math.isfinite(p.real)):
+            return False
+        dg, dp = _literal_decimals(gold), _literal_decimals(pred)
+        slack = 1 + 1e-9
+        if dg is not None and abs(g.real - p.real) <= 0.5 * 10.0 ** -dg * slack:
+            return True  # the gold is rounded: the response agrees with it at the gold's precision
+        if dp is not None and dp >= MIN_APPROX_DECIMALS and abs(g.real - p.real) <= 0.5 * 10.0 ** -dp * slack:
+            return True  # the response is the gold rounded to the response's precision
+        return False
+    ok = 0
+    for env in _points(names):
+        try:
+            g, p = _ev(gold, env), _ev(pred, env)
+        except (_EvalError, ArithmeticError, ValueError, OverflowError):
+            continue
+        if not _close(g, p, 1e-7):
+            return False
+        ok += 1
+    return ok >= 2
+
+
+def _items_equal(gold, pred, precision: int | None) -> bool:
+    gk, pk = gold[0], pred[0]
+    if gk == "seq" or pk == "seq":
+        if gk != pk or gold[1:3] != pred[1:3] or len(gold[3]) != len(pred[3]):
+            return False
+        return all(_items_equal(g, p, precision) for g, p in zip(gold[3], pred[3], strict=True))
+    if gk in ("bag", "union") or pk in ("bag", "union"):
+        if gk != pk or len(gold[1]) != len(pred[1]):
+            return False
+        remaining = list(pred[1])
+        for g in gold[1]:  # order-free: match every gold item to a distinct predicted one
+            hit = next((j for j, p in enumerate(remaining) if _items_equal(g, p, precision)), None)
+            if hit is None:
+                return False
+            remaining.pop(hit)
+        return True
+    if gk == "rel" or pk == "rel":
+        return False
+    return _scalars_equal(gold, pred, precision)
+
+
+_FLIP = {">": "<", ">=": "<="}
+
+
+def _relation_form(rel) -> tuple[str, tuple] | None:
+    """``L op R`` as (op, L - R) with op one of = < <= != (> and >= flipped)."""
+    ops, parts = rel[1], rel[2]
+    if len(ops) != 1 or any(p[0] in ("seq", "bag", "union") for p in parts):
+        return None
+    op, (left, right) = ops[0], parts
+    if op in _FLIP:
+        return _FLIP[op], ("sub", right, left)
+    if op == "in":
+        return None
+    return op, ("sub", left, right)
+
+
+def _relations_equal(gold, pred) -> bool:
+    gf, pf = _relation_form(gold), _relation_form(pred)
+    if gf is None or pf is None or gf[0] != pf[0]:
+        return False
+    names = (_free_symbols(gf[1]) | _free_symbols(pf[1])) - {"i", "e"}
+    if not names:
+        return False
+    ratios = []
+    for env in _points(names):
+        try:
+            g, p = _ev(gf[1], env), _ev(pf[1], env)
+        except (_EvalError, ArithmeticError, ValueError, OverflowError):
+            continue
+        if abs(g) < 1e-12:
+            if abs(p) > 1e-9:
+                return False
+            continue
+        ratios.append(p / g)
+    if len(ratios) < 2 or abs(ratios[0]) < 1e-12:
+        return False
+    if gf[0] in ("<", "<=") and (abs(ratios[0].imag) > 1e-9 or ratios[0].real <= 0):
+        return False  # an inequality may only be scaled by a positive factor
+    return all(_close(r, ratios[0], 1e-7) for r in ratios)
+
+
+def answers_equivalent(gold: MathAnswer, pred: MathAnswer, precision: int | None = None) -> bool:
+    """Whether ``pred`` states ``gold``: same value(s), equation, interval, tuple or (for words) text."""
+    if gold.is_text or pred.is_text:
+        return bool(gold.text) and gold.text == pred.text
+    if gold.relation is not None and pred.relation is not None and _relations_equal(gold.relation, pred.relation):
+        return True
+    if gold.relation is not None and not gold.values:
+        return False
+    # A predicted equation "sin a = 4/5" states the value after its last "=" (a gold equation never does).
+    guess = pred.values[-1] if pred.values else pred.trailing
+    if guess is None:
+        return False
+    return any(_items_equal(g, guess, precision) for g in gold.values)
