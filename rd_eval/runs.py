@@ -35,6 +35,8 @@ RESULTS_SUFFIX = "_results.json"
 SAMPLES_INFIX = "_samples_"
 SAMPLES_SUFFIX = ".jsonl"
 FORMS = ("img", "txt")
+# Tasks that run beside a benchmark's pairs (perception checks, transcription) and are not paired forms.
+AUXILIARY_TASK_SUFFIXES = ("_see", "_transcribe")
 SAMPLE_COLUMNS = ("task", "form", "pair_id", "doc_id", "correct", "pred", "answer", "error", "model", "model_args")
 
 
@@ -192,6 +194,8 @@ def load_paired_samples(run: RunRecord, metric: str = "rd_acc") -> pd.DataFrame:
         )
     rows: list[dict[str, Any]] = []
     for task in sorted(run.samples):
+        if task.endswith(AUXILIARY_TASK_SUFFIXES):
+            continue  # perception and transcription tasks run beside the pairs; they carry no answers
         path = Path(run.samples[task])
         try:
             text = path.read_text(encoding="utf-8")

@@ -313,3 +313,13 @@ def test_error_rows_are_kept_with_na_correct_and_the_reason(tmp_path: Path) -> N
     scored = df[df["error"].isna()]
     assert scored["correct"].tolist() == [1, 0, 1, 1, 1, 0]
     assert all(e is None for e in scored["error"])
+
+
+def test_perception_and_transcription_samples_are_not_pairs(tmp_path: Path) -> None:
+    results = write_run(tmp_path, "20250101_120000", DEMO)
+    for task, metric in (("rd_gsm8k_see", "rd_seen"), ("rd_mathvista_transcribe", "rd_transcript")):
+        (results.parent / f"20250101_120000_samples_{task}.jsonl").write_text(
+            json.dumps({"doc_id": 0, metric: {"pair_id": "p1"}}) + "\n", encoding="utf-8")
+    run = find_runs(tmp_path)[0]
+    assert {"rd_gsm8k_see", "rd_mathvista_transcribe"} <= set(run.samples)
+    assert set(load_paired_samples(run)["task"]) == {"rd_demo_img", "rd_demo_txt"}

@@ -8,6 +8,7 @@ does not depend on fonts installed on the machine.
 from __future__ import annotations
 
 import io
+import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -226,3 +227,149 @@ def png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.convert("RGB").save(buf, format="PNG", optimize=False, compress_level=6)
     return buf.getvalue()
+
+
+# --- Exact twins: a problem's own text rendered as an image (GSM8K, MATH-500) --------------------------------
+# 768 px wide is a multiple of 32 (Qwen3-VL's merged patch) and of 16 px; about 60 characters fit a line. At
+# 24 px the bundled font's digits are 16 px and its x-height 13 px tall on the image. A GSM8K problem is at most
+# ~400 px tall; the tallest MATH-500 problems (long [asy] listings) reach ~2,000 px (1.55 Mpx), which
+# lmms-eval's Qwen3-VL pixel budget (1,605,632) keeps whole and a 1280*28*28 = 1,003,520 budget shrinks to
+# 0.8x (digits still ~13 px). tests/test_exact_twins.py measures these on rendered pixels.
+TWIN_WIDTH = 768
+TWIN_FONT_SIZE = 24
+TWIN_MARGIN = 24
+
+# Readable ASCII for characters the bundled font (Pillow's Aileron subset) has no glyph for. Anything not listed
+# here is tried through NFKC ("½" -> "1⁄2"), then with accents stripped ("é" -> "e"), then shown as <U+XXXX>.
+GLYPH_FALLBACKS: dict[str, str] = {
+    "€": "EUR", "£": "GBP", "¥": "JPY", "¢": "cents", "×": "x", "÷": "/", "−": "-", "–": "-", "—": "--",
+    "•": "*", "≤": "<=", "≥": ">=", "≠": "!=", "≈": "~=", "→": "->", "←": "<-", "π": "pi", "√": "sqrt",
+    "∞": "infinity", "µ": "micro", "§": "section", "¶": "paragraph", "®": "(R)",
+    "⁰": "^0", "¹": "^1", "²": "^2", "³": "^3", "⁴": "^4", "⁵": "^5", "⁶": "^6", "⁷": "^7", "⁸": "^8", "⁹": "^9",
+    "₀": "_0", "₁": "_1", "₂": "_2", "₃": "_3", "₄": "_4", "₅": "_5", "₆": "_6", "₇": "_7", "₈": "_8", "₉": "_9",
+}
+_NOTDEF_PROBE = "\ue000"  # a private-use code point: the font draws its "missing glyph" box for it
+
+
+@lru_cache(maxsize=1)
+def _notdef_mask() -> tuple[tuple[int, int], bytes]:
+    mask = _font(TWIN_FONT_SIZE).getmask(_NOTDEF_PROBE)
+    return mask.size, bytes(mask)
+
+
+@lru_cache(maxsize=4096)
+def has_glyph(ch: str) -> bool:
+    """Whether the bundled font draws ``ch`` as itself (not as its missing-glyph box). Whitespace counts as drawn."""
+    if len(ch) != 1:
+        raise ValueError(f"has_glyph takes one character, got {ch!r}")
+    if ch.isspace():
+        return True
+    mask = _font(TWIN_FONT_SIZE).getmask(ch)
+    return (mask.size, bytes(mask)) != _notdef_mask()
+
+
+def _all_drawn(text: str) -> bool:
+    return bool(text) and all(has_glyph(c) for c in text)
+
+
+def _fallback(ch: str) -> str:
+    composed = unicodedata.normalize("NFKC", ch)
+    if composed != ch and _all_drawn(composed):
+        return composed
+    stripped = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+    if stripped != ch and _all_drawn(stripped):
+        return stripped
+    return f"<U+{ord(ch):04X}>"
+
+
+def displayable_text(text: str) -> str:
+    """``text`` with every character the bundled font cannot draw replaced by a readable ASCII stand-in.
+
+    The image of an exact twin shows this text (never a missing-glyph box), so it is also the reference a
+    transcription is compared with. A word-like stand-in from :data:`GLYPH_FALLBACKS` is kept apart from
+    adjacent letters and digits ("€1500" -> "EUR 1500", "3×4" -> "3 x 4"); a transliteration is not
+    ("café" -> "cafe"). Text the font can draw is returned unchanged.
+    """
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        if has_glyph(ch):
+            out.append(ch)
+            continue
+        if ch not in GLYPH_FALLBACKS:
+            out.append(_fallback(ch))  # a form of the same letter or number ("é" -> "e"), kept in place
+            continue
+        sub = GLYPH_FALLBACKS[ch]
+        if sub[:1].isalpha() and out and out[-1][-1:].isalnum():
+            sub = " " + sub
+        if sub[-1:].isalpha() and i + 1 < len(text) and text[i + 1].isalnum():
+            sub = sub + " "
+        out.append(sub)
+    return "".join(out)
+
+
+def _breakable(before: str, after: str) -> bool:
+    """Whether an overlong word may be split between these two characters: never inside a run of letters or
+    digits, nor around a decimal point or thousands comma ("3.5", "1,000")."""
+    if before.isalnum() and after.isalnum():
+        return False
+    return not ((before in ".," and after.isdigit()) or (before.isdigit() and after in ".,"))
+
+
+def _split_long_word_at_breaks(word: str, font: ImageFont.FreeTypeFont, max_width: int) -> list[str]:
+    """Split a word wider than ``max_width`` into fitting pieces, at the last allowed break of each piece
+    (so ``\\frac{12}{13}+...`` breaks at ``}``, ``+`` or before ``\\``, never inside ``12``); a piece with no
+    allowed break (a very long number) is split at the last character that fits."""
+    pieces: list[str] = []
+    rest = word
+    while _text_width(font, rest) > max_width:
+        fit = 1
+        while fit < len(rest) and _text_width(font, rest[: fit + 1]) <= max_width:
+            fit += 1
+        cut = next((k for k in range(fit, 0, -1) if _breakable(rest[k - 1], rest[k])), fit)
+        pieces.append(rest[:cut])
+        rest = rest[cut:]
+    return [*pieces, rest] if rest else pieces
+
+
+def wrap_twin_text(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> list[str]:
+    """:func:`wrap_text` for exact twins: the same greedy word wrap, but a word wider than a line (long LaTeX)
+    is split where a reader would break it (:func:`_split_long_word_at_breaks`), so no number is cut in two."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        words = paragraph.split()
+        if not words:
+            lines.append("")
+            continue
+        current = ""
+        for word in words:
+            candidate = f"{current} {word}" if current else word
+            if _text_width(font, candidate) <= max_width:
+                current = candidate
+                continue
+            if current:
+                lines.append(current)
+            if _text_width(font, word) <= max_width:
+                current = word
+            else:
+                *full, current = _split_long_word_at_breaks(word, font, max_width)
+                lines.extend(full)
+        lines.append(current)
+    return lines
+
+
+def render_twin(text: str) -> Image.Image:
+    """The image form of an exact twin: ``text`` (LaTeX stays source text, see :func:`displayable_text`)
+    word-wrapped by :func:`wrap_twin_text` at :data:`TWIN_WIDTH` with the bundled font at :data:`TWIN_FONT_SIZE`.
+
+    The layout and look are :func:`render_text`'s (same margins, line spacing, colours); only overlong words
+    break differently."""
+    shown = displayable_text(text)
+    if not shown.strip():
+        raise ValueError("text to render is empty; pass at least one visible character")
+    _check_layout(TWIN_WIDTH, TWIN_FONT_SIZE, TWIN_MARGIN)
+    font = _font(TWIN_FONT_SIZE)
+    lines = wrap_twin_text(shown.strip("\n"), font, TWIN_WIDTH - 2 * TWIN_MARGIN)
+    height = len(lines) * (_line_height(font) + LINE_SPACING) - LINE_SPACING + 2 * TWIN_MARGIN
+    img = _blank(TWIN_WIDTH, height)
+    _draw_lines(ImageDraw.Draw(img), lines, font, TWIN_MARGIN, TWIN_MARGIN)
+    return img
