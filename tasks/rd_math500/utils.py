@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rd_eval.data_sources import DataSource, HubSplit, content_pair_id, local_path
+
 # The aggregations are named by the YAMLs (`!function utils.<name>`): re-exported on purpose.
 from rd_eval.twins.exact import PLACEHOLDER_KEY, ExactTwin, mean_correct, mean_seen, mean_similarity  # noqa: F401
 
