@@ -1,0 +1,107 @@
+"""DynaMath: the original image form, a transcript twin, and the worst case over each question's variants.
+
+Hugging Face: ``kcz358/DynaMath``, split ``test`` (501 seed questions x 10 generated variants = 5,010 rows;
+image column ``decoded_image``), as lmms-eval's ``dynamath_reasoning`` loads it: ``id`` is the seed question
+and ``question_id`` the row; a row's variant number is its rank (1-10) by ``question_id`` within its
+question. Local mirror: the upstream generated variants, ``dynamath/10trials/trial<k>/dataset.json`` for
+k = 1..10 (dicts keyed by seed question id), images at ``dynamath/10trials/trial<k>/<record image>``; the
+variant number is k.
+
+``pair_id`` is ``<question>-v<variant>`` (each variant has its own image, so its own twin) and ``group_id``
+the question, over which :func:`rd_eval.benchmarks.common.worst_case_accuracy` counts a question as solved
+only when all of its variants are. Documents are ordered by question, then variant, so ``--limit`` takes whole
+questions first. Answers: ``multiple choice`` -> a letter; ``float`` -> a number, asked for and scored at
+:data:`FLOAT_PRECISION` decimal places (DynaMath's own evaluation asks for "a three-digit floating-point
+number" and accepts an absolute error of 0.001; its float answers carry up to 4 decimals); other answers
+(e.g. clock times ``4:45``) -> expression or text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rd_eval.benchmarks.common import (
+    BenchDoc,
+    HubSource,
+    build_form,
+    choice_letter,
+    free_form_gold,
+    image_form,
+    mirror_file,
+    mirror_image,
+    numeric_answer,
+    read_json,
+)
+
+if TYPE_CHECKING:
+    import datasets
+
+NAME = "dynamath"
+FOLDER = "dynamath"
+HUB = HubSource(path="kcz358/DynaMath", name=None, split="test", image_column="decoded_image")
+N_VARIANTS = 10
+FLOAT_PRECISION = 3
+
+
+def _numeric_key(value: str) -> tuple[int, str]:
+    return (int(value), "") if re.fullmatch(r"\d+", value) else (10**12, value)
+
+
+def gold(answer: str, answer_type: str) -> tuple[str, str, int | None]:
+    """(answer, answer_type, precision) of a DynaMath ground truth."""
+    kind = answer_type.strip().lower()
+    if kind == "multiple choice":
+        letter = choice_letter(answer)
+        if letter is not None:
+            return letter, "choice", None
+    number = numeric_answer(answer)
+    if kind in ("float", "integer") and number is not None:
+        return number, "number", FLOAT_PRECISION if kind == "float" else None
+    text, free_type = free_form_gold(answer)
+    return text, free_type, None
+
+
+def variant_doc(record: Mapping[str, Any], question: str, variant: int, image: str | None = None) -> BenchDoc:
+    """One generated variant of a seed question as a document."""
+    truth = record["ground_truth"] if "ground_truth" in record else record["answer"]
+    answer, answer_type, precision = gold(str(truth), str(record.get("answer_type") or ""))
+    return BenchDoc(pair_id=f"{question}-v{variant}", question=str(record["question"]).strip(), answer=answer,
+                    answer_type=answer_type, benchmark=NAME, precision=precision,
+                    source_id=str(record.get("question_id", f"{question}-v{variant}")), group_id=question,
+                    variant=variant, image=image)
+
+
+def docs_from_records(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, BenchDoc]]:
+    """Hugging Face rows: variants numbered by ``question_id`` within each ``id``, ordered question-major."""
+    by_question: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        by_question.setdefault(str(record["id"]), []).append(index)
+    out: list[tuple[int, BenchDoc]] = []
+    for question in sorted(by_question, key=_numeric_key):
+        rows = sorted(by_question[question], key=lambda i: _numeric_key(str(records[i]["question_id"])))
+        for variant, index in enumerate(rows, start=1):
+            out.append((index, variant_doc(records[index], question, variant)))
+    return out
+
+
+def mirror_docs(with_image: bool) -> list[BenchDoc] | None:
+    first = mirror_file(FOLDER, "10trials/trial1/dataset.json")
+    if first is None:
+        return None
+    docs: list[BenchDoc] = []
+    for variant in range(1, N_VARIANTS + 1):
+        trial = f"10trials/trial{variant}"
+        data = read_json(mirror_file(FOLDER, f"{trial}/dataset.json"))  # type: ignore[arg-type]
+        if not isinstance(data, dict):
+            raise ValueError(f"{FOLDER}/{trial}/dataset.json: expected a JSON object keyed by question id")
+        for question, record in data.items():
+            image = mirror_image(FOLDER, f"{trial}/{record['image']}") if with_image else None
+            docs.append(variant_doc(record, str(question), variant, image))
+    return sorted(docs, key=lambda d: (_numeric_key(d.group_id), d.variant))
+
+
+def load(form: str) -> datasets.Dataset:
+    """``img`` (with images) or ``txt`` (the same documents, no image column)."""
+    return build_form(image_form(form), mirror=mirror_docs, hub=HUB, to_docs=docs_from_records)

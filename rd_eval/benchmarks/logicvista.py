@@ -1,0 +1,84 @@
+"""LogicVista: the original image form, and a transcript twin.
+
+Hugging Face: ``lscpku/LogicVista``, split ``test`` (448 questions; image column ``image``), as lmms-eval's
+``logicvista_reasoning`` loads it. Local mirror: ``logicvista/dataset.json`` (upstream ``data/dataset.json``:
+a dict keyed by question id) with the images at ``logicvista/images/<imagename>``. ``pair_id`` is the
+question id (``id`` on the Hub, the dict key upstream, e.g. ``v1_0``).
+
+The options are almost always drawn in the image (the question says which letters to choose from), so no
+choices are listed. An answer of one letter is a ``choice``; several letters (``"A, C"``) a ``multi_choice``
+that counts as correct only when exactly those letters are given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rd_eval.benchmarks.common import (
+    BenchDoc,
+    HubSource,
+    build_form,
+    choice_letter,
+    choice_letters,
+    free_form_gold,
+    image_form,
+    mirror_file,
+    mirror_image,
+    read_json,
+)
+
+if TYPE_CHECKING:
+    import datasets
+
+NAME = "logicvista"
+FOLDER = "logicvista"
+HUB = HubSource(path="lscpku/LogicVista", name=None, split="test", image_column="image")
+MIRROR_RECORDS = "dataset.json"
+
+
+def gold(answer: str) -> tuple[str, str]:
+    """(answer, answer_type): one letter, several letters (``"A, C"``), else free form."""
+    letter = choice_letter(answer)
+    if letter is not None:
+        return letter, "choice"
+    letters = choice_letters(answer)
+    if letters is not None:
+        return letters, "multi_choice"
+    return free_form_gold(answer)
+
+
+def record_doc(record: Mapping[str, Any], pair_id: str, image: str | None = None) -> BenchDoc:
+    """One LogicVista record (Hugging Face or upstream schema) as a document."""
+    answer, answer_type = gold(str(record["answer"]))
+    return BenchDoc(pair_id=pair_id, question=str(record["question"]).strip(), answer=answer,
+                    answer_type=answer_type, benchmark=NAME, source_id=pair_id, image=image)
+
+
+def hub_id(record: Mapping[str, Any]) -> str:
+    for key in ("id", "question_id", "qid"):
+        if record.get(key) not in (None, ""):
+            return str(record[key])
+    if record.get("imagename"):
+        return str(record["imagename"]).rsplit(".", 1)[0]
+    raise ValueError(f"{NAME}: a record has no id (keys {sorted(record)})")
+
+
+def docs_from_records(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, BenchDoc]]:
+    return [(i, record_doc(r, hub_id(r))) for i, r in enumerate(records)]
+
+
+def mirror_docs(with_image: bool) -> list[BenchDoc] | None:
+    path = mirror_file(FOLDER, MIRROR_RECORDS)
+    if path is None:
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object keyed by question id (upstream data/dataset.json)")
+    return [record_doc(r, str(key), mirror_image(FOLDER, f"images/{r['imagename']}") if with_image else None)
+            for key, r in data.items()]
+
+
+def load(form: str) -> datasets.Dataset:
+    """``img`` (with images) or ``txt`` (the same documents, no image column)."""
+    return build_form(image_form(form), mirror=mirror_docs, hub=HUB, to_docs=docs_from_records)
