@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="folder for <benchmark>.transcripts.json (set RD_EVAL_TRANSCRIPTS)")
     t.add_argument("--limit", type=int, default=None, help="documents per benchmark (testing)")
     t.add_argument("--batch_size", type=int, default=1)
+    t.add_argument("--gen_kwargs", default=None, help="passed to lmms-eval, e.g. max_new_tokens=512")
     t.set_defaults(func=_cmd_twins_transcribe)
 
     p = sub.add_parser("experts", help="identify domain (or visual) experts of a checkpoint from probe sets")

@@ -17,7 +17,7 @@ class LmmsEvalRunError(RuntimeError):
 
 def lmms_eval_command(model_id: str, model_args: str, tasks: Sequence[str], output_path: Path, *,
                       include_path: Path, batch_size: int = 1, seed: int | None = None,
-                      limit: int | None = None) -> list[str]:
+                      limit: int | None = None, gen_kwargs: str | None = None) -> list[str]:
     """The command line a user would type: `python -m lmms_eval ... --log_samples`."""
     command = [sys.executable, "-m", "lmms_eval", "--model", model_id, "--model_args", model_args,
                "--tasks", ",".join(tasks), "--include_path", str(include_path), "--output_path", str(output_path),
@@ -26,6 +26,8 @@ def lmms_eval_command(model_id: str, model_args: str, tasks: Sequence[str], outp
         command += ["--seed", str(seed)]
     if limit is not None:
         command += ["--limit", str(limit)]
+    if gen_kwargs:
+        command += ["--gen_kwargs", gen_kwargs]
     return command
 
 

@@ -619,17 +619,13 @@ def test_unpaired_ids_are_counted_never_averaged(env: dict[str, Any], tmp_path: 
 def test_transcribe_then_evaluate_mathvision_end_to_end(env: dict[str, Any], tiny_dir: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from rd_eval import cli
-    from rd_eval.twins import transcribe_cli
 
     transcripts = tmp_path / "T"
     monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(tmp_path / "datasets_cache"))
-    # `rd-eval twins transcribe` has no --gen_kwargs; a tiny random model would write the task's 1024 tokens
-    # per document, so the test caps generation on the lmms-eval command line it builds.
-    build = transcribe_cli.lmms_eval_command
-    monkeypatch.setattr(transcribe_cli, "lmms_eval_command",
-                        lambda *a, **k: [*build(*a, **k), "--gen_kwargs", "max_new_tokens=8"])
+    # A tiny random model would write the task's 1024 tokens per document: cap generation.
     code = cli.main(["twins", "transcribe", "--model", "rd_qwen3_vl_moe", "--model_args", f"pretrained={tiny_dir}",
-                     "--tasks", "rd_mathvision_img", "--out", str(transcripts), "--limit", "2"])
+                     "--tasks", "rd_mathvision_img", "--out", str(transcripts), "--limit", "2",
+                     "--gen_kwargs", "max_new_tokens=8"])
     assert code == 0, (transcripts / "logs" / "transcribe.log").read_text()[-3000:]
     made = TranscriptSet.load(transcripts / "mathvision.transcripts.json")
     first_two = env["ids"]["mathvision"][:2]

@@ -30,6 +30,7 @@ class TranscribeRequest:
     include_path: Path
     limit: int | None = None
     batch_size: int = 1
+    gen_kwargs: str | None = None  # lmms-eval's --gen_kwargs, e.g. "max_new_tokens=512"
 
     @property
     def benchmarks(self) -> tuple[str, ...]:
@@ -64,7 +65,7 @@ def transcribe(request: TranscribeRequest) -> dict[str, Path]:
     command = lmms_eval_command(request.model, request.model_args,
                                 [f"rd_{b}_transcribe" for b in request.benchmarks], runs_dir,
                                 include_path=request.include_path, batch_size=request.batch_size,
-                                limit=request.limit)
+                                limit=request.limit, gen_kwargs=request.gen_kwargs)
     run_logged(command, log)
     try:
         run = find_runs(runs_dir)[-1]
