@@ -239,13 +239,17 @@ def _run_gap(paired: pd.DataFrame, report: PairingReport, *, n_boot: int, seed: 
     )
 
 
-def _require_pairs(report: PairingReport, *, benchmark: str, which: str) -> None:
-    if report.n_pairs == 0:
-        raise ValueError(
-            f"{which} run, benchmark {benchmark!r}: no pair_id has both an img and a txt sample "
-            f"(img-only {report.img_only}, txt-only {report.txt_only}; error rows img {report.img_errors}, "
-            f"txt {report.txt_errors}); run both the _img and _txt tasks"
-        )
+def _no_pairs_message(entry: Mapping[str, Any]) -> str:
+    return (
+        f"{entry['run']} run, benchmark {entry['benchmark']!r}: no pair_id has both an img and a txt sample "
+        f"(img-only {entry['img_only']}, txt-only {entry['txt_only']}; error rows img {entry['img_errors']}, "
+        f"txt {entry['txt_errors']}); run both the _img and _txt tasks"
+    )
+
+
+def _unpaired_entry(report: PairingReport, *, benchmark: str, which: str) -> dict[str, Any]:
+    return {"benchmark": benchmark, "run": which, "img_only": report.img_only, "txt_only": report.txt_only,
+            "img_errors": report.img_errors, "txt_errors": report.txt_errors}
 
 
 def _effect(
@@ -306,22 +310,33 @@ def compare_runs(
     inter_parts = _split_benchmarks(intervened) if intervened is not None else {}
 
     rows: list[dict[str, Any]] = []
+    # A benchmark whose forms share no pair_id is listed with its counts, never averaged; it stops the
+    # table only when it is all there is.
+    unpaired: list[dict[str, Any]] = []
     for name, part in base_parts.items():
         paired_b, report_b = pair_forms(part)
-        _require_pairs(report_b, benchmark=name, which="base")
+        if report_b.n_pairs == 0:
+            unpaired.append(_unpaired_entry(report_b, benchmark=name, which="base"))
+            continue
         run_b = _run_gap(paired_b, report_b, n_boot=n_boot, seed=seed)
         run_i: RunGap | None = None
         effect: InterventionEffect | None = None
         if name in inter_parts:
             paired_i, report_i = pair_forms(inter_parts[name])
-            _require_pairs(report_i, benchmark=name, which="intervened")
-            run_i = _run_gap(paired_i, report_i, n_boot=n_boot, seed=seed)
-            effect = _effect(paired_b, paired_i, benchmark=name, n_boot=n_boot, seed=seed)
+            if report_i.n_pairs == 0:
+                unpaired.append(_unpaired_entry(report_i, benchmark=name, which="intervened"))
+            else:
+                run_i = _run_gap(paired_i, report_i, n_boot=n_boot, seed=seed)
+                effect = _effect(paired_b, paired_i, benchmark=name, n_boot=n_boot, seed=seed)
         tasks = tuple(sorted(part["task"].astype(str).unique()))
         rows.append(GapRow(name, tasks, run_b, run_i, effect).to_dict())
 
+    if not rows or (intervened is not None and not any(row.get("intervened") for row in rows)
+                    and any(u["run"] == "intervened" for u in unpaired)):
+        raise ValueError("; ".join(_no_pairs_message(u) for u in unpaired))
     only_base = sorted(set(base_parts) - set(inter_parts)) if intervened is not None else []
     return {
+        "unpaired_benchmarks": unpaired,
         "n_boot": int(n_boot),
         "seed": int(seed),
         "level": LEVEL,
@@ -383,6 +398,11 @@ def to_markdown(table: Mapping[str, Any], *, title: str) -> str:
                 f"| {_pts(r['acc_img'])} | {_pts(r['acc_txt'])} | {_diff_ci(r['gap'])} "
                 f"| {_p(r['gap']['p_mcnemar'])} | {r.get('img_errors', 0)} / {r.get('txt_errors', 0)} |"
             )
+    unpaired = table.get("unpaired_benchmarks") or []
+    if unpaired:
+        lines += ["", "**Not paired, not averaged:** no pair_id has both an img and a txt sample in:"]
+        lines += [f"- {u['benchmark']} ({u['run']} run): img-only {u['img_only']}, txt-only {u['txt_only']}; "
+                  f"error rows img {u['img_errors']}, txt {u['txt_errors']}" for u in unpaired]
     effects = [row for row in table["rows"] if row.get("effect")]
     if effects:
         lines += [

@@ -345,3 +345,14 @@ def test_end_to_end_with_error_rows(tmp_path: Path) -> None:
     assert (base["img_errors"], base["txt_errors"]) == (1, 0)
     assert (base["acc_img"], base["acc_txt"]) == (pytest.approx(0.0), pytest.approx(100.0))
     assert to_markdown(table, title="e2e").count("| 1 / 0 |") == 1
+
+
+def test_a_benchmark_without_pairs_is_listed_with_its_counts_not_averaged() -> None:
+    paired = frame("rd_demo", BASE_IMG, BASE_TXT)
+    one_sided = frame("rd_mathvista", {"p1": 1, "p2": 0}, {})
+    table = compare_runs(pd.concat([paired, one_sided], ignore_index=True), None, n_boot=200)
+    assert [row["benchmark"] for row in table["rows"]] == ["rd_demo"]
+    assert table["unpaired_benchmarks"] == [{"benchmark": "rd_mathvista", "run": "base", "img_only": 2,
+                                             "txt_only": 0, "img_errors": 0, "txt_errors": 0}]
+    text = to_markdown(table, title="t")
+    assert "**Not paired, not averaged:**" in text and "- rd_mathvista (base run): img-only 2, txt-only 0" in text
