@@ -68,10 +68,15 @@ def require_checkpoint_folder(pretrained: str) -> None:
 
 
 def _cli_options(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(add_help=False)
+    """lmms-eval's options among `argv` (a process's arguments, without the program name). Never exits:
+    a process that was not started by lmms-eval's CLI simply has none of them."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     parser.add_argument("--output_path", default=None)
     parser.add_argument("--use_cache", "-c", default=None)
-    known, _ = parser.parse_known_args(list(argv))
+    try:
+        known, _ = parser.parse_known_args(list(argv))
+    except argparse.ArgumentError:
+        return argparse.Namespace(output_path=None, use_cache=None)
     return known
 
 
@@ -87,7 +92,7 @@ def response_cache_from_argv(argv: Sequence[str]) -> bool:
 
 def pop_adapter_settings(kwargs: dict[str, Any]) -> RoutingSettings:
     """The routing settings of `model_args`, removed from `kwargs` before the base class sees them."""
-    return pop_routing_settings(kwargs, response_cache=response_cache_from_argv(sys.argv))
+    return pop_routing_settings(kwargs, response_cache=response_cache_from_argv(sys.argv[1:]))
 
 
 @dataclass(frozen=True)
@@ -178,7 +183,8 @@ class RoutingAdapterMixin:
         if settings.record_routing:
             base = settings.routing_dir
             if base is None:
-                base = routing_folder(output_path_from_argv(sys.argv) or ".", pretrained, settings.intervention_hash)
+                output_path = output_path_from_argv(sys.argv[1:]) or "."
+                base = routing_folder(output_path, pretrained, settings.intervention_hash)
             self.rd_routing_dir = Path(base)
             self.rd_shard = ShardWriter(self.rd_routing_dir, self.rank)  # fails now if the folder is unusable
             self.rd_shard_rank = self.rank

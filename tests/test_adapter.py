@@ -241,3 +241,14 @@ def test_error_responses_are_not_cached(adapter) -> None:
         adapter.cache_hook = original
     assert sum(is_error_response(r) for r in responses) == 1
     assert len(cached) == 3 and not any(is_error_response(v) for v in cached)
+
+
+def test_lmms_eval_options_are_read_without_ever_exiting() -> None:
+    from rd_eval_adapters.routing_adapter import output_path_from_argv, response_cache_from_argv
+
+    argv = ["--model", "rd_aria", "--output_path", "out", "--use_cache", "cache", "--log_samples"]
+    assert output_path_from_argv(argv) == "out" and response_cache_from_argv(argv)
+    assert response_cache_from_argv(["-c", "cache"])  # lmms-eval's short form
+    # `python -c ...` leaves "-c" in argv without a value: not lmms-eval's CLI, so no options, no exit.
+    assert output_path_from_argv(["-c"]) is None and not response_cache_from_argv(["-c"])
+    assert output_path_from_argv([]) is None
