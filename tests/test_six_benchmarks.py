@@ -616,6 +616,9 @@ def test_unpaired_ids_are_counted_never_averaged(env: dict[str, Any], tmp_path: 
 # End to end: transcribe, then run both forms through lmms-eval's command line
 
 
+SMALL_IMAGES = 64 * 32 * 32  # pixels: a few dozen image tokens per image
+
+
 def test_transcribe_then_evaluate_mathvision_end_to_end(env: dict[str, Any], tiny_dir: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     from rd_eval import cli
@@ -623,7 +626,9 @@ def test_transcribe_then_evaluate_mathvision_end_to_end(env: dict[str, Any], tin
     transcripts = tmp_path / "T"
     monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(tmp_path / "datasets_cache"))
     # A tiny random model would write the task's 1024 tokens per document: cap generation.
-    code = cli.main(["twins", "transcribe", "--model", "rd_qwen3_vl_moe", "--model_args", f"pretrained={tiny_dir}",
+    # Real benchmark images are large: cap the tiny model's image tokens (lmms-eval Qwen3-VL's max_pixels).
+    model_args = f"pretrained={tiny_dir},min_pixels={SMALL_IMAGES // 4},max_pixels={SMALL_IMAGES}"
+    code = cli.main(["twins", "transcribe", "--model", "rd_qwen3_vl_moe", "--model_args", model_args,
                      "--tasks", "rd_mathvision_img", "--out", str(transcripts), "--limit", "2",
                      "--gen_kwargs", "max_new_tokens=8"])
     assert code == 0, (transcripts / "logs" / "transcribe.log").read_text()[-3000:]
@@ -633,7 +638,7 @@ def test_transcribe_then_evaluate_mathvision_end_to_end(env: dict[str, Any], tin
 
     out = tmp_path / "out"
     result = run([sys.executable, "-m", "lmms_eval", "--model", "rd_qwen3_vl_moe", "--model_args",
-                  f"pretrained={tiny_dir}", "--tasks", "rd_mathvision", "--include_path", tasks_path(), "--limit", "2",
+                  model_args, "--tasks", "rd_mathvision", "--include_path", tasks_path(), "--limit", "2",
                   "--log_samples", "--output_path", str(out), "--gen_kwargs", "max_new_tokens=8"], tmp_path,
                  extra_env={"RD_EVAL_TRANSCRIPTS": str(transcripts),
                             "RD_EVAL_DATA_DIR": os.environ["RD_EVAL_DATA_DIR"]})
