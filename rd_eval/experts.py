@@ -7,14 +7,17 @@ set's tokens in the chosen scope). Domain experts: the top-N experts per band la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rd_eval.routing.recording import BatchRouting
+from rd_eval.routing.records import SCOPE_MEMBERS
 from rd_eval.routing.spec import ExpertSet, LayerExperts
+
+if TYPE_CHECKING:  # identification from records needs no torch; probing a model imports it where used
+    from rd_eval.routing.recording import BatchRouting
 
 
 def general_probe_texts() -> list[str]:
@@ -27,11 +30,40 @@ def selection_frequency(batches: Sequence[BatchRouting], token_scope: str = "pro
     """Pooled Φ [L, E] over all documents of `batches` in `token_scope`."""
     if not batches:
         raise ValueError("selection_frequency needs at least one batch of routing statistics")
-    counts = sum(b.scoped(token_scope)[0].sum(axis=0) for b in batches)
-    tokens = sum(float(b.scoped(token_scope)[2].sum()) for b in batches)
+    counts: np.ndarray | float = 0.0
+    tokens = 0.0
+    for b in batches:
+        scoped_counts, _, scoped_tokens = b.scoped(token_scope)  # one copy per batch, not one per sum
+        counts = counts + scoped_counts.sum(axis=0)
+        tokens += float(scoped_tokens.sum())
     if tokens <= 0:
         raise ValueError(f"no tokens in scope {token_scope!r}: cannot compute selection frequencies")
     return np.asarray(counts, dtype=np.float64) / tokens
+
+
+def records_selection_frequency(records: Iterable[Mapping[str, Any]], token_scope: str = "prompt") -> np.ndarray:
+    """Pooled Φ [L, E] of routing records (as `rd_eval.routing.records.read_routing_records` yields them) in
+    `token_scope`; error records (no statistics) are skipped. Streams: memory does not grow with the records."""
+    if token_scope not in SCOPE_MEMBERS:
+        raise ValueError(f"token scope {token_scope!r} invalid; valid: {', '.join(SCOPE_MEMBERS)}")
+    members = SCOPE_MEMBERS[token_scope]
+    counts: np.ndarray | None = None
+    tokens = 0.0
+    for record in records:
+        if record.get("counts") is None or record.get("tokens") is None:
+            continue
+        for scope in members:
+            block = np.asarray(record["counts"][scope], dtype=np.float64)
+            if counts is None:
+                counts = np.zeros_like(block)
+            elif block.shape != counts.shape:
+                raise ValueError(f"record {record.get('task')!r} doc {record.get('doc_id')}: counts of shape "
+                                 f"{block.shape}, earlier records {counts.shape}")
+            counts += block
+            tokens += float(record["tokens"][scope])
+    if counts is None or tokens <= 0:
+        raise ValueError(f"no tokens in scope {token_scope!r}: cannot compute selection frequencies")
+    return counts / tokens
 
 
 def top_positive_experts(delta: np.ndarray, band: Sequence[int], top_n: int) -> tuple[LayerExperts, ...]:

@@ -8,7 +8,7 @@ and in the routing folder's name). Per setting it gives:
 
 - the gap table of :func:`rd_eval.gaps.compare_runs`: a plain setting on its own; an intervened setting
   against the plain setting of the same model id and checkpoint (gain, text cost, recovery);
-- when the run wrote routing records (``<output_path>/rd_routing/<checkpoint>__<hash>/routing_rank*.jsonl``,
+- when the run wrote routing records (``<output_path>/rd_routing/<checkpoint>__<hash>/routing_rank*.jsonl`` + ``.bin``,
   found through ``pretrained=`` in ``model_args``, or ``routing_dir=`` when given), per benchmark:
 
   * ``layers``: per MoE site, the mean over pairs of the JSD (bits) between the pair's image-form and
@@ -46,9 +46,9 @@ import pandas as pd
 from rd_eval.divergence import (
     band_sites,
     divergence_correctness_correlation,
+    jsd_base2,
     layer_summary,
     modality_separation,
-    pair_divergence,
 )
 from rd_eval.gaps import benchmark_of, compare_runs, pair_forms
 from rd_eval.gaps import to_markdown as gaps_markdown
@@ -128,6 +128,8 @@ class RoutingCache:
     """Merged records of each routing folder, read once."""
 
     records: dict[Path, list[dict[str, Any]]] = field(default_factory=dict)
+    # Bootstrap resampling weights by (pairs, n_boot, seed): a benchmark's settings share them (layer_summary).
+    boot_weights: dict[tuple[int, int, int], list[np.ndarray]] = field(default_factory=dict)
 
     def get(self, folder: Path) -> list[dict[str, Any]]:
         if folder not in self.records:
@@ -290,27 +292,40 @@ def samples_of_setting(setting: RunSetting) -> tuple[pd.DataFrame, int]:
 # Routing statistics of one setting
 
 
+def _scope_array(counts: Mapping[str, Any], scope: str, where: str) -> np.ndarray:
+    """One base scope's [sites, experts] counts, validated (not copied where it already is a count array)."""
+    if scope not in counts:
+        raise ReportInputError(f"{where}: 'counts' lacks scope {scope!r}; has {sorted(counts)}")
+    value = counts[scope]
+    if isinstance(value, np.ndarray) and value.dtype.kind == "u" and value.ndim == 2 and value.size:
+        return value  # sidecar arrays (records version 2): unsigned integers are finite and non-negative by type
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ReportInputError(f"{where}: 'counts.{scope}' must be a [sites][experts] array of numbers") from None
+    if arr.ndim != 2 or arr.size == 0 or not np.isfinite(arr).all() or (arr < 0).any():
+        raise ReportInputError(
+            f"{where}: 'counts.{scope}' must be a non-empty [sites][experts] array of non-negative counts, "
+            f"got shape {arr.shape}"
+        )
+    return arr
+
+
 def _scope_counts(record: Mapping[str, Any], scopes: Iterable[str], where: str) -> np.ndarray:
+    """The record's counts summed over `scopes` (base scopes), as a new float64 [sites, experts] array."""
     counts = record.get("counts")
     if not isinstance(counts, Mapping):
         raise ReportInputError(f"{where}: 'counts' must be an object keyed by base scope, got {type(counts).__name__}")
-    total: np.ndarray | None = None
-    for scope in scopes:
-        if scope not in counts:
-            raise ReportInputError(f"{where}: 'counts' lacks scope {scope!r}; has {sorted(counts)}")
-        try:
-            arr = np.asarray(counts[scope], dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ReportInputError(f"{where}: 'counts.{scope}' must be a [sites][experts] array of numbers") from None
-        if arr.ndim != 2 or arr.size == 0 or not np.isfinite(arr).all() or (arr < 0).any():
-            raise ReportInputError(
-                f"{where}: 'counts.{scope}' must be a non-empty [sites][experts] array of non-negative counts, "
-                f"got shape {arr.shape}"
-            )
-        if total is not None and arr.shape != total.shape:
-            raise ReportInputError(f"{where}: 'counts.{scope}' has shape {arr.shape}, other scopes {total.shape}")
-        total = arr if total is None else total + arr
-    assert total is not None
+    names = tuple(scopes)
+    arrays = [_scope_array(counts, scope, where) for scope in names]
+    for scope, arr in zip(names[1:], arrays[1:], strict=True):
+        if arr.shape != arrays[0].shape:
+            raise ReportInputError(f"{where}: 'counts.{scope}' has shape {arr.shape}, other scopes {arrays[0].shape}")
+    if len(arrays) == 1:
+        return arrays[0].astype(np.float64)  # a copy: never hand out the record's own array
+    total = np.add(arrays[0], arrays[1], dtype=np.float64)  # one pass, whatever the stored dtype
+    for arr in arrays[2:]:
+        total += arr
     return total
 
 
@@ -332,6 +347,33 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+PAIR_CHUNK = 256  # pairs whose [sites, experts] counts are held at once for the vectorised JSD
+
+
+def _pair_jsd_chunks(
+    pairs: Iterable[tuple[np.ndarray | None, np.ndarray | None, int]],
+) -> Iterable[tuple[np.ndarray, list[int], int]]:
+    """Per chunk of pairs with records in both forms: (JSD [pairs, sites], image correctness, pairs without
+    a record). Memory is bounded by PAIR_CHUNK, not by the number of pairs."""
+    img_chunk: list[np.ndarray] = []
+    txt_chunk: list[np.ndarray] = []
+    correct: list[int] = []
+    no_record = 0
+    for img, txt, img_correct in pairs:
+        if img is None or txt is None:
+            no_record += 1
+            continue
+        img_chunk.append(img)
+        txt_chunk.append(txt)
+        correct.append(img_correct)
+        if len(img_chunk) == PAIR_CHUNK:
+            yield np.asarray(jsd_base2(np.stack(img_chunk), np.stack(txt_chunk))), correct, no_record
+            img_chunk, txt_chunk, correct, no_record = [], [], [], 0
+    if img_chunk or no_record:
+        jsd = np.asarray(jsd_base2(np.stack(img_chunk), np.stack(txt_chunk))) if img_chunk else np.zeros((0, 0))
+        yield jsd, correct, no_record
+
+
 def _benchmark_routing(
     benchmark: str,
     part: pd.DataFrame,
@@ -340,6 +382,7 @@ def _benchmark_routing(
     scope: str,
     n_boot: int,
     seed: int,
+    boot_weights: dict[tuple[int, int, int], list[np.ndarray]] | None = None,
 ) -> dict[str, Any] | None:
     paired, _ = pair_forms(part)
     where_doc: dict[tuple[str, str], tuple[str, int]] = {}
@@ -366,41 +409,49 @@ def _benchmark_routing(
             )
         return arr
 
+    def pair_counts() -> Iterable[tuple[np.ndarray | None, np.ndarray | None, int]]:
+        for pair_id, img_correct in zip(paired.index, paired["img"], strict=True):
+            img = counts_of(where_doc[(str(pair_id), "img")], SCOPES[scope])
+            txt = counts_of(where_doc[(str(pair_id), "txt")], SCOPES[scope])
+            yield img, txt, int(img_correct)
+
     rows: list[np.ndarray] = []
     img_correct: list[int] = []
     no_record = no_mass = 0
-    for pair_id, outcome in paired.iterrows():
-        img = counts_of(where_doc[(str(pair_id), "img")], SCOPES[scope])
-        txt = counts_of(where_doc[(str(pair_id), "txt")], SCOPES[scope])
-        if img is None or txt is None:
-            no_record += 1
+    for jsd, correct, missing in _pair_jsd_chunks(pair_counts()):
+        no_record += missing
+        if not len(correct):
             continue
-        jsd = pair_divergence(img, txt)
-        if not np.isfinite(jsd).all():
-            no_mass += 1
-            continue
-        rows.append(jsd)
-        img_correct.append(int(outcome["img"]))
+        finite = np.isfinite(jsd).all(axis=1)
+        no_mass += int((~finite).sum())
+        rows.extend(jsd[finite])
+        img_correct.extend(c for c, ok in zip(correct, finite, strict=True) if ok)
 
-    img_docs: list[np.ndarray] = []
-    txt_tok: list[np.ndarray] = []
+    # Separation pools every image-form document's counts: running sums, not a stack of all documents.
+    image_total: np.ndarray | None = None
+    text_total: np.ndarray | None = None
+    n_separation = 0
     img_rows = part[(part["form"] == "img")]
     for task, doc_id in zip(img_rows["task"], img_rows["doc_id"], strict=True):
         key = (str(task), int(doc_id))
         image_counts = counts_of(key, ("prompt_image",))
         text_counts = counts_of(key, ("prompt_text",))
         if image_counts is not None and text_counts is not None:
-            img_docs.append(image_counts)
-            txt_tok.append(text_counts)
+            image_total = image_counts if image_total is None else image_total + image_counts
+            text_total = text_counts if text_total is None else text_total + text_counts
+            n_separation += 1
 
     if shape is None:
         return None
     n_sites = shape[0]
     band = band_sites(n_sites, BAND_FRACTIONS)
     separation = (
-        modality_separation(np.stack(img_docs), np.stack(txt_tok)) if img_docs else np.full(n_sites, np.nan)
+        modality_separation(image_total, text_total) if image_total is not None and text_total is not None
+        else np.full(n_sites, np.nan)
     )
-    summary = layer_summary(np.stack(rows), n_boot, seed, level=LEVEL) if rows else None
+    stacked = np.stack(rows) if rows else None
+    summary = (layer_summary(stacked, n_boot, seed, level=LEVEL, weights_cache=boot_weights)
+               if stacked is not None else None)
     layers = []
     for site in range(n_sites):
         layers.append({
@@ -412,8 +463,8 @@ def _benchmark_routing(
             "separation": _nan_to_none(float(separation[site])),
         })
     correlation: dict[str, Any] | None = None
-    if rows:
-        mid = np.stack(rows)[:, list(band)].mean(axis=1)
+    if stacked is not None:
+        mid = stacked[:, list(band)].mean(axis=1)
         corr = divergence_correctness_correlation(mid, np.asarray(img_correct))
         correlation = {
             "n": corr.n, "n_img_correct": corr.n_correct, "r": _nan_to_none(corr.r), "p": _nan_to_none(corr.p),
@@ -427,7 +478,7 @@ def _benchmark_routing(
         "n_pairs": len(rows),
         "n_pairs_without_record": no_record,
         "n_pairs_without_scope_tokens": no_mass,
-        "n_separation_docs": len(img_docs),
+        "n_separation_docs": n_separation,
         "layers": layers,
         "correlation": correlation,
     }
@@ -442,7 +493,8 @@ def _setting_routing(
     benchmarks = []
     bench = df["task"].astype(str).map(benchmark_of)
     for name, part in df.groupby(bench, sort=True):
-        result = _benchmark_routing(str(name), part, index, scope=scope, n_boot=n_boot, seed=seed)
+        result = _benchmark_routing(str(name), part, index, scope=scope, n_boot=n_boot, seed=seed,
+                                    boot_weights=cache.boot_weights)
         if result is not None:
             benchmarks.append(result)
     return {"routing_dirs": [str(p) for p in setting.routing_dirs], "benchmarks": benchmarks}

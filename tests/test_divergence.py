@@ -154,3 +154,31 @@ def test_band_sites_is_the_middle_half() -> None:
     assert band_sites(8) == (2, 3, 4, 5)
     assert band_sites(48) == tuple(range(12, 36))
     assert band_sites(1) == (0,)
+
+
+def test_layer_summary_weights_cache_gives_identical_summaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rd_eval.divergence as divergence
+
+    monkeypatch.setattr(divergence, "_MAX_BOOT_CELLS", 700)  # several chunks per call
+    rng = np.random.default_rng(3)
+    a, b = rng.random((40, 5)), rng.random((40, 5))
+    cache: dict = {}
+    assert layer_summary(a, 300, 4, weights_cache=cache) == layer_summary(a, 300, 4)
+    assert list(cache) == [(40, 300, 4)] and len(cache[(40, 300, 4)]) > 1
+    assert layer_summary(b, 300, 4, weights_cache=cache) == layer_summary(b, 300, 4)  # drawn once, reused
+    assert layer_summary(b[:39], 300, 4, weights_cache=cache) == layer_summary(b[:39], 300, 4)
+    assert len(cache) == 2
+    monkeypatch.setattr(divergence, "_CACHED_BOOT_CELLS", 100)  # too big to keep: computed, not cached
+    assert layer_summary(b[:38], 300, 4, weights_cache=cache) == layer_summary(b[:38], 300, 4)
+    assert len(cache) == 2
+
+
+def test_jsd_over_a_stack_of_pairs_equals_jsd_pair_by_pair() -> None:
+    rng = np.random.default_rng(8)
+    img = rng.integers(0, 6, (7, 4, 9)).astype(float)
+    txt = rng.integers(0, 6, (7, 4, 9)).astype(float)
+    img[2, 1] = 0  # a site without mass
+    stacked = jsd_base2(img, txt)
+    for i in range(7):
+        np.testing.assert_array_equal(stacked[i], pair_divergence(img[i], txt[i]))
+    assert math.isnan(stacked[2, 1])

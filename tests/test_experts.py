@@ -12,10 +12,12 @@ from rd_eval.experts import (
     domain_expert_set,
     general_probe_texts,
     probe_routing,
+    records_selection_frequency,
     selection_frequency,
     top_positive_experts,
 )
 from rd_eval.routing.recording import BatchRouting
+from rd_eval.routing.records import DocIdentity, document_record, error_record
 from rd_eval.routing.session import plan_intervention
 from rd_eval.routing.sites import find_router_sites
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, LayerExperts
@@ -198,3 +200,19 @@ def test_domain_experts_from_probes_plan_on_tiny_model(tiny_model: nn.Module, ti
     assert not expert_set.is_empty
     plans = plan_intervention(InterventionSpec(experts=expert_set), find_router_sites(tiny_model))
     assert {p.moe_index: p.experts for p in plans} == expert_set.experts_by_layer()
+
+
+def test_selection_frequency_of_records_equals_that_of_their_batches() -> None:
+    rng = np.random.default_rng(0)
+    batches = [BatchRouting(counts=rng.integers(0, 9, (n, 4, 3, 6)).astype(np.float32),
+                            prob_sums=rng.random((n, 4, 3, 6), dtype=np.float32),
+                            tokens=rng.integers(1, 20, (n, 3)).astype(np.float32)) for n in (2, 3)]
+    records = [document_record(DocIdentity("t_txt", 10 * i + row, "txt"), b, row, model="m", intervention_hash="none")
+               for i, b in enumerate(batches) for row in range(b.batch_size)]
+    records.append(error_record(DocIdentity("t_txt", 99, "txt"), model="m", intervention_hash="none", error="x"))
+    for scope in ("prompt", "all", "image", "generated", "text"):
+        np.testing.assert_allclose(records_selection_frequency(records, scope), selection_frequency(batches, scope))
+    with pytest.raises(ValueError, match="token scope 'nope' invalid"):
+        records_selection_frequency(records, "nope")
+    with pytest.raises(ValueError, match="no tokens in scope"):
+        records_selection_frequency(records[-1:], "prompt")

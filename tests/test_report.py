@@ -15,7 +15,13 @@ from test_runs import write_run
 from rd_eval.cli import main
 from rd_eval.report import SCOPES, ReportInputError, build_report, to_csv, to_html, to_json, to_markdown
 from rd_eval.routing.recording import BASE_SCOPES, SCOPE_UNIONS, BatchRouting
-from rd_eval.routing.records import DocIdentity, ShardWriter, document_record, error_record
+from rd_eval.routing.records import (
+    DocIdentity,
+    ShardWriter,
+    document_record,
+    error_record,
+    read_routing_records,
+)
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
 
 CKPT = "/ckpts/acme/rd-tiny-A1B"
@@ -268,7 +274,11 @@ def test_cli_records_of_bad_shape(tmp_path: Path, capsys: pytest.CaptureFixture[
     root, _ = build_runs(tmp_path)
     shard = root / "plain" / "rd_routing" / f"{CKPT_DIR}__none" / "routing_rank000.jsonl"
     lines = shard.read_text(encoding="utf-8").splitlines()
-    first = json.loads(lines[0])
+    # A version 2 record keeps its scopes in one array block, so scopes cannot disagree in shape there; a
+    # version 1 record (arrays inline as lists, still read) can.
+    first = next(read_routing_records(shard.parent))
+    first |= {"version": 1, "counts": {k: np.asarray(v).tolist() for k, v in first["counts"].items()},
+              "prob_sums": {k: np.asarray(v).tolist() for k, v in first["prob_sums"].items()}}
     first["counts"]["prompt_text"] = [[1, 2]] * SITES  # 2 experts here, 8 in the other scopes
     shard.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n", encoding="utf-8")
     _exit_2([str(root)], capsys, "record task 'rd_syn_img' doc_id 0: 'counts.prompt_image' has shape")

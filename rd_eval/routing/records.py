@@ -1,26 +1,58 @@
-"""Per-document routing records: one JSONL shard per rank, appended as batches finish.
+"""Per-document routing records: one shard per rank, appended as batches finish.
 
-Each line is one document: its identity (task, doc id, form, model, intervention hash) and its
-per-layer, per-expert selection counts and router-probability sums for each base token scope. A crash
-loses at most the batch in flight; shards of a run are merged by the reader, multi-GPU needs no gather.
+A shard is two files written side by side:
+
+- ``routing_rank000.jsonl``: one JSON line per document, its identity (task, doc id, form, model,
+  intervention hash), token counts per base scope and, for version 2, where its arrays lie in the sidecar;
+- ``routing_rank000.bin``: the arrays themselves, raw little-endian, per document one block of selection
+  counts ``[scope, layer, expert]`` (the smallest unsigned integer type that holds them) and one block of
+  router-probability sums (float32); a batch writes all its counts blocks, then all its sums blocks.
+
+JSON text of 2 x 3 x 48 x 128 numbers per document made a 10k-pair run ~4 GB to parse into ~20 GB of Python
+floats; the sidecar is read by memory-mapping, so a reader touches only the arrays it uses.
+
+Crash safety: a batch's arrays are written and fsynced before its JSON lines, and a line names the sidecar
+offset of its own arrays, so a crash loses at most the batch in flight: sidecar bytes that no line names
+are ignored, a torn last line is skipped, and the next writer on the shard trims that torn line before
+appending. Shards of a run are merged by the reader, multi-GPU needs no gather.
+
+Version 1 shards (arrays inline as JSON lists) are still read.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rd_eval.routing.recording import BASE_SCOPES, BatchRouting
+if TYPE_CHECKING:  # readers (`rd-eval report`) must not pay for importing torch
+    from rd_eval.routing.recording import BatchRouting
+
+# The base token scopes and DESIGN §3.3's scopes as their unions; equal to rd_eval.routing.recording's
+# BASE_SCOPES / SCOPE_UNIONS (a test checks), spelled out here to keep torch out of the readers.
+BASE_SCOPES = ("prompt_text", "prompt_image", "generated")
+SCOPE_MEMBERS: dict[str, tuple[str, ...]] = {
+    "all": BASE_SCOPES,
+    "prompt": ("prompt_text", "prompt_image"),
+    "generated": ("generated",),
+    "text": ("prompt_text", "generated"),
+    "image": ("prompt_image",),
+}
 
 RECORD_FORMAT = "rd-eval.routing-record"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SHARD_PATTERN = "routing_rank{rank:03d}.jsonl"
+SIDECAR_SUFFIX = ".bin"
+PROB_DTYPE = "<f4"
+# Count dtypes from the smallest up: a document's counts are bounded by its token count.
+COUNT_DTYPES = ("<u2", "<u4", "<u8")
 
 
 def checkpoint_label(pretrained: str) -> str:
@@ -32,6 +64,11 @@ def checkpoint_label(pretrained: str) -> str:
 def routing_folder(output_path: str | os.PathLike[str], pretrained: str, intervention_hash: str) -> Path:
     """Where a run's routing shards go by default: beside lmms-eval's output, one folder per setting."""
     return Path(output_path) / "rd_routing" / f"{checkpoint_label(pretrained)}__{intervention_hash}"
+
+
+def sidecar_path(shard: Path) -> Path:
+    """The binary sidecar of a JSONL shard."""
+    return shard.with_suffix(SIDECAR_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -63,13 +100,14 @@ def _record_header(identity: DocIdentity, model: str, intervention_hash: str, er
 
 def document_record(identity: DocIdentity, routing: BatchRouting, row: int, *, model: str,
                     intervention_hash: str, error: str | None = None) -> dict[str, Any]:
-    """JSON-ready record of row `row` of a batch (counts are integers; probability sums 6 digits)."""
-    counts = routing.counts[row]  # [L, 3, E]
-    prob_sums = routing.prob_sums[row]
+    """Record of row `row` of a batch: counts as integer arrays [L, E] and probability sums as float32 [L, E]
+    per base scope (numpy arrays; `ShardWriter.append` moves them into the shard's sidecar)."""
+    counts = np.rint(routing.counts[row])  # [L, 3, E]
+    prob_sums = routing.prob_sums[row].astype(np.float32, copy=False)
     return _record_header(identity, model, intervention_hash, error) | {
         "tokens": {scope: int(routing.tokens[row, s]) for s, scope in enumerate(BASE_SCOPES)},
-        "counts": {scope: np.rint(counts[:, s, :]).astype(np.int64).tolist() for s, scope in enumerate(BASE_SCOPES)},
-        "prob_sums": {scope: np.round(prob_sums[:, s, :], 6).tolist() for s, scope in enumerate(BASE_SCOPES)},
+        "counts": {scope: counts[:, s, :].astype(np.int64) for s, scope in enumerate(BASE_SCOPES)},
+        "prob_sums": {scope: prob_sums[:, s, :] for s, scope in enumerate(BASE_SCOPES)},
     }
 
 
@@ -80,46 +118,205 @@ def error_record(identity: DocIdentity, *, model: str, intervention_hash: str, e
     }
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _count_dtype(counts: np.ndarray) -> str:
+    """The smallest unsigned dtype that holds `counts` exactly (they are non-negative integers)."""
+    if counts.size and (counts.min() < 0 or not np.array_equal(counts, np.rint(counts))):
+        raise ValueError("routing counts must be non-negative integers")
+    top = int(counts.max()) if counts.size else 0
+    for dtype in COUNT_DTYPES:
+        if top <= np.iinfo(np.dtype(dtype)).max:
+            return dtype
+    raise ValueError(f"routing count {top} too large to store")
+
+
+def _stack_scopes(name: str, by_scope: Mapping[str, Any]) -> np.ndarray:
+    """[scope, L, E] from a {base scope: [L, E]} mapping, in BASE_SCOPES order."""
+    missing = [scope for scope in BASE_SCOPES if scope not in by_scope]
+    if missing:
+        raise ValueError(f"record '{name}' lacks base scopes {missing}")
+    return np.stack([np.asarray(by_scope[scope]) for scope in BASE_SCOPES])
+
+
+def _array_blocks(record: Mapping[str, Any]) -> tuple[dict[str, Any], np.ndarray | None, np.ndarray | None]:
+    """The record's JSON line (sidecar references to be completed with offsets) and its two array blocks,
+    counts [scope, L, E] and prob_sums [scope, L, E]; an error record (no statistics) has no blocks."""
+    header = {k: v for k, v in record.items() if k not in ("counts", "prob_sums")}
+    if record.get("counts") is None:
+        return header | {"counts": None, "prob_sums": None}, None, None
+    counts = _stack_scopes("counts", record["counts"])
+    counts = np.ascontiguousarray(counts.astype(_count_dtype(counts)))
+    prob_sums = np.ascontiguousarray(_stack_scopes("prob_sums", record["prob_sums"]).astype(PROB_DTYPE))
+    if counts.shape != prob_sums.shape:
+        raise ValueError(f"record counts {counts.shape} and prob_sums {prob_sums.shape} differ in shape")
+    refs = {"scopes": list(BASE_SCOPES), "shape": list(counts.shape),
+            "counts": {"offset": 0, "dtype": counts.dtype.str}, "prob_sums": {"offset": 0, "dtype": PROB_DTYPE}}
+    return header | {"version": RECORD_VERSION, "arrays": refs}, counts, prob_sums
+
+
+def _trim_torn_tail(path: Path) -> None:
+    """Cut a partial last line (a crash mid-write) so that appended lines start on a line of their own."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    if size == 0:
+        return
+    with open(path, "rb+") as fh:
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        # Scan back for the last complete line; lines are at most a few kB (headers only).
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            fh.seek(start)
+            chunk = fh.read(end - start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                fh.truncate(start + cut + 1)
+                break
+            end = start
+        else:
+            fh.truncate(0)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 class ShardWriter:
     """Appends records to this rank's shard; each batch is flushed and fsynced before generation goes on."""
 
     def __init__(self, directory: str | os.PathLike[str], rank: int) -> None:
         self.path = Path(directory) / SHARD_PATTERN.format(rank=rank)
+        self.sidecar = sidecar_path(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ValueError(f"routing_dir {str(self.path.parent)!r} is not writable: {exc.strerror or exc}") from None
+        self._trimmed = False
 
     def append(self, records: list[dict[str, Any]]) -> None:
         if not records:
             return
-        payload = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        if not self._trimmed:  # a previous run on this shard may have died mid-line
+            _trim_torn_tail(self.path)
+            self._trimmed = True
+        split = [_array_blocks(record) for record in records]
+        with open(self.sidecar, "ab") as fh:
+            offset = fh.seek(0, os.SEEK_END)  # bytes of a batch that died before its lines are simply skipped
+            # A batch's counts first, then its probability sums: readers of counts (the report, expert
+            # identification) touch one contiguous region, not pages interleaved with sums they never read.
+            for name, index in (("counts", 1), ("prob_sums", 2)):
+                for entry in split:
+                    block = entry[index]
+                    if block is not None:
+                        entry[0]["arrays"][name]["offset"] = offset
+                        fh.write(memoryview(block).cast("B"))
+                        offset += block.nbytes
+            fh.flush()
+            os.fsync(fh.fileno())
+        lines = [entry[0] for entry in split]
+        payload = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Reading
+
+
+class _Sidecar:
+    """A shard's sidecar, memory-mapped on first use (read only; pages are loaded as arrays are touched)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._map: np.ndarray | None = None
+
+    def _mapped(self, needed: int) -> np.ndarray | None:
+        # Map again when a line names bytes past the mapped end: the shard may be growing while it is read.
+        if self._map is None or self._map.size < needed:
+            size = self.path.stat().st_size if self.path.is_file() else 0
+            self._map = np.memmap(self.path, dtype=np.uint8, mode="r") if size else None
+        return self._map
+
+    def array(self, offset: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The array at `offset`, or None when the sidecar does not hold it (missing or truncated)."""
+        end = offset + dtype.itemsize * math.prod(shape)
+        mapped = self._mapped(end)
+        if mapped is None or mapped.size < end:
+            return None
+        return np.ndarray(shape, dtype=dtype, buffer=mapped, offset=offset)
+
+
+_DTYPES = {name: np.dtype(name) for name in (*COUNT_DTYPES, PROB_DTYPE)}
+
+
+def _array_ref(refs: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> tuple[int, np.dtype]:
+    ref = refs[name]
+    dtype_name, offset = ref["dtype"], ref["offset"]
+    if dtype_name not in allowed or isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError
+    return offset, _DTYPES[dtype_name]
+
+
+def _attach_arrays(record: dict[str, Any], sidecar: _Sidecar, where: str) -> dict[str, Any]:
+    """Replace a version 2 record's sidecar references by (read-only, memory-mapped) arrays [L, E] per scope."""
+    refs = record.pop("arrays", None)
+    if refs is None:
+        return record
+    try:
+        scopes = [str(scope) for scope in refs["scopes"]]
+        shape = tuple(int(n) for n in refs["shape"])
+        if len(shape) != 3 or shape[0] != len(scopes) or min(shape) < 1:
+            raise ValueError
+        blocks = {name: _array_ref(refs, name, allowed)
+                  for name, allowed in (("counts", COUNT_DTYPES), ("prob_sums", (PROB_DTYPE,)))}
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{where}: corrupt sidecar reference in routing record") from None
+    for name, (offset, dtype) in blocks.items():
+        block = sidecar.array(offset, dtype, shape)
+        if block is None:
+            raise ValueError(f"{where}: its {name} lie outside {sidecar.path.name} (missing or truncated sidecar)")
+        record[name] = {scope: block[s] for s, scope in enumerate(scopes)}
+    return record
+
+
+def _shard_records(shard: Path) -> Iterator[dict[str, Any]]:
+    sidecar = _Sidecar(sidecar_path(shard))
+    lines = shard.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                continue  # only the last line can be torn by a crash
+            raise ValueError(f"{shard}:{number}: corrupt routing record") from None
+        if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+            raise ValueError(f"{shard}:{number}: not an rd-eval routing record")
+        if record.get("version", 1) not in READABLE_VERSIONS:
+            raise ValueError(f"{shard}:{number}: routing record version {record.get('version')!r} is newer than "
+                             f"this rd-eval reads ({max(READABLE_VERSIONS)}); upgrade rd-eval")
+        yield _attach_arrays(record, sidecar, f"{shard}:{number}")
+
+
 def read_routing_records(directory: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """All records of a run's shards, in shard order. A torn last line (a crash mid-write) is skipped."""
+    """All records of a run's shards, in shard order. A torn last line (a crash mid-write) is skipped.
+
+    Counts and probability sums come as {base scope: [L, E]} (read-only arrays mapped from the sidecar, or
+    the lists of a version 1 shard)."""
     root = Path(directory)
     shards = sorted(root.glob("routing_rank*.jsonl"))
     if not shards:
         raise ValueError(f"{root}: no routing shards (routing_rank*.jsonl) found")
     for shard in shards:
-        lines = shard.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines):
-                    continue  # only the last line can be torn by a crash
-                raise ValueError(f"{shard}:{number}: corrupt routing record") from None
-            if record.get("format") != RECORD_FORMAT:
-                raise ValueError(f"{shard}:{number}: not an rd-eval routing record")
-            yield record
+        yield from _shard_records(shard)
 
 
 def merge_routing_records(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:

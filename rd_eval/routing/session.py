@@ -94,6 +94,10 @@ class RoutingSession:
         self._stop_ids: tuple[int, ...] = ()
         self._finished: torch.Tensor | None = None
         self._handles: list[Any] = []
+        # Tensors that depend only on a forward call's shape, reused while the shape repeats (every decode step).
+        self._shape_key: tuple[int, int, torch.device] | None = None
+        self._shape_tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._id_tensors: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def begin(self, batch_size: int, stop_token_ids: Sequence[int] | None = None) -> None:
@@ -110,12 +114,16 @@ class RoutingSession:
             self.recorder.start_batch(batch_size)
 
     def install(self) -> None:
+        if self.recorder is None and not self.plans:
+            return  # nothing to record or steer: no hooks, no cost
         modules = dict(self.model.named_modules())
         self._handles.append(self.model.register_forward_pre_hook(self._read_layout, with_kwargs=True))
         plans = {p.site_index: p for p in self.plans}
         for site in self.sites:
             router = modules[site.module_path]
             plan = plans.get(site.site_index)
+            if plan is None and self.recorder is None:
+                continue  # a site outside the band of an intervention that records nothing
             mask = None
             if plan is not None:
                 device = next(router.parameters()).device
@@ -131,7 +139,29 @@ class RoutingSession:
         self._modality_order = None
 
     # -- hooks ---------------------------------------------------------------------------------------
+    def _shape_layout(self, batch: int, length: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """(row, all-generated scope, all-text scope) of a [batch, length] call; cached while shapes repeat."""
+        key = (batch, length, device)
+        if key != self._shape_key or self._shape_tensors is None:
+            row = torch.arange(batch, device=device).repeat_interleave(length)
+            self._shape_tensors = (row, torch.full_like(row, GENERATED), torch.full_like(row, PROMPT_TEXT))
+            self._shape_key = key
+        return self._shape_tensors
+
+    def _ids_tensor(self, ids: tuple[int, ...], device: torch.device) -> torch.Tensor:
+        key = (ids, device)
+        if key not in self._id_tensors:
+            self._id_tensors[key] = torch.tensor(ids, dtype=torch.long, device=device)
+        return self._id_tensors[key]
+
+    def _matches(self, input_ids: torch.Tensor, ids: tuple[int, ...]) -> torch.Tensor:
+        """Boolean mask of the positions of `input_ids` holding one of `ids`."""
+        if len(ids) == 1:
+            return input_ids == ids[0]
+        return torch.isin(input_ids, self._ids_tensor(ids, input_ids.device))
+
     def _read_layout(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        # Runs once per forward call (every decode step): tensor ops only, shape-only tensors reused.
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         embeds = kwargs.get("inputs_embeds")
         reference = input_ids if input_ids is not None else embeds
@@ -139,28 +169,26 @@ class RoutingSession:
             raise ValueError("routing hooks need input_ids or inputs_embeds in the model call")
         batch, length = int(reference.shape[0]), int(reference.shape[1])
         device = reference.device
-        row = torch.arange(batch, device=device).unsqueeze(1).expand(batch, length).reshape(-1)
+        row, all_generated, all_text = self._shape_layout(batch, length, device)
         attention_mask = kwargs.get("attention_mask")
         if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
-            weight = attention_mask[:, -length:].reshape(-1).to(torch.float32)
+            weight = attention_mask[:, -length:].to(torch.float32).reshape(-1)
         else:
             weight = torch.ones(batch * length, dtype=torch.float32, device=device)
         if self._seen_forward:
-            scope = torch.full((batch * length,), GENERATED, dtype=torch.long, device=device)
+            scope = all_generated
             if input_ids is not None and self._stop_ids and self._finished is not None:
-                is_stop = torch.zeros_like(input_ids, dtype=torch.bool)
-                for token_id in self._stop_ids:
-                    is_stop = is_stop | (input_ids == token_id)
-                done = self._finished.unsqueeze(1) | (is_stop.cumsum(dim=1) > 0)  # [B, T]
+                is_stop = self._matches(input_ids, self._stop_ids)
+                # A row is done from its first stop token on (that token included); a decode step has one column.
+                seen = is_stop if length == 1 else is_stop.cumsum(dim=1) > 0
+                done = self._finished.unsqueeze(1) | seen  # [B, T]
                 self._finished = done[:, -1]
-                weight = weight * (~done).reshape(-1).to(torch.float32)
+                weight = weight.masked_fill(done.reshape(-1), 0.0)
         elif input_ids is not None and self._image_ids:
-            is_image = torch.zeros_like(input_ids, dtype=torch.bool)
-            for token_id in self._image_ids:
-                is_image = is_image | (input_ids == token_id)
+            is_image = self._matches(input_ids, self._image_ids)
             scope = torch.where(is_image.reshape(-1), PROMPT_IMAGE, PROMPT_TEXT)
         else:
-            scope = torch.full((batch * length,), PROMPT_TEXT, dtype=torch.long, device=device)
+            scope = all_text
         if not self._seen_forward:
             self._finished = torch.zeros(batch, dtype=torch.bool, device=device)
         self._seen_forward = True
@@ -194,6 +222,9 @@ class RoutingSession:
     def _router_hook(self, site: RouterSite, expert_mask: torch.Tensor | None):
         spec = self.spec
         math = self.family.math
+        # The layers of a forward call are accumulated together once its last router has run (the recorder
+        # also flushes when the next call starts and at the end of the batch).
+        last = site.site_index == max(s.site_index for s in self.sites)
 
         def hook(router: nn.Module, args: tuple, output: Any) -> Any:
             hidden = args[0].reshape(-1, args[0].shape[-1])
@@ -201,8 +232,9 @@ class RoutingSession:
             logits = math.logits(router, hidden)
             if expert_mask is None:
                 if self.recorder is not None:
-                    self.recorder.add_layer(site.site_index, layout, math.probabilities(logits),
-                                            math.selection(output, router))
+                    self.recorder.add_logits(site.site_index, layout, logits, math.selection(output, router))
+                    if last:
+                        self.recorder.flush()
                 return output
             # The full-batch mask is built once per forward call; a modality router's subset gets its own.
             token_mask = self._token_mask if layout is self._layout else layout.scope_mask(spec.token_scope)
@@ -215,8 +247,9 @@ class RoutingSession:
                 pin = pin if spec.mode == "force" else -pin
             rerouted = math.reroute(router, steered, weight_source, output, pin)
             if self.recorder is not None:
-                self.recorder.add_layer(site.site_index, layout, math.probabilities(steered),
-                                        math.selection(rerouted, router))
+                self.recorder.add_logits(site.site_index, layout, steered, math.selection(rerouted, router))
+                if last:
+                    self.recorder.flush()
             return rerouted
 
         return hook
@@ -242,7 +275,8 @@ def routing_session(
     recorder = None
     if record:
         device = next(model.parameters()).device
-        recorder = RoutingRecorder(len(sites), max(s.num_experts for s in sites), device)
+        recorder = RoutingRecorder(len(sites), max(s.num_experts for s in sites), device,
+                                   probabilities=model_family(model).math.probabilities)
     session = RoutingSession(model, sites, recorder, intervention)
     try:
         session.install()

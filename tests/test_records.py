@@ -1,0 +1,167 @@
+"""Routing record shards: JSONL lines plus a binary sidecar; round trip, version 1 shards, crash safety."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rd_eval.routing.recording import BASE_SCOPES, BatchRouting
+from rd_eval.routing.records import (
+    DocIdentity,
+    ShardWriter,
+    document_record,
+    error_record,
+    merge_routing_records,
+    read_routing_records,
+    sidecar_path,
+)
+
+LAYERS, EXPERTS = 5, 7
+
+
+def batch(rng: np.random.Generator, size: int, *, high: int = 40) -> BatchRouting:
+    counts = rng.integers(0, high, size=(size, LAYERS, len(BASE_SCOPES), EXPERTS)).astype(np.float32)
+    prob_sums = rng.random((size, LAYERS, len(BASE_SCOPES), EXPERTS), dtype=np.float32) * 10
+    tokens = rng.integers(0, 100, size=(size, len(BASE_SCOPES))).astype(np.float32)
+    return BatchRouting(counts=counts, prob_sums=prob_sums, tokens=tokens)
+
+
+def records_of(routing: BatchRouting, task: str, first_doc: int) -> list[dict]:
+    return [document_record(DocIdentity(task, first_doc + row, "img"), routing, row, model="m",
+                            intervention_hash="none") for row in range(routing.batch_size)]
+
+
+def assert_matches(record: dict, routing: BatchRouting, row: int) -> None:
+    for s, scope in enumerate(BASE_SCOPES):
+        np.testing.assert_array_equal(record["counts"][scope], routing.counts[row, :, s, :])
+        np.testing.assert_array_equal(record["prob_sums"][scope], routing.prob_sums[row, :, s, :])
+        assert record["tokens"][scope] == int(routing.tokens[row, s])
+
+
+def test_round_trip_keeps_counts_exact_and_probability_sums_in_float32(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    first, second = batch(rng, 3), batch(rng, 2, high=70_000)  # the second needs 32-bit counts
+    writer = ShardWriter(tmp_path, 0)
+    writer.append(records_of(first, "t_img", 0))
+    writer.append(records_of(second, "t_img", 3)
+                  + [error_record(DocIdentity("t_img", 5, "img"), model="m", intervention_hash="none", error="bad")])
+    records = list(read_routing_records(tmp_path))
+    assert [r["doc_id"] for r in records] == [0, 1, 2, 3, 4, 5]
+    for row in range(3):
+        assert_matches(records[row], first, row)
+    for row in range(2):
+        assert_matches(records[3 + row], second, row)
+    assert records[0]["counts"]["prompt_text"].dtype == np.uint16
+    assert records[3]["counts"]["prompt_text"].dtype == np.uint32
+    assert records[0]["prob_sums"]["generated"].dtype == np.float32
+    assert records[5]["error"] == "bad" and records[5]["counts"] is None and records[5]["tokens"] is None
+    assert {r["version"] for r in records} == {2}
+    assert all("arrays" not in r for r in records)
+    # The JSON lines stay small and readable: arrays live in the sidecar.
+    lines = (tmp_path / "routing_rank000.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all(len(line) < 1000 for line in lines)
+    assert sidecar_path(tmp_path / "routing_rank000.jsonl").stat().st_size > 0
+
+
+def test_version_1_shards_are_still_read(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    routing = batch(rng, 2)
+    lines = []
+    for record in records_of(routing, "old_txt", 0):
+        record |= {"version": 1, "counts": {k: np.asarray(v).tolist() for k, v in record["counts"].items()},
+                   "prob_sums": {k: np.round(np.asarray(v, dtype=np.float64), 6).tolist()
+                                 for k, v in record["prob_sums"].items()}}
+        lines.append(json.dumps(record))
+    (tmp_path / "routing_rank000.jsonl").write_text("\n".join(lines) + "\n")
+    ShardWriter(tmp_path, 0).append(records_of(routing, "old_txt", 2))  # a version 2 batch after them
+    records = merge_routing_records(tmp_path)
+    assert [r["version"] for r in records] == [1, 1, 2, 2]
+    for record, row in zip(records, [0, 1, 0, 1], strict=True):
+        np.testing.assert_array_equal(np.asarray(record["counts"]["prompt_image"]), routing.counts[row, :, 1, :])
+        np.testing.assert_allclose(np.asarray(record["prob_sums"]["generated"]), routing.prob_sums[row, :, 2, :],
+                                   atol=1e-5)
+
+
+def test_a_batch_that_died_before_its_lines_is_skipped_and_later_batches_read(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    first, second = batch(rng, 2), batch(rng, 2)
+    ShardWriter(tmp_path, 0).append(records_of(first, "t_img", 0))
+    with open(sidecar_path(tmp_path / "routing_rank000.jsonl"), "ab") as fh:
+        fh.write(b"\x07" * 123)  # arrays of a batch whose process died before writing its lines
+    ShardWriter(tmp_path, 0).append(records_of(second, "t_img", 2))  # the rerun appends
+    records = list(read_routing_records(tmp_path))
+    assert [r["doc_id"] for r in records] == [0, 1, 2, 3]
+    assert_matches(records[2], second, 0)
+    assert_matches(records[3], second, 1)
+
+
+def test_a_torn_last_line_is_skipped_and_trimmed_by_the_next_writer(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    first, second = batch(rng, 2), batch(rng, 1)
+    ShardWriter(tmp_path, 0).append(records_of(first, "t_img", 0))
+    shard = tmp_path / "routing_rank000.jsonl"
+    text = shard.read_text()
+    shard.write_text(text[: len(text) - 20])  # the crash tore the second line
+    assert [r["doc_id"] for r in read_routing_records(tmp_path)] == [0]
+    ShardWriter(tmp_path, 0).append(records_of(second, "t_img", 5))
+    records = list(read_routing_records(tmp_path))  # the torn line is gone, not left in the middle
+    assert [r["doc_id"] for r in records] == [0, 5]
+    assert_matches(records[1], second, 0)
+    assert all(line.startswith("{") and line.endswith("}") for line in shard.read_text().splitlines())
+
+
+def test_a_truncated_sidecar_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    ShardWriter(tmp_path, 0).append(records_of(batch(np.random.default_rng(4), 2), "t_img", 0))
+    sidecar = sidecar_path(tmp_path / "routing_rank000.jsonl")
+    sidecar.write_bytes(sidecar.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"routing_rank000.jsonl:1: its counts lie outside routing_rank000.bin"):
+        list(read_routing_records(tmp_path))
+    sidecar.unlink()
+    with pytest.raises(ValueError, match="missing or truncated sidecar"):
+        list(read_routing_records(tmp_path))
+
+
+def test_corrupt_references_and_unknown_versions_are_errors(tmp_path: Path) -> None:
+    ShardWriter(tmp_path, 0).append(records_of(batch(np.random.default_rng(5), 1), "t_img", 0))
+    shard = tmp_path / "routing_rank000.jsonl"
+    line = json.loads(shard.read_text())
+    bad = json.loads(json.dumps(line))
+    bad["arrays"]["counts"]["dtype"] = "<f8"
+    shard.write_text(json.dumps(bad) + "\n" + json.dumps(line) + "\n")
+    with pytest.raises(ValueError, match="corrupt sidecar reference"):
+        list(read_routing_records(tmp_path))
+    shard.write_text(json.dumps(line | {"version": 99}) + "\n" + json.dumps(line) + "\n")
+    with pytest.raises(ValueError, match="version 99 is newer"):
+        list(read_routing_records(tmp_path))
+
+
+def test_ranks_are_merged_and_a_rerun_record_wins(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    old, new, other = batch(rng, 1), batch(rng, 1), batch(rng, 1)
+    ShardWriter(tmp_path, 0).append(records_of(old, "t_img", 0))
+    ShardWriter(tmp_path, 1).append(records_of(other, "t_img", 1))
+    ShardWriter(tmp_path, 0).append(records_of(new, "t_img", 0))
+    records = merge_routing_records(tmp_path)
+    assert [r["doc_id"] for r in records] == [0, 1]
+    assert_matches(records[0], new, 0)
+    assert_matches(records[1], other, 0)
+
+
+def test_scope_names_match_the_recorder() -> None:
+    from rd_eval.routing import recording, records
+
+    assert records.BASE_SCOPES == recording.BASE_SCOPES
+    assert records.SCOPE_MEMBERS == {name: tuple(recording.BASE_SCOPES[i] for i in members)
+                                     for name, members in recording.SCOPE_UNIONS.items()}
+
+
+def test_readers_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, rd_eval.report, rd_eval.experts; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
