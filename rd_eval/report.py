@@ -185,6 +185,8 @@ def _declared_hash(args: Mapping[str, str]) -> str | None:
     """The run's intervention hash from its model_args, or None when its spec cannot be read here."""
     if not any(k in args for k in INTERVENTION_KEYS):
         return NO_INTERVENTION
+    if args.get("intervention_hash"):
+        return str(args["intervention_hash"]).strip()  # pinned when the run was made; its file may have changed
     from rd_eval.jsonio import JsonFileError
     from rd_eval.routing.settings import pop_routing_settings
     from rd_eval.routing.spec import SpecError

@@ -282,3 +282,11 @@ def test_cli_records_of_bad_shape(tmp_path: Path, capsys: pytest.CaptureFixture[
     first["counts"]["prompt_text"] = [[1, 2]] * SITES  # 2 experts here, 8 in the other scopes
     shard.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n", encoding="utf-8")
     _exit_2([str(root)], capsys, "record task 'rd_syn_img' doc_id 0: 'counts.prompt_image' has shape")
+
+
+def test_a_pinned_intervention_hash_is_taken_as_declared() -> None:
+    from rd_eval.report import _declared_hash
+
+    # The spec file may be gone or edited since the run: the hash pinned in model_args names the setting.
+    assert _declared_hash({"expert_set": "/nonexistent/experts.json", "intervention_hash": "abc123"}) == "abc123"
+    assert _declared_hash({"expert_set": "/nonexistent/experts.json"}) is None
