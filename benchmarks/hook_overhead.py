@@ -76,30 +76,42 @@ def _fill(model: nn.Module, seed: int) -> None:
     """Random weights, fast: large tensors tile one random block (scaled per slice), small ones are drawn whole.
 
     Values only need to be ordinary floats of the real scale (no NaN, no denormals) and the routers random, so
-    that tokens spread over the experts as in a real model; drawing 2.4 G expert weights would take minutes."""
-    gen = torch.Generator().manual_seed(seed)
+    that tokens spread over the experts as in a real model; drawing 2.4 G expert weights per layer would take
+    minutes. Drawn where the parameters live, in their dtype."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def randn(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, device=device, dtype=torch.float32).mul_(0.02).to(dtype)
+
     for name, param in model.named_parameters():
         if name.endswith("norm.weight"):
             param.fill_(1.0)
         elif param.numel() <= 1 << 25:
-            param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
+            param.copy_(randn(tuple(param.shape), param.dtype))
         else:
-            block = torch.randn((1, *param.shape[1:]), generator=gen) * 0.02
-            param.copy_(block.expand_as(param))
-            scales = 1.0 + 0.5 * torch.rand(param.shape[0], generator=gen)
-            param.mul_(scales.view(-1, *([1] * (param.dim() - 1))))
+            param.copy_(randn((1, *param.shape[1:]), param.dtype).expand_as(param))
+            scales = 1.0 + 0.5 * torch.rand(param.shape[0], generator=gen, device=device)
+            param.mul_(scales.to(param.dtype).view(-1, *([1] * (param.dim() - 1))))
 
 
 def build_model(layers: int, device: str, dtype: torch.dtype, seed: int = 0,
                 text_overrides: dict[str, Any] | None = None) -> TextStack:
+    """Built directly on `device` in `dtype`, as `from_pretrained(dtype=...)` builds it (48 layers of the 30B
+    model in bf16 fit an 80 GB GPU; built in float32 on the host first, they would need ~120 GB of RAM)."""
     from transformers.initialization import no_init_weights
     from transformers.models.qwen3_vl_moe.modeling_qwen3_vl_moe import Qwen3VLMoeTextModel
 
     config = load_config(layers, text_overrides)
-    with no_init_weights():
-        text = Qwen3VLMoeTextModel(config.text_config)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with no_init_weights(), torch.device(device):
+            text = Qwen3VLMoeTextModel(config.text_config)
+    finally:
+        torch.set_default_dtype(default_dtype)
     _fill(text, seed)
-    return TextStack(config, text).to(device=device, dtype=dtype).eval()
+    return TextStack(config, text).eval()
 
 
 def make_inputs(config: Any, batch: int, prefill: int, device: str, seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -1,4 +1,4 @@
-"""Routing record shards: JSONL lines plus a binary sidecar; round trip, version 1 shards, crash safety."""
+"""Routing record shards: JSONL lines plus binary sidecars; round trip, version 1 shards, crash safety."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rd_eval.routing.records import (
     error_record,
     merge_routing_records,
     read_routing_records,
-    sidecar_path,
+    sidecar_paths,
 )
 
 LAYERS, EXPERTS = 5, 7
@@ -60,10 +60,15 @@ def test_round_trip_keeps_counts_exact_and_probability_sums_in_float32(tmp_path:
     assert records[5]["error"] == "bad" and records[5]["counts"] is None and records[5]["tokens"] is None
     assert {r["version"] for r in records} == {2}
     assert all("arrays" not in r for r in records)
-    # The JSON lines stay small and readable: arrays live in the sidecar.
+    # The JSON lines stay small and readable: arrays live in the sidecars, counts apart from the sums.
     lines = (tmp_path / "routing_rank000.jsonl").read_text().splitlines()
     assert len(lines) == 6 and all(len(line) < 1000 for line in lines)
-    assert sidecar_path(tmp_path / "routing_rank000.jsonl").stat().st_size > 0
+    sidecars = sidecar_paths(tmp_path / "routing_rank000.jsonl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["routing_rank000.jsonl", "routing_rank000.counts.bin", "routing_rank000.probs.bin"])
+    # 3 + 2 documents of 3 x 5 x 7 counts: 16-bit, then 32-bit; sums always float32.
+    assert sidecars["counts"].stat().st_size == 105 * (3 * 2 + 2 * 4)
+    assert sidecars["prob_sums"].stat().st_size == 105 * 5 * 4
 
 
 def test_version_1_shards_are_still_read(tmp_path: Path) -> None:
@@ -85,12 +90,35 @@ def test_version_1_shards_are_still_read(tmp_path: Path) -> None:
                                    atol=1e-5)
 
 
+def test_early_version_2_shards_with_one_shared_sidecar_are_still_read(tmp_path: Path) -> None:
+    routing = batch(np.random.default_rng(11), 3)
+    ShardWriter(tmp_path, 0).append(records_of(routing, "t_img", 0))
+    # Rewrite the shard as the first version 2 writer did: counts, then sums, in routing_rank000.bin, and
+    # lines that name no file.
+    shard = tmp_path / "routing_rank000.jsonl"
+    sidecars = sidecar_paths(shard)
+    counts_bytes = sidecars["counts"].read_bytes()
+    (tmp_path / "routing_rank000.bin").write_bytes(counts_bytes + sidecars["prob_sums"].read_bytes())
+    for path in sidecars.values():
+        path.unlink()
+    lines = [json.loads(line) for line in shard.read_text().splitlines()]
+    for line in lines:
+        del line["arrays"]["counts"]["file"], line["arrays"]["prob_sums"]["file"]
+        line["arrays"]["prob_sums"]["offset"] += len(counts_bytes)
+    shard.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    records = merge_routing_records(tmp_path)
+    assert len(records) == 3
+    for row, record in enumerate(records):
+        assert_matches(record, routing, row)
+
+
 def test_a_batch_that_died_before_its_lines_is_skipped_and_later_batches_read(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     first, second = batch(rng, 2), batch(rng, 2)
     ShardWriter(tmp_path, 0).append(records_of(first, "t_img", 0))
-    with open(sidecar_path(tmp_path / "routing_rank000.jsonl"), "ab") as fh:
-        fh.write(b"\x07" * 123)  # arrays of a batch whose process died before writing its lines
+    for sidecar in sidecar_paths(tmp_path / "routing_rank000.jsonl").values():
+        with open(sidecar, "ab") as fh:
+            fh.write(b"\x07" * 123)  # arrays of a batch whose process died before writing its lines
     ShardWriter(tmp_path, 0).append(records_of(second, "t_img", 2))  # the rerun appends
     records = list(read_routing_records(tmp_path))
     assert [r["doc_id"] for r in records] == [0, 1, 2, 3]
@@ -115,9 +143,10 @@ def test_a_torn_last_line_is_skipped_and_trimmed_by_the_next_writer(tmp_path: Pa
 
 def test_a_truncated_sidecar_is_an_error_naming_the_line(tmp_path: Path) -> None:
     ShardWriter(tmp_path, 0).append(records_of(batch(np.random.default_rng(4), 2), "t_img", 0))
-    sidecar = sidecar_path(tmp_path / "routing_rank000.jsonl")
+    sidecar = sidecar_paths(tmp_path / "routing_rank000.jsonl")["counts"]
     sidecar.write_bytes(sidecar.read_bytes()[:100])
-    with pytest.raises(ValueError, match=r"routing_rank000.jsonl:1: its counts lie outside routing_rank000.bin"):
+    with pytest.raises(ValueError,
+                       match=r"routing_rank000.jsonl:1: its counts lie outside routing_rank000.counts.bin"):
         list(read_routing_records(tmp_path))
     sidecar.unlink()
     with pytest.raises(ValueError, match="missing or truncated sidecar"):
@@ -128,11 +157,13 @@ def test_corrupt_references_and_unknown_versions_are_errors(tmp_path: Path) -> N
     ShardWriter(tmp_path, 0).append(records_of(batch(np.random.default_rng(5), 1), "t_img", 0))
     shard = tmp_path / "routing_rank000.jsonl"
     line = json.loads(shard.read_text())
-    bad = json.loads(json.dumps(line))
-    bad["arrays"]["counts"]["dtype"] = "<f8"
-    shard.write_text(json.dumps(bad) + "\n" + json.dumps(line) + "\n")
-    with pytest.raises(ValueError, match="corrupt sidecar reference"):
-        list(read_routing_records(tmp_path))
+    for field, value in (("dtype", "<f8"), ("file", "../elsewhere.counts.bin"), ("file", "other.counts.bin"),
+                         ("offset", -1)):
+        bad = json.loads(json.dumps(line))
+        bad["arrays"]["counts"][field] = value
+        shard.write_text(json.dumps(bad) + "\n" + json.dumps(line) + "\n")
+        with pytest.raises(ValueError, match="corrupt sidecar reference"):
+            list(read_routing_records(tmp_path))
     shard.write_text(json.dumps(line | {"version": 99}) + "\n" + json.dumps(line) + "\n")
     with pytest.raises(ValueError, match="version 99 is newer"):
         list(read_routing_records(tmp_path))

@@ -91,8 +91,8 @@ class RoutingRecorder:
       weight) is computed once per call (`add_tokens`);
     - with `add_logits`, a layer only hands over its logits and selection; the layers of a forward call are
       then accumulated together by `flush` (a handful of tensor ops per call instead of per layer), which the
-      session calls after each forward call (and which runs early when the held logits exceed PENDING_BUDGET,
-      or when the token layout changes, as between the modality routers of ERNIE-4.5-VL);
+      session calls once the call's last router has run (and which runs early when the held logits exceed
+      PENDING_BUDGET, or when the token layout changes, as between the modality routers of ERNIE-4.5-VL);
     - accumulators are layer-major, so a layer's cells are one contiguous block indexed by (row, scope).
 
     No method synchronises the host with the device; `finish_batch` is the one transfer per batch.
@@ -158,8 +158,9 @@ class RoutingRecorder:
             raise RuntimeError("add_logits needs the recorder's `probabilities` function")
         pending = self._pending
         if pending and (layout is not self._pending_layout or moe_index != pending[-1][0] + 1
+                        or logits.shape[1] != pending[-1][1].shape[1] or selected.shape[1] != pending[-1][2].shape[1]
                         or self._pending_elements + logits.numel() > PENDING_BUDGET):
-            self.flush()
+            self.flush()  # only consecutive layers of one layout and one shape are accumulated together
         self._pending.append((moe_index, self._local(logits), self._local(selected)))
         self._pending_layout = layout
         self._pending_elements += logits.numel()

@@ -1,22 +1,24 @@
 """Per-document routing records: one shard per rank, appended as batches finish.
 
-A shard is two files written side by side:
+A shard is three files written side by side:
 
 - ``routing_rank000.jsonl``: one JSON line per document, its identity (task, doc id, form, model,
-  intervention hash), token counts per base scope and, for version 2, where its arrays lie in the sidecar;
-- ``routing_rank000.bin``: the arrays themselves, raw little-endian, per document one block of selection
-  counts ``[scope, layer, expert]`` (the smallest unsigned integer type that holds them) and one block of
-  router-probability sums (float32); a batch writes all its counts blocks, then all its sums blocks.
+  intervention hash), token counts per base scope and, for version 2, where its arrays lie in the sidecars;
+- ``routing_rank000.counts.bin``: per document, its selection counts ``[scope, layer, expert]``, raw
+  little-endian, in the smallest unsigned integer type that holds them;
+- ``routing_rank000.probs.bin``: per document, its router-probability sums ``[scope, layer, expert]``, float32.
 
 JSON text of 2 x 3 x 48 x 128 numbers per document made a 10k-pair run ~4 GB to parse into ~20 GB of Python
-floats; the sidecar is read by memory-mapping, so a reader touches only the arrays it uses.
+floats. The sidecars are memory-mapped, so a reader touches only the arrays it uses, and counts (all the
+report and expert identification read) have a file of their own: a third of the bytes, read in one sweep.
 
-Crash safety: a batch's arrays are written and fsynced before its JSON lines, and a line names the sidecar
-offset of its own arrays, so a crash loses at most the batch in flight: sidecar bytes that no line names
-are ignored, a torn last line is skipped, and the next writer on the shard trims that torn line before
-appending. Shards of a run are merged by the reader, multi-GPU needs no gather.
+Crash safety: a batch's arrays are written and fsynced before its JSON lines, and a line names the offsets of
+its own arrays, so a crash loses at most the batch in flight: sidecar bytes that no line names are ignored, a
+torn last line is skipped, and the next writer on the shard trims that torn line before appending. Shards of
+a run are merged by the reader, multi-GPU needs no gather.
 
-Version 1 shards (arrays inline as JSON lists) are still read.
+Version 1 shards (arrays inline as JSON lists) are still read, and so are early version 2 shards, whose lines
+name no file because counts and sums shared one sidecar, ``routing_rank000.bin``.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ RECORD_FORMAT = "rd-eval.routing-record"
 RECORD_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 SHARD_PATTERN = "routing_rank{rank:03d}.jsonl"
-SIDECAR_SUFFIX = ".bin"
+SIDECAR_SUFFIXES = {"counts": ".counts.bin", "prob_sums": ".probs.bin"}
+# Early version 2 shards kept counts and sums in one sidecar and their lines name no file.
+SHARED_SIDECAR_SUFFIX = ".bin"
 PROB_DTYPE = "<f4"
 # Count dtypes from the smallest up: a document's counts are bounded by its token count.
 COUNT_DTYPES = ("<u2", "<u4", "<u8")
@@ -66,9 +70,9 @@ def routing_folder(output_path: str | os.PathLike[str], pretrained: str, interve
     return Path(output_path) / "rd_routing" / f"{checkpoint_label(pretrained)}__{intervention_hash}"
 
 
-def sidecar_path(shard: Path) -> Path:
-    """The binary sidecar of a JSONL shard."""
-    return shard.with_suffix(SIDECAR_SUFFIX)
+def sidecar_paths(shard: Path) -> dict[str, Path]:
+    """The binary sidecars of a JSONL shard, by the record field they hold."""
+    return {name: shard.with_suffix(suffix) for name, suffix in SIDECAR_SUFFIXES.items()}
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,7 @@ class ShardWriter:
 
     def __init__(self, directory: str | os.PathLike[str], rank: int) -> None:
         self.path = Path(directory) / SHARD_PATTERN.format(rank=rank)
-        self.sidecar = sidecar_path(self.path)
+        self.sidecars = sidecar_paths(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -205,19 +209,17 @@ class ShardWriter:
             _trim_torn_tail(self.path)
             self._trimmed = True
         split = [_array_blocks(record) for record in records]
-        with open(self.sidecar, "ab") as fh:
-            offset = fh.seek(0, os.SEEK_END)  # bytes of a batch that died before its lines are simply skipped
-            # A batch's counts first, then its probability sums: readers of counts (the report, expert
-            # identification) touch one contiguous region, not pages interleaved with sums they never read.
-            for name, index in (("counts", 1), ("prob_sums", 2)):
+        for name, index in (("counts", 1), ("prob_sums", 2)):
+            with open(self.sidecars[name], "ab") as fh:
+                offset = fh.seek(0, os.SEEK_END)  # bytes of a batch that died before its lines are simply skipped
                 for entry in split:
                     block = entry[index]
                     if block is not None:
-                        entry[0]["arrays"][name]["offset"] = offset
+                        entry[0]["arrays"][name] |= {"file": self.sidecars[name].name, "offset": offset}
                         fh.write(memoryview(block).cast("B"))
                         offset += block.nbytes
-            fh.flush()
-            os.fsync(fh.fileno())
+                fh.flush()
+                os.fsync(fh.fileno())
         lines = [entry[0] for entry in split]
         payload = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
         with open(self.path, "a", encoding="utf-8") as fh:
@@ -231,7 +233,7 @@ class ShardWriter:
 
 
 class _Sidecar:
-    """A shard's sidecar, memory-mapped on first use (read only; pages are loaded as arrays are touched)."""
+    """A sidecar file, memory-mapped on first use (read only; pages are loaded as arrays are touched)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -254,17 +256,34 @@ class _Sidecar:
 
 
 _DTYPES = {name: np.dtype(name) for name in (*COUNT_DTYPES, PROB_DTYPE)}
+_ALLOWED = {"counts": COUNT_DTYPES, "prob_sums": (PROB_DTYPE,)}
 
 
-def _array_ref(refs: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> tuple[int, np.dtype]:
+class _ShardSidecars:
+    """The sidecars a shard's lines name, each opened once. Only files beside the shard, named after it."""
+
+    def __init__(self, shard: Path) -> None:
+        self.shard = shard
+        self._open: dict[str, _Sidecar] = {}
+
+    def get(self, name: Any) -> _Sidecar:
+        if not isinstance(name, str) or Path(name).name != name or not name.startswith(self.shard.stem + "."):
+            raise ValueError
+        if name not in self._open:
+            self._open[name] = _Sidecar(self.shard.parent / name)
+        return self._open[name]
+
+
+def _array_ref(refs: Mapping[str, Any], name: str, sidecars: _ShardSidecars) -> tuple[_Sidecar, int, np.dtype]:
     ref = refs[name]
     dtype_name, offset = ref["dtype"], ref["offset"]
-    if dtype_name not in allowed or isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+    if dtype_name not in _ALLOWED[name] or isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise ValueError
-    return offset, _DTYPES[dtype_name]
+    file = ref.get("file", sidecars.shard.with_suffix(SHARED_SIDECAR_SUFFIX).name)
+    return sidecars.get(file), offset, _DTYPES[dtype_name]
 
 
-def _attach_arrays(record: dict[str, Any], sidecar: _Sidecar, where: str) -> dict[str, Any]:
+def _attach_arrays(record: dict[str, Any], sidecars: _ShardSidecars, where: str) -> dict[str, Any]:
     """Replace a version 2 record's sidecar references by (read-only, memory-mapped) arrays [L, E] per scope."""
     refs = record.pop("arrays", None)
     if refs is None:
@@ -274,11 +293,10 @@ def _attach_arrays(record: dict[str, Any], sidecar: _Sidecar, where: str) -> dic
         shape = tuple(int(n) for n in refs["shape"])
         if len(shape) != 3 or shape[0] != len(scopes) or min(shape) < 1:
             raise ValueError
-        blocks = {name: _array_ref(refs, name, allowed)
-                  for name, allowed in (("counts", COUNT_DTYPES), ("prob_sums", (PROB_DTYPE,)))}
+        blocks = {name: _array_ref(refs, name, sidecars) for name in ("counts", "prob_sums")}
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"{where}: corrupt sidecar reference in routing record") from None
-    for name, (offset, dtype) in blocks.items():
+    for name, (sidecar, offset, dtype) in blocks.items():
         block = sidecar.array(offset, dtype, shape)
         if block is None:
             raise ValueError(f"{where}: its {name} lie outside {sidecar.path.name} (missing or truncated sidecar)")
@@ -287,7 +305,7 @@ def _attach_arrays(record: dict[str, Any], sidecar: _Sidecar, where: str) -> dic
 
 
 def _shard_records(shard: Path) -> Iterator[dict[str, Any]]:
-    sidecar = _Sidecar(sidecar_path(shard))
+    sidecars = _ShardSidecars(shard)
     lines = shard.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -303,7 +321,7 @@ def _shard_records(shard: Path) -> Iterator[dict[str, Any]]:
         if record.get("version", 1) not in READABLE_VERSIONS:
             raise ValueError(f"{shard}:{number}: routing record version {record.get('version')!r} is newer than "
                              f"this rd-eval reads ({max(READABLE_VERSIONS)}); upgrade rd-eval")
-        yield _attach_arrays(record, sidecar, f"{shard}:{number}")
+        yield _attach_arrays(record, sidecars, f"{shard}:{number}")
 
 
 def read_routing_records(directory: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
