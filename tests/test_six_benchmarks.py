@@ -419,6 +419,24 @@ def test_missing_transcripts_name_the_command(env: dict[str, Any], tmp_path: Pat
         get_task_dict(["rd_wemath_txt"], env["manager"])  # the task checks its first document when built
 
 
+def test_failed_transcriptions_are_left_out_of_the_text_twin(env: dict[str, Any], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    from lmms_eval.tasks import get_task_dict
+
+    ids = [str(i) for i in env["ids"]["logicvista"]]
+    failed = {pid: "image check failed" for pid in ids[:2]}
+    TranscriptSet(benchmark="logicvista", transcriber="m", model_args="", prompt=TRANSCRIBE_PROMPT,
+                  entries={pid: "a figure" for pid in ids[2:]}, failed=failed).save(tmp_path)
+    monkeypatch.setenv("RD_EVAL_TRANSCRIPTS", str(tmp_path))
+    with caplog.at_level("WARNING", logger="rd_eval.benchmarks.tasks"):
+        built = get_task_dict(["rd_logicvista_txt"], env["manager"])["rd_logicvista_txt"]
+    kept = [str(d["pair_id"]) for d in built.test_docs_no_media()]
+    assert kept == ids[2:]  # the image form keeps all; the two pairs become image-only in the report
+    assert "rd_logicvista_txt: 2 documents left out, their transcription failed" in caplog.text
+    assert ids[0] in caplog.text and ids[1] in caplog.text
+
+
 def test_mirror_without_images_fails_image_forms_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mirror = build_mirror(tmp_path / "mirror", mathvista_images=False)
     monkeypatch.setenv("RD_EVAL_DATA_DIR", str(mirror))

@@ -88,12 +88,13 @@ def test_malformed_files_are_refused_with_their_path(tmp_path: Path) -> None:
         a_set(transcriber="")
 
 
-def test_from_logged_samples_skips_failed_documents() -> None:
+def test_from_logged_samples_keeps_failed_documents_apart() -> None:
     # A logged sample carries its metric values at the top level, as process_results returned them.
     samples = [transcript_result("1", " Two circles. "),
                transcript_result("2", error_response("image check failed"))]
     transcripts = transcripts_from_samples(samples, benchmark="logicvista", transcriber="rd_aria", model_args="p")
     assert dict(transcripts.entries) == {"1": "Two circles."}
+    assert dict(transcripts.failed) == {"2": "image check failed"}
     assert transcribed_share([s[TRANSCRIPT_METRIC] for s in samples]) == 0.5
     assert transcribed_share([]) == 0.0
     with pytest.raises(TranscriptError, match="sample 1 of logicvista: no 'rd_transcript'"):
@@ -111,3 +112,43 @@ def test_transcribe_command_input_errors(tasks: str, message: str, tmp_path: Pat
                             capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_failed_transcriptions_round_trip_and_name_themselves(tmp_path: Path) -> None:
+    from rd_eval.jsonio import canonical_hash
+    from rd_eval.twins.transcripts import failed_transcriptions
+
+    plain = a_set()
+    # Sets without failures keep the content hash they had before failures were recorded.
+    assert plain.content_hash == canonical_hash({"transcriber": plain.transcriber, "model_args": plain.model_args,
+                                                 "prompt": plain.prompt, "entries": dict(plain.entries)})
+    with_failure = a_set(failed={"11": "unreadable image"})
+    assert with_failure.content_hash != plain.content_hash
+    path = with_failure.save(tmp_path)
+    loaded = TranscriptSet.load(path)
+    assert dict(loaded.failed) == {"11": "unreadable image"} and loaded.content_hash == with_failure.content_hash
+    assert dict(failed_transcriptions("mathvista", tmp_path)) == {"11": "unreadable image"}
+    with pytest.raises(TranscriptError, match=r"mathvista document '11': its transcription by rd_qwen3_vl_moe "
+                                              r"failed \(unreadable image\); the text twin leaves"):
+        transcript_for("mathvista", "11", tmp_path)
+    # No transcript set configured yet: nothing to leave out (the prompts name the missing set).
+    assert dict(failed_transcriptions("mathvista", tmp_path / "nowhere")) == {}
+    # Files written before failures were recorded have no 'failed' key.
+    data = json.loads(path.read_text())
+    del data["failed"]
+    path.write_text(json.dumps(data))
+    assert dict(TranscriptSet.load(path).failed) == {}
+
+
+@pytest.mark.parametrize(("failed", "message"), [
+    (["11"], "'failed' must be an object mapping pair_id to the reason"),
+    ({"11": 3}, "failed must map pair_id strings to text"),
+    ({"7": "timeout"}, r"pair_ids \['7'\] are both transcribed and failed"),
+])
+def test_malformed_failures_are_refused_with_their_path(tmp_path: Path, failed: object, message: str) -> None:
+    path = a_set().save(tmp_path)
+    data = json.loads(path.read_text())
+    data["failed"] = failed
+    path.write_text(json.dumps(data))
+    with pytest.raises(TranscriptError, match=rf"{path}: .*{message}"):
+        TranscriptSet.load(path)

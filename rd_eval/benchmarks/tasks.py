@@ -12,15 +12,18 @@ their images); ``doc_to_visual`` reads the ``image`` column of the full document
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.benchmarks.common import BenchDoc, prompt_img, prompt_txt, score_response
-from rd_eval.twins.transcripts import TRANSCRIBE_PROMPT, transcript_for, transcript_result
+from rd_eval.twins.transcripts import TRANSCRIBE_PROMPT, failed_transcriptions, transcript_for, transcript_result
 
 if TYPE_CHECKING:
     import datasets
     from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 Doc = Mapping[str, Any]
 Kwargs = Mapping[str, Any] | None
@@ -50,10 +53,27 @@ class PairedTask:
         """A ``process_docs`` that replaces the YAML's placeholder split with the form's documents."""
 
         def process_docs(placeholder: datasets.Dataset) -> datasets.Dataset:
-            return self.load(form)
+            docs = self.load(form)
+            if form == "txt" and self.transcripts:
+                docs = self._without_failed_transcriptions(docs)
+            return docs
 
         process_docs.__name__ = f"process_docs_{form}"
         return process_docs
+
+    def _without_failed_transcriptions(self, docs: datasets.Dataset) -> datasets.Dataset:
+        """The text twin has no problem to state where the transcription failed: such documents are left out
+        (their pairs count as image-only in the report), with a warning naming them."""
+        failed = failed_transcriptions(self.name)
+        if not failed:
+            return docs
+        keep = [i for i, pair_id in enumerate(docs["pair_id"]) if str(pair_id) not in failed]
+        dropped = sorted(set(map(str, docs["pair_id"])) & set(failed))
+        if dropped:
+            logger.warning("rd_%s_txt: %d documents left out, their transcription failed (pair_ids %s%s); their "
+                           "pairs count as image-only", self.name, len(dropped), ", ".join(dropped[:5]),
+                           ", ..." if len(dropped) > 5 else "")
+        return docs.select(keep)
 
     # visuals
     def doc_to_visual_img(self, doc: Doc) -> list[Image.Image]:

@@ -103,6 +103,8 @@ def summary(written: dict[str, Path], out_dir: Path) -> Sequence[str]:
     lines = []
     for benchmark, path in written.items():
         transcripts = TranscriptSet.load(path)
-        lines.append(f"{benchmark}: {len(transcripts.entries)} transcripts -> {path}")
+        failed = (f", {len(transcripts.failed)} failed (left out of the text twin, so their pairs count as "
+                  "image-only)") if transcripts.failed else ""
+        lines.append(f"{benchmark}: {len(transcripts.entries)} transcripts{failed} -> {path}")
     lines.append(usage_note(out_dir))
     return lines

@@ -3,7 +3,9 @@ versioned file keyed by benchmark and `pair_id`, and read by the benchmarks' tex
 
 One setting points the tasks at a transcript set: the environment variable `RD_EVAL_TRANSCRIPTS`, a folder
 holding `<benchmark>.transcripts.json` files (what `rd-eval twins transcribe --out DIR` writes). A text-twin
-document without a transcript is an error that names the command that makes one.
+document without a transcript is an error that names the command that makes one. A document whose transcription
+failed (the model could not answer it) is listed with its reason under `failed`; the text twin leaves it out, so
+its pair counts as image-only in the report instead of stopping the run.
 """
 
 from __future__ import annotations
@@ -50,26 +52,36 @@ class TranscriptSet:
     prompt: str
     entries: Mapping[str, str] = field(default_factory=dict)  # pair_id -> transcript
     created: str = ""
+    failed: Mapping[str, str] = field(default_factory=dict)  # pair_id -> why its transcription failed
 
     def __post_init__(self) -> None:
         if not self.benchmark or not self.transcriber:
             raise TranscriptError("a transcript set needs a benchmark and a transcriber")
-        bad = [k for k, v in self.entries.items() if not isinstance(k, str) or not isinstance(v, str)]
-        if bad:
-            raise TranscriptError(f"transcripts of {self.benchmark}: entries must map pair_id strings to text; "
-                                  f"bad keys {bad[:3]}")
-        object.__setattr__(self, "entries", MappingProxyType(dict(self.entries)))
+        for name in ("entries", "failed"):
+            mapping = getattr(self, name)
+            bad = [k for k, v in mapping.items() if not isinstance(k, str) or not isinstance(v, str)]
+            if bad:
+                raise TranscriptError(f"transcripts of {self.benchmark}: {name} must map pair_id strings to text; "
+                                      f"bad keys {bad[:3]}")
+            object.__setattr__(self, name, MappingProxyType(dict(mapping)))
+        both = sorted(set(self.entries) & set(self.failed))
+        if both:
+            raise TranscriptError(f"transcripts of {self.benchmark}: pair_ids {both[:3]} are both transcribed and "
+                                  "failed")
 
     @property
     def content_hash(self) -> str:
-        return canonical_hash({"transcriber": self.transcriber, "model_args": self.model_args,
-                               "prompt": self.prompt, "entries": dict(self.entries)})
+        content = {"transcriber": self.transcriber, "model_args": self.model_args, "prompt": self.prompt,
+                   "entries": dict(self.entries)}
+        if self.failed:  # only when present, so that sets without failures keep the hashes they always had
+            content["failed"] = dict(self.failed)
+        return canonical_hash(content)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": TRANSCRIPT_FORMAT, "version": TRANSCRIPT_VERSION, "benchmark": self.benchmark,
                 "transcriber": self.transcriber, "model_args": self.model_args, "prompt": self.prompt,
                 "created": self.created, "content_hash": self.content_hash,
-                "entries": dict(sorted(self.entries.items()))}
+                "entries": dict(sorted(self.entries.items())), "failed": dict(sorted(self.failed.items()))}
 
     @classmethod
     def from_json(cls, data: Any, *, source: str) -> TranscriptSet:
@@ -83,9 +95,15 @@ class TranscriptSet:
             raise TranscriptError(f"{source}: missing keys {missing}")
         if not isinstance(data["entries"], dict):
             raise TranscriptError(f"{source}: 'entries' must be an object mapping pair_id to transcript")
-        return cls(benchmark=str(data["benchmark"]), transcriber=str(data["transcriber"]),
-                   model_args=str(data.get("model_args", "")), prompt=str(data.get("prompt", "")),
-                   entries=data["entries"], created=str(data.get("created", "")))
+        failed = data.get("failed", {})  # absent from files written before failures were kept
+        if not isinstance(failed, dict):
+            raise TranscriptError(f"{source}: 'failed' must be an object mapping pair_id to the reason")
+        try:
+            return cls(benchmark=str(data["benchmark"]), transcriber=str(data["transcriber"]),
+                       model_args=str(data.get("model_args", "")), prompt=str(data.get("prompt", "")),
+                       entries=data["entries"], created=str(data.get("created", "")), failed=failed)
+        except TranscriptError as exc:
+            raise TranscriptError(f"{source}: {exc}") from None
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         return write_json_atomic(transcript_path(folder, self.benchmark), self.to_json())
@@ -106,16 +124,19 @@ def transcripts_from_samples(samples: Sequence[Mapping[str, Any]], *, benchmark:
                              model_args: str, prompt: str = TRANSCRIBE_PROMPT) -> TranscriptSet:
     """A transcript set from an lmms-eval samples file of an `rd_<benchmark>_transcribe` task."""
     entries: dict[str, str] = {}
+    failed: dict[str, str] = {}
     for number, sample in enumerate(samples, start=1):
         value = sample.get(TRANSCRIPT_METRIC)
         if not isinstance(value, Mapping) or "pair_id" not in value or "transcript" not in value:
             raise TranscriptError(f"sample {number} of {benchmark}: no '{TRANSCRIPT_METRIC}' with pair_id and "
                                   "transcript (was it an rd_<benchmark>_transcribe task?)")
         if value.get("error"):
-            continue  # a document the model could not answer gets no transcript; its twin reports it
+            failed[str(value["pair_id"])] = str(value["error"])  # no transcript; its text twin leaves it out
+            continue
         entries[str(value["pair_id"])] = str(value["transcript"]).strip()
     return TranscriptSet(benchmark=benchmark, transcriber=transcriber, model_args=model_args, prompt=prompt,
-                         entries=entries, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                         entries=entries, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                         failed=failed)
 
 
 @lru_cache(maxsize=32)
@@ -147,10 +168,24 @@ def transcript_for(benchmark: str, pair_id: str, folder: str | os.PathLike[str] 
     try:
         return transcripts.entries[str(pair_id)]
     except KeyError:
+        if str(pair_id) in transcripts.failed:
+            raise TranscriptError(
+                f"{benchmark} document {pair_id!r}: its transcription by {transcripts.transcriber} failed "
+                f"({transcripts.failed[str(pair_id)]}); the text twin leaves such documents out"
+            ) from None
         raise TranscriptError(
             f"no transcript of {benchmark} document {pair_id!r} in the set by {transcripts.transcriber} "
             f"({len(transcripts.entries)} documents); " + _how_to_make(benchmark)
         ) from None
+
+
+def failed_transcriptions(benchmark: str, folder: str | os.PathLike[str] | None = None) -> Mapping[str, str]:
+    """pair_id -> reason for the documents whose transcription failed; empty when no transcript set is
+    configured yet (the text twin's prompts then raise the error that names how to make one)."""
+    try:
+        return load_transcripts(benchmark, folder).failed
+    except TranscriptError:
+        return MappingProxyType({})
 
 
 def transcript_result(pair_id: str, response: str) -> dict[str, dict[str, Any]]:
