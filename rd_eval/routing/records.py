@@ -267,11 +267,12 @@ class _ShardSidecars:
         self._open: dict[str, _Sidecar] = {}
 
     def get(self, name: Any) -> _Sidecar:
-        if not isinstance(name, str) or Path(name).name != name or not name.startswith(self.shard.stem + "."):
-            raise ValueError
-        if name not in self._open:
-            self._open[name] = _Sidecar(self.shard.parent / name)
-        return self._open[name]
+        sidecar = self._open.get(name) if isinstance(name, str) else None
+        if sidecar is None:  # checked once per name: every line of a shard names the same two files
+            if not isinstance(name, str) or Path(name).name != name or not name.startswith(self.shard.stem + "."):
+                raise ValueError
+            sidecar = self._open[name] = _Sidecar(self.shard.parent / name)
+        return sidecar
 
 
 def _array_ref(refs: Mapping[str, Any], name: str, sidecars: _ShardSidecars) -> tuple[_Sidecar, int, np.dtype]:
