@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,6 +58,18 @@ def load_average() -> list[float] | None:
         return None
 
 
+def source_revision() -> dict[str, Any] | None:
+    """The rd-eval commit measured, and whether the working tree had uncommitted changes (None outside git)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": commit.stdout.strip(), "uncommitted_changes": bool(status.stdout.strip())}
+
+
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on; the load average says how busy the machine was."""
     info: dict[str, Any] = {
@@ -66,6 +79,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average": load_average(),
+        "source": source_revision(),
     }
     try:
         import numpy
