@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
@@ -68,6 +68,12 @@ def _split_long_word(word: str, font: ImageFont.FreeTypeFont, max_width: int) ->
 
 def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> list[str]:
     """Greedy word wrap; explicit newlines start new lines, blank lines are kept."""
+    return _greedy_wrap(text, font, max_width, _split_long_word)
+
+
+def _greedy_wrap(text: str, font: ImageFont.FreeTypeFont, max_width: int,
+                 split_long_word: Callable[[str, ImageFont.FreeTypeFont, int], list[str]]) -> list[str]:
+    """Greedy word wrap; a word wider than a line is cut into line-wide pieces by `split_long_word`."""
     lines: list[str] = []
     for paragraph in text.split("\n"):
         words = paragraph.split()
@@ -85,7 +91,7 @@ def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> list[s
             if _text_width(font, word) <= max_width:
                 current = word
             else:
-                *full, current = _split_long_word(word, font, max_width)
+                *full, current = split_long_word(word, font, max_width)
                 lines.extend(full)
         lines.append(current)
     return lines
@@ -334,27 +340,7 @@ def _split_long_word_at_breaks(word: str, font: ImageFont.FreeTypeFont, max_widt
 def wrap_twin_text(text: str, font: ImageFont.FreeTypeFont, max_width: int) -> list[str]:
     """:func:`wrap_text` for exact twins: the same greedy word wrap, but a word wider than a line (long LaTeX)
     is split where a reader would break it (:func:`_split_long_word_at_breaks`), so no number is cut in two."""
-    lines: list[str] = []
-    for paragraph in text.split("\n"):
-        words = paragraph.split()
-        if not words:
-            lines.append("")
-            continue
-        current = ""
-        for word in words:
-            candidate = f"{current} {word}" if current else word
-            if _text_width(font, candidate) <= max_width:
-                current = candidate
-                continue
-            if current:
-                lines.append(current)
-            if _text_width(font, word) <= max_width:
-                current = word
-            else:
-                *full, current = _split_long_word_at_breaks(word, font, max_width)
-                lines.extend(full)
-        lines.append(current)
-    return lines
+    return _greedy_wrap(text, font, max_width, _split_long_word_at_breaks)
 
 
 def render_twin(text: str) -> Image.Image:
