@@ -152,3 +152,15 @@ def test_malformed_failures_are_refused_with_their_path(tmp_path: Path, failed: 
     path.write_text(json.dumps(data))
     with pytest.raises(TranscriptError, match=rf"{path}: .*{message}"):
         TranscriptSet.load(path)
+
+
+def test_transcribe_summary_counts_failures(tmp_path: Path) -> None:
+    from rd_eval.twins.transcribe_cli import summary
+
+    ok = a_set(benchmark="mathvista").save(tmp_path)
+    with_failure = a_set(benchmark="logicvista", failed={"11": "image check failed"}).save(tmp_path)
+    lines = summary({"mathvista": ok, "logicvista": with_failure}, tmp_path)
+    assert lines[0] == f"mathvista: 2 transcripts -> {ok}"
+    assert lines[1] == (f"logicvista: 2 transcripts, 1 failed (left out of the text twin, so their pairs count as "
+                        f"image-only) -> {with_failure}")
+    assert lines[2] == f"text twins read them with: export {TRANSCRIPTS_ENV}={tmp_path}"
