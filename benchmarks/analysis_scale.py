@@ -34,7 +34,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import format_table, load_average, machine_info, write_json  # noqa: E402
+from benchmarks.common import format_table, load_average, publish  # noqa: E402
 
 LAYERS, EXPERTS, TOP_K = 48, 128, 8
 BENCHMARKS = 6
@@ -285,10 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         analyse(*args.child)
         return {}
     result = run([int(s) for s in args.sizes.split(",") if s.strip()], keep=args.keep)
-    result["machine"] = machine_info()
-    print(table(result))
-    write_json(args.json, result)
-    return result
+    return publish(result, table, args.json)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,15 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def publish(result: dict[str, Any], table: Callable[[dict[str, Any]], str],
+            json_path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    """A script's last step: attach the machine, print the table, write the JSON (when a path is given)."""
+    result["machine"] = machine_info()
+    print(table(result))
+    write_json(json_path, result)
+    return result
 
 
 def write_json(path: str | os.PathLike[str] | None, payload: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import BENCHMARKS, format_table, load_average, machine_info, median, write_json  # noqa: E402
+from benchmarks.common import BENCHMARKS, format_table, load_average, median, publish  # noqa: E402
 
 DRIVER = BENCHMARKS / "lmms_eval_timed.py"
 
@@ -185,10 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     limit = args.limit if args.limit is not None else (16 if args.quick else None)
     threads = args.threads if args.threads > 0 else None
     result = measure(repeats=repeats, limit=limit, batch_size=args.batch_size, threads=threads, keep=args.keep)
-    result["machine"] = machine_info()
-    print(table(result))
-    write_json(args.json, result)
-    return result
+    return publish(result, table, args.json)
 
 
 if __name__ == "__main__":

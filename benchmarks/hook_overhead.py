@@ -44,7 +44,7 @@ from torch import nn
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import QWEN3_VL_30B_CONFIG, format_table, load_average, machine_info, median, write_json  # noqa: E402, I001
+from benchmarks.common import QWEN3_VL_30B_CONFIG, format_table, load_average, median, publish  # noqa: E402, I001
 
 VARIANTS = ("none", "record", "intervene")
 
@@ -397,10 +397,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         repeats=args.repeats or 9, device=device, dtype=dtype,
         log=lambda line: print(line, file=sys.stderr),
     )
-    result["machine"] = machine_info()
-    print(table(result))
-    write_json(args.json, result)
-    return result
+    return publish(result, table, args.json)
 
 
 if __name__ == "__main__":

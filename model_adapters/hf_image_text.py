@@ -29,6 +29,8 @@ from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from rd_eval.routing.settings import parse_bool
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 # Auto classes tried in this order; remote code names its own in the config's auto_map.
 _AUTO_CLASSES = ("AutoModelForImageTextToText", "AutoModelForCausalLM")
@@ -44,17 +46,6 @@ def _parse_dtype(value: Any) -> torch.dtype | str:
     if key not in _DTYPES:
         raise ValueError(f"model_args dtype={value!r} invalid; use one of {', '.join(sorted(_DTYPES))}")
     return _DTYPES[key]
-
-
-def _parse_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise ValueError(f"model_args {key}={value!r} invalid; use true or false")
 
 
 def local_checkpoint(pretrained: str) -> Path | None:
@@ -140,7 +131,7 @@ class HFImageTextModel(lmms):
             raise TypeError(f"{self._model_name()}: unknown model_args {sorted(kwargs)}")
         pretrained = str(pretrained)
         revision = None if revision in (None, "") else str(revision)
-        trust_remote_code = _parse_bool("trust_remote_code", trust_remote_code)
+        trust_remote_code = parse_bool("trust_remote_code", trust_remote_code)
         try:
             self.batch_size_per_gpu = int(batch_size)
         except (TypeError, ValueError):
@@ -194,8 +185,8 @@ class HFImageTextModel(lmms):
         self._max_length = int(getattr(text_config, "max_position_embeddings", None) or 2048)
         self.max_new_tokens = int(max_new_tokens)
         self.system_prompt = self._resolve_system_prompt(system_prompt) if system_prompt else None
-        self.use_cache = _parse_bool("use_cache", use_cache)
-        self.enable_thinking = None if enable_thinking is None else _parse_bool("enable_thinking", enable_thinking)
+        self.use_cache = parse_bool("use_cache", use_cache)
+        self.enable_thinking = None if enable_thinking is None else parse_bool("enable_thinking", enable_thinking)
         self._eos_token_ids = self._stop_token_ids()
         pad = tokenizer.pad_token_id
         if pad is None:

@@ -41,7 +41,8 @@ class RoutingSettings:
         return "none" if self.intervention is None else self.intervention.content_hash()
 
 
-def _as_bool(key: str, value: Any) -> bool:
+def parse_bool(key: str, value: Any) -> bool:
+    """A model_args flag: a bool, or true/false, 1/0, yes/no in any case; anything else names the key."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -89,7 +90,7 @@ def pop_routing_settings(kwargs: dict[str, Any], *, response_cache: bool = False
             changes["seed"] = int(inline["intervention_seed"])
         spec = dataclasses.replace(spec, **changes)
     routing_dir = Path(str(raw["routing_dir"])).expanduser() if "routing_dir" in raw else None
-    record = _as_bool("record_routing", raw.get("record_routing", True))
+    record = parse_bool("record_routing", raw.get("record_routing", True))
     settings = RoutingSettings(intervention=spec, record_routing=record, routing_dir=routing_dir)
     _check_declared_hash(raw, settings, response_cache=response_cache)
     return settings
