@@ -20,10 +20,10 @@ from typing import Any
 from rd_eval.experts import domain_expert_set, general_probe_texts, probe_routing, selection_frequency
 from rd_eval.gaps import compare_runs, to_markdown
 from rd_eval.jsonio import read_json, write_json_atomic, write_text_atomic
-from rd_eval.lmms_runner import LmmsEvalRunError, lmms_eval_command, run_logged
+from rd_eval.lmms_runner import LmmsEvalRunError, lmms_eval_command, run_lmms_eval
 from rd_eval.routing.sites import supported_families
 from rd_eval.routing.spec import InterventionSpec, LayerBand
-from rd_eval.runs import find_runs, load_paired_samples
+from rd_eval.runs import RunRecord, load_paired_samples
 from rd_eval.tiny import ensure_tiny, supported_tiny_families
 from rd_eval.twins.demo_bench import generate_problems
 
@@ -124,19 +124,14 @@ def identify_experts(checkpoint: Path, model_name: str, cfg: DemoConfig) -> Inte
     return InterventionSpec(experts=experts, mode="soft", strength=cfg.strength, band=cfg.band)
 
 
-def run_lmms_eval(model_id: str, model_args: str, output_path: Path, log_path: Path, cfg: DemoConfig) -> None:
-    """lmms-eval's own CLI, exactly as a user would type it, offline."""
+def run_setting(model_id: str, model_args: str, output_path: Path, log_path: Path, cfg: DemoConfig) -> RunRecord:
+    """lmms-eval's own CLI, exactly as a user would type it, offline; the run it wrote (never an earlier one)."""
     command = lmms_eval_command(model_id, model_args, [DEMO_TASK], output_path, include_path=tasks_dir(),
                                 batch_size=cfg.batch_size, seed=cfg.seed, limit=cfg.limit)
     try:
-        run_logged(command, log_path)
+        return run_lmms_eval(command, output_path, log_path)
     except LmmsEvalRunError as exc:
         raise DemoRunError(str(exc)) from None
-
-
-def latest_samples(output_path: Path) -> Any:
-    runs = find_runs(output_path)
-    return load_paired_samples(runs[-1]), runs[-1]
 
 
 CHANCE_NOTE = (
@@ -175,15 +170,16 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
 
     settings = {"plain": f"pretrained={checkpoint}",
                 "soft": f"pretrained={checkpoint},intervention={paths['intervention']}"}
+    runs: dict[str, RunRecord] = {}
     for step, (name, model_args) in enumerate(settings.items(), start=3):
         run_dir, log = out / "runs" / name, out / "logs" / f"lmms_eval_{name}.log"
         say(f"[{step}/4] lmms-eval --model {model_id} --tasks {DEMO_TASK} ({name}) ... log: {log}")
-        run_lmms_eval(model_id, model_args, run_dir, log, cfg)
+        runs[name] = run_setting(model_id, model_args, run_dir, log, cfg)
         paths[f"run_{name}"] = run_dir
         paths[f"log_{name}"] = log
 
-    base, base_run = latest_samples(paths["run_plain"])
-    soft, soft_run = latest_samples(paths["run_soft"])
+    base_run, soft_run = runs["plain"], runs["soft"]
+    base, soft = load_paired_samples(base_run), load_paired_samples(soft_run)
     table = compare_runs(base, soft, seed=cfg.seed)
     table["demo"] = {
         "model_id": model_id, "checkpoint": str(checkpoint), "intervention": spec.to_json() | {"experts": "see file"},

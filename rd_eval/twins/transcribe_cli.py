@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rd_eval.lmms_runner import LmmsEvalRunError, lmms_eval_command, log_tail, run_logged
-from rd_eval.runs import find_runs
+from rd_eval.lmms_runner import LmmsEvalRunError, lmms_eval_command, run_lmms_eval
 from rd_eval.twins.transcripts import TRANSCRIPTS_ENV, TranscriptSet, transcripts_from_samples
 
 _IMAGE_TASK = re.compile(r"^rd_(?P<benchmark>[a-z0-9_]+?)_img$")
@@ -66,11 +65,7 @@ def transcribe(request: TranscribeRequest) -> dict[str, Path]:
                                 [f"rd_{b}_transcribe" for b in request.benchmarks], runs_dir,
                                 include_path=request.include_path, batch_size=request.batch_size,
                                 limit=request.limit, gen_kwargs=request.gen_kwargs)
-    run_logged(command, log)
-    try:
-        run = find_runs(runs_dir)[-1]
-    except ValueError:
-        raise LmmsEvalRunError(f"lmms-eval wrote no results; log: {log}\n" + log_tail(log)) from None
+    run = run_lmms_eval(command, runs_dir, log)
     written: dict[str, Path] = {}
     for benchmark in request.benchmarks:
         task = f"rd_{benchmark}_transcribe"
@@ -96,7 +91,7 @@ def main_args(args: object, include_path: Path) -> TranscribeRequest:
         raise TranscribeInputError(f"--limit {limit}: give a positive number of documents")
     return TranscribeRequest(model=args.model, model_args=args.model_args,
                              image_tasks=tasks, out_dir=Path(args.out), include_path=include_path,
-                             limit=limit, batch_size=args.batch_size)
+                             limit=limit, batch_size=args.batch_size, gen_kwargs=args.gen_kwargs)
 
 
 def summary(written: dict[str, Path], out_dir: Path) -> Sequence[str]:
