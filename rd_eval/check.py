@@ -34,6 +34,8 @@ import pandas as pd
 from rd_eval.gaps import FORM_SUFFIXES, benchmark_of
 from rd_eval.jsonio import JsonFileError, read_json, write_json_atomic
 from rd_eval.leaderboard import LeaderboardInputError, group_settings, setting_samples
+from rd_eval.mdtable import md_row
+from rd_eval.report import parse_model_args, sanitize_checkpoint
 from rd_eval.stats import mcnemar_exact
 
 __all__ = [
@@ -239,14 +241,30 @@ def _pair_gaps(tasks_docs: Mapping[str, Mapping[str, int]], benchmark: str) -> d
     return {pid: txt[pid] - img[pid] for pid in img.keys() & txt.keys()}
 
 
+def _identity_differences(baseline: Mapping[str, Any], run: _Run) -> list[str]:
+    """What makes the run another model than the baseline's: model id, checkpoint, intervention setting."""
+    checkpoint = baseline.get("checkpoint")
+    if not isinstance(checkpoint, str) or not checkpoint:  # a hand-written baseline: its model_args name it
+        pretrained = parse_model_args(baseline["model_args"]).get("pretrained")
+        checkpoint = sanitize_checkpoint(pretrained) if pretrained else None
+    pairs = [("model", baseline["model"], run.model), ("checkpoint", checkpoint, run.checkpoint),
+             ("intervention", baseline.get("intervention"), run.intervention)]
+    return [f"{key} differs: baseline {b!r}, run {r!r}" for key, b, r in pairs if b is not None and b != r]
+
+
 def check_run(
-    run_dir: Path, baseline_path: Path, *, max_drop: float = DEFAULT_MAX_DROP, alpha: float = DEFAULT_ALPHA
+    run_dir: Path, baseline_path: Path, *, max_drop: float = DEFAULT_MAX_DROP, alpha: float = DEFAULT_ALPHA,
+    allow_other_model: bool = False,
 ) -> CheckResult:
-    """Compare the run under ``run_dir`` with the baseline file; see the module doc for the rule."""
-    if isinstance(max_drop, bool) or not isinstance(max_drop, (int, float)) or not max_drop >= 0:
-        raise CheckInputError(f"max_drop must be a non-negative number of points, got {max_drop!r}")
+    """Compare the run under ``run_dir`` with the baseline file; see the module doc for the rule.
+
+    A baseline of another model id, checkpoint or intervention setting is refused unless
+    ``allow_other_model`` says the comparison is intended (the differences are then listed as notes).
+    """
+    if isinstance(max_drop, bool) or not isinstance(max_drop, (int, float)) or not 0 <= max_drop < math.inf:
+        raise CheckInputError(f"--max-drop {max_drop!r} invalid; need a finite number of points >= 0")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha <= 1:
-        raise CheckInputError(f"alpha must be in (0, 1], got {alpha!r}")
+        raise CheckInputError(f"--alpha {alpha!r} invalid; need a significance level in (0, 1]")
     baseline = load_baseline(Path(baseline_path))
     run = _read_run(Path(run_dir))
     run_docs = _task_docs(run.samples)
@@ -258,11 +276,13 @@ def check_run(
             f"{run_dir}: tasks differ from baseline {baseline_path}: missing from the run {missing}, not in the "
             f"baseline {extra}; run exactly the baseline's tasks {sorted(b_tasks)} or write a new baseline"
         )
-    notes: list[str] = []
-    if baseline["model"] != run.model:
-        notes.append(f"model differs: baseline {baseline['model']!r}, run {run.model!r}")
-    if baseline.get("intervention", run.intervention) != run.intervention:
-        notes.append(f"intervention differs: baseline {baseline.get('intervention')!r}, run {run.intervention!r}")
+    differences = _identity_differences(baseline, run)
+    if differences and not allow_other_model:
+        raise CheckInputError(
+            f"{run_dir}: not the baseline's model ({'; '.join(differences)}) in {baseline_path}; compare with "
+            "the baseline of this model, or pass --allow-other-model if this comparison is intended"
+        )
+    notes: list[str] = list(differences)
     comparisons: list[Comparison] = []
     run_out = {t: _outcomes(d) for t, d in run_docs.items()}
     base_out = {t: _outcomes(e["docs"]) for t, e in b_tasks.items() if e.get("docs") is not None}
@@ -329,8 +349,8 @@ def _table(rows: Sequence[Comparison]) -> list[str]:
     out = ["| kind | name | baseline | run | change (pts) | n | McNemar p |", "|---|---|---|---|---|---|---|"]
     for c in rows:
         p = "" if c.p_value is None else f"{c.p_value:.3g}"
-        out.append(f"| {c.kind} | {c.name} | {c.baseline:.1f} | {c.run:.1f} | {c.run - c.baseline:+.1f} | {c.n} | "
-                   f"{p} |")
+        out.append(md_row([c.kind, c.name, f"{c.baseline:.1f}", f"{c.run:.1f}", f"{c.run - c.baseline:+.1f}",
+                           c.n, p]))
     return out
 
 

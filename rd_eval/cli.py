@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
+
+from rd_eval.outpaths import PathArgumentError, check_output_dir, check_output_file, require_input
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (`rd-eval <cmd>: error: ...`), like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _finite(value: float, flag: str, *, minimum: float | None = None) -> float:
+    if not math.isfinite(value) or (minimum is not None and value < minimum):
+        need = "a finite number" + (f" >= {minimum:g}" if minimum is not None else "")
+        raise PathArgumentError(f"{flag} {value!r} invalid; need {need}")
+    return value
 
 
 def _cmd_tasks_path(args: argparse.Namespace) -> int:
@@ -21,6 +39,7 @@ def _cmd_tasks_path(args: argparse.Namespace) -> int:
 def _cmd_make_tiny(args: argparse.Namespace) -> int:
     from rd_eval.tiny import make_tiny
 
+    check_output_dir(args.out_dir, "OUT_DIR")
     path = make_tiny(args.family, args.out_dir, seed=args.seed, overwrite=args.overwrite)
     print(path)
     return 0
@@ -30,6 +49,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from rd_eval.demo import DemoConfig, run_demo
     from rd_eval.routing.spec import LayerBand
 
+    _finite(args.strength, "--lambda")
     cfg = DemoConfig(
         out_dir=Path(args.out),
         pretrained=Path(args.pretrained) if args.pretrained else None,
@@ -55,16 +75,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from rd_eval.jsonio import write_text_atomic
     from rd_eval.report import build_report, to_csv, to_html, to_json, to_markdown
 
-    report = build_report([Path(p) for p in args.run_dirs], scope=args.scope, n_boot=args.n_boot, seed=args.seed)
+    run_dirs = [require_input(p, "RUN_DIR") for p in args.run_dirs]
+    target = None
+    if args.out is not None or args.format == "html":
+        folder = check_output_dir(args.out, "--out") if args.out is not None else Path(".")
+        target = check_output_file(folder / f"report.{REPORT_EXTENSIONS[args.format]}", "--out")
+    report = build_report(run_dirs, scope=args.scope, n_boot=args.n_boot, seed=args.seed)
     render = {"md": to_markdown, "csv": to_csv, "json": to_json, "html": to_html}[args.format]
     text = render(report)
     if args.format == "md":
         print(text, end="")
-    if args.out is None and args.format in ("csv", "json"):
+    if target is None and args.format in ("csv", "json"):
         print(text, end="")
         return 0
-    if args.out is not None or args.format == "html":
-        target = Path(args.out if args.out is not None else ".") / f"report.{REPORT_EXTENSIONS[args.format]}"
+    if target is not None:
         written = write_text_atomic(target, text)
         print(f"Written: {written}", file=sys.stderr if args.format == "md" else sys.stdout)
     return 0
@@ -75,13 +99,14 @@ def _cmd_experts(args: argparse.Namespace) -> int:
     from rd_eval.report import parse_model_args
     from rd_eval.routing.spec import LayerBand
 
+    out = check_output_file(args.out, "--out")
     pretrained = args.pretrained or parse_model_args(args.model_args or "").get("pretrained")
     if not pretrained:
         raise ExpertsInputError("give the checkpoint: --pretrained DIR or --model_args pretrained=DIR,...")
     cfg = ExpertsConfig(
-        pretrained=Path(pretrained), out=Path(args.out), domain=args.domain, general=args.general,
-        domain_file=Path(args.domain_file) if args.domain_file else None,
-        general_file=Path(args.general_file) if args.general_file else None,
+        pretrained=Path(pretrained), out=out, domain=args.domain, general=args.general,
+        domain_file=require_input(args.domain_file, "--domain-file") if args.domain_file is not None else None,
+        general_file=require_input(args.general_file, "--general-file") if args.general_file is not None else None,
         n=args.n, seed=args.seed, band=LayerBand.parse(args.band), top=args.top, visual=args.visual,
         image_probe=args.image_probe, batch_size=args.batch_size,
     )
@@ -106,11 +131,14 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from rd_eval.jsonio import write_text_atomic
     from rd_eval.leaderboard import build_leaderboard, render
 
-    text = render(build_leaderboard([Path(p) for p in args.results_dirs]), args.format)
-    if args.out is None and args.format != "html":
+    results_dirs = [require_input(p, "RESULTS_DIR") for p in args.results_dirs]
+    target = None
+    if args.out is not None or args.format == "html":
+        target = check_output_file(args.out if args.out is not None else "leaderboard.html", "--out")
+    text = render(build_leaderboard(results_dirs), args.format)
+    if target is None:
         print(text, end="")
         return 0
-    target = Path(args.out) if args.out is not None else Path("leaderboard.html")
     print(f"Written: {write_text_atomic(target, text)}")
     return 0
 
@@ -118,16 +146,20 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from rd_eval.check import check_run, to_markdown, write_baseline
 
+    run_dir = require_input(args.run_dir, "RUN_DIR")
     if args.write_baseline is not None:
-        print(f"Written: {write_baseline(Path(args.run_dir), Path(args.write_baseline))}")
+        print(f"Written: {write_baseline(run_dir, check_output_file(args.write_baseline, '--write-baseline'))}")
         return 0
-    result = check_run(Path(args.run_dir), Path(args.baseline), max_drop=args.max_drop, alpha=args.alpha)
+    _finite(args.max_drop, "--max-drop", minimum=0.0)
+    _finite(args.alpha, "--alpha")
+    result = check_run(run_dir, require_input(args.baseline, "--baseline"), max_drop=args.max_drop,
+                       alpha=args.alpha, allow_other_model=args.allow_other_model)
     print(to_markdown(result), end="")
     return 0 if result.ok else EXIT_FAILED
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="rd-eval",
         description="Seeing but Not Thinking: routing-distraction evaluation of MoE vision-language models.",
     )
@@ -138,9 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("make-tiny", help="write a tiny random MoE VLM checkpoint (offline)")
     p.add_argument("family", metavar="FAMILY", help="model family, e.g. qwen3_vl_moe")
-    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the checkpoint to")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="new or empty folder to write the checkpoint to")
     p.add_argument("--seed", type=int, default=0, help="weight-initialisation seed (default 0)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it is not empty")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT_DIR when it holds an earlier tiny checkpoint (never any other content)")
     p.set_defaults(func=_cmd_make_tiny)
 
     p = sub.add_parser("demo", help="run the embedded paired benchmark plain and intervened, print the table")
@@ -148,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default=None, help="use this local checkpoint instead of the tiny model")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
     p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lambda", dest="strength", type=float, default=1.0, help="soft intervention strength")
-    p.add_argument("--band", default="0.25-0.75", help="MoE-layer band: fractions '0.25-0.75' or indices '2,3'")
+    p.add_argument("--lambda", dest="strength", type=float, default=1.0,
+                   help="soft intervention strength (negative: a soft suppression)")
+    p.add_argument("--band", default="0.25-0.75", help="MoE-layer band: fractions '0.25-0.75' or indices '2:3'")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
 
@@ -180,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tolerated accuracy drop / gap widening in points (default 1.0)")
     p.add_argument("--alpha", type=float, default=0.05, metavar="A",
                    help="McNemar significance level where per-doc data exist (default 0.05)")
+    p.add_argument("--allow-other-model", action="store_true",
+                   help="compare with a baseline of another model id, checkpoint or intervention setting on purpose")
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("twins", help="transcript twins of benchmark images")
@@ -205,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--general-file", default=None, metavar="PATH", help="JSON/JSONL file of the general probe set")
     p.add_argument("--n", type=int, default=20, help="probe texts per set (default 20)")
     p.add_argument("--seed", type=int, default=0, help="probe sampling seed (default 0)")
-    p.add_argument("--band", default="0.25-0.75", help="MoE-layer band: fractions '0.25-0.75' or indices '2,3'")
+    p.add_argument("--band", default="0.25-0.75", help="MoE-layer band: fractions '0.25-0.75' or indices '2:3'")
     p.add_argument("--top", type=int, default=None, help="experts kept per layer (default: the model's top-k)")
     p.add_argument("--visual", action="store_true", help="visual experts: phi(image tokens) - phi(text tokens)")
     p.add_argument("--image-probe", default="rd_demo", help="image-form probe set for --visual (default rd_demo)")
@@ -234,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (DemoError, TinyModelError, SpecError, JsonFileError, UnsupportedModelError, ReportInputError,
-            ExpertsInputError,
+            ExpertsInputError, PathArgumentError,
             LeaderboardInputError, CheckInputError, TranscribeInputError, TranscriptError) as exc:
         print(f"rd-eval {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

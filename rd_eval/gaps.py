@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rd_eval.mdtable import md_row
 from rd_eval.stats import PairedDifference, paired_difference
 
 __all__ = [
@@ -393,11 +394,11 @@ def to_markdown(table: Mapping[str, Any], *, title: str) -> str:
             r = row.get(run)
             if not r:
                 continue
-            lines.append(
-                f"| {row['benchmark']} | {run} | {r['n_pairs']} | {r['img_only']} / {r['txt_only']} "
-                f"| {_pts(r['acc_img'])} | {_pts(r['acc_txt'])} | {_diff_ci(r['gap'])} "
-                f"| {_p(r['gap']['p_mcnemar'])} | {r.get('img_errors', 0)} / {r.get('txt_errors', 0)} |"
-            )
+            lines.append(md_row([
+                row["benchmark"], run, r["n_pairs"], f"{r['img_only']} / {r['txt_only']}", _pts(r["acc_img"]),
+                _pts(r["acc_txt"]), _diff_ci(r["gap"]), _p(r["gap"]["p_mcnemar"]),
+                f"{r.get('img_errors', 0)} / {r.get('txt_errors', 0)}",
+            ]))
     unpaired = table.get("unpaired_benchmarks") or []
     if unpaired:
         lines += ["", "**Not paired, not averaged:** no pair_id has both an img and a txt sample in:"]
@@ -420,13 +421,12 @@ def to_markdown(table: Mapping[str, Any], *, title: str) -> str:
         for row in effects:
             e = row["effect"]
             rec = "n/a (gap 0)" if e["recovery"] is None else f"{e['recovery']:.2f}"
-            lines.append(
-                f"| {row['benchmark']} | {e['n_pairs']} | {e['dropped_base']} / {e['dropped_intervened']} "
-                f"| {_pts(e['acc_img_base'])} → {_pts(e['acc_img'])} | {_diff_ci(e['gain'])} "
-                f"| {_p(e['gain']['p_mcnemar'])} "
-                f"| {_pts(e['acc_txt_base'])} → {_pts(e['acc_txt'])} | {_diff_ci(e['text_cost'])} "
-                f"| {_p(e['text_cost']['p_mcnemar'])} | {_signed(e['gap_base']['diff'])} | {rec} |"
-            )
+            lines.append(md_row([
+                row["benchmark"], e["n_pairs"], f"{e['dropped_base']} / {e['dropped_intervened']}",
+                f"{_pts(e['acc_img_base'])} → {_pts(e['acc_img'])}", _diff_ci(e["gain"]), _p(e["gain"]["p_mcnemar"]),
+                f"{_pts(e['acc_txt_base'])} → {_pts(e['acc_txt'])}", _diff_ci(e["text_cost"]),
+                _p(e["text_cost"]["p_mcnemar"]), _signed(e["gap_base"]["diff"]), rec,
+            ]))
     for key, label in (
         ("benchmarks_only_in_base", "Benchmarks only in the base run"),
         ("benchmarks_only_in_intervened", "Benchmarks only in the intervened run"),

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from rd_eval.gaps import benchmark_of, pair_forms
+from rd_eval.mdtable import md_row
 from rd_eval.report import NO_INTERVENTION, ReportInputError, RoutingCache, RunSetting, figure_png, find_settings
 from rd_eval.report import samples_of_setting as _report_setting_samples
 
@@ -231,11 +232,8 @@ def to_markdown(board: Leaderboard) -> str:
     frame = to_frame(board)
     cols = list(frame.columns)
 
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    out = ["# rd-eval leaderboard", "", _note(), "", line(cols), "|" + "|".join("---" for _ in cols) + "|"]
-    out += [line(list(r)) for r in frame.itertuples(index=False)]
+    out = ["# rd-eval leaderboard", "", _note(), "", md_row(cols), "|" + "|".join("---" for _ in cols) + "|"]
+    out += [md_row(list(r)) for r in frame.itertuples(index=False)]
     return "\n".join(out) + "\n"
 
 

@@ -63,6 +63,8 @@ def _read_records(path: Path) -> list[Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProbeError(f"cannot read probe file {str(path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ProbeError(f"cannot read probe file {str(path)!r}: not UTF-8 text") from None
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:

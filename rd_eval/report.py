@@ -9,7 +9,9 @@ and in the routing folder's name). Per setting it gives:
 - the gap table of :func:`rd_eval.gaps.compare_runs`: a plain setting on its own; an intervened setting
   against the plain setting of the same model id and checkpoint (gain, text cost, recovery);
 - when the run wrote routing records (``<output_path>/rd_routing/<checkpoint>__<hash>/routing_rank*.jsonl`` + ``.bin``,
-  found through ``pretrained=`` in ``model_args``, or ``routing_dir=`` when given), per benchmark:
+  the output path found from the run's own results file, so a copied or moved run reads its own; or
+  ``routing_dir=`` when given), the run's own records among them (its model id, ``pretrained`` and intervention
+  hash: a folder shared by several runs is never mixed), per benchmark:
 
   * ``layers``: per MoE site, the mean over pairs of the JSD (bits) between the pair's image-form and
     text-twin selection distributions in the chosen token scope, with a bootstrap CI over pairs;
@@ -34,6 +36,7 @@ import html
 import io
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,8 +56,9 @@ from rd_eval.divergence import (
 from rd_eval.gaps import benchmark_of, compare_runs, pair_forms
 from rd_eval.gaps import to_markdown as gaps_markdown
 from rd_eval.jsonio import canonical_hash
-from rd_eval.routing.records import checkpoint_label, merge_routing_records
-from rd_eval.runs import RunRecord, find_runs, load_paired_samples
+from rd_eval.mdtable import md_row, split_md_row
+from rd_eval.routing.records import RecordOwner, checkpoint_label, merge_routing_records, select_records
+from rd_eval.runs import ROUTING_SHARD_GLOB, RunRecord, find_runs, load_paired_samples, unfinished_run_message
 
 __all__ = [
     "REPORT_FORMAT",
@@ -111,12 +115,23 @@ def sanitize_checkpoint(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class RoutingSource:
+    """Where one run's routing records are, and whose records in that folder are the run's (a folder may hold
+    records of other checkpoints, models or settings: an explicit routing_dir shared by several runs)."""
+
+    folder: Path
+    owner: RecordOwner
+
+
+@dataclass(frozen=True)
 class RunSetting:
     model_id: str
     checkpoint: str
     intervention: str
     runs: tuple[RunRecord, ...]
     routing_dirs: tuple[Path, ...]
+    routing_sources: tuple[RoutingSource, ...] = ()
+    routing_notes: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -125,9 +140,10 @@ class RunSetting:
 
 @dataclass
 class RoutingCache:
-    """Merged records of each routing folder, read once."""
+    """Merged records of each routing folder, read once, and each run's own records among them."""
 
     records: dict[Path, list[dict[str, Any]]] = field(default_factory=dict)
+    selected: dict[RoutingSource, list[dict[str, Any]]] = field(default_factory=dict)
     # Bootstrap resampling weights by (pairs, n_boot, seed): a benchmark's settings share them (layer_summary).
     boot_weights: dict[tuple[int, int, int], list[np.ndarray]] = field(default_factory=dict)
 
@@ -139,46 +155,116 @@ class RoutingCache:
                 raise ReportInputError(f"routing records in {folder} unreadable: {exc}") from None
         return self.records[folder]
 
+    def of_run(self, source: RoutingSource) -> list[dict[str, Any]]:
+        """The records of `source.folder` that are its run's (model, checkpoint, setting)."""
+        if source not in self.selected:
+            self.selected[source] = _select(self.get(source.folder), source.owner, source.folder)
+        return self.selected[source]
 
-def _output_paths(run: RunRecord) -> list[Path]:
-    """Folders that may be the run's --output_path (where rd_routing/ is written)."""
-    bases: list[Path] = []
+
+def _select(records: list[dict[str, Any]], owner: RecordOwner, folder: Path) -> list[dict[str, Any]]:
+    try:
+        return select_records(records, owner, where=str(folder))
+    except ValueError as exc:
+        raise ReportInputError(str(exc)) from None
+
+
+def _run_owner(run: RunRecord, args: Mapping[str, str], intervention: str | None) -> RecordOwner:
+    """Whose records are the run's: its rd_* model id (a model object handed to lmms-eval's Python API makes
+    results that name no rd_* id; the model is then not checked), its pretrained= and its setting."""
+    model = run.model if run.model.startswith("rd_") else None
+    return RecordOwner(model=model, pretrained=args.get("pretrained") or None, intervention=intervention)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where a run's --output_path is now, found from its own results file, and the one its results record."""
+
+    own: tuple[Path, ...]  # the run's output folder (both candidates when its results do not tell which)
+    recorded: Path | None  # --output_path as the run was given it (absolute, or relative to the run's folder)
+    moved: bool  # the recorded output path is not where the results file lies now (a copied or moved run)
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def run_folder(run: RunRecord) -> RunFolder:
+    """lmms-eval writes ``OUT/<model_name_sanitized>/<date>_results.json`` (``OUT/<date>_results.json`` when the
+    sanitized name is empty): OUT is found from the results file itself, so that a copied or moved run reads
+    its own routing records. The output_path recorded in the results only picks between the two candidates;
+    it never names another folder to read."""
     try:
         data = json.loads(run.results_path.read_text(encoding="utf-8"))
-        given = data["config"].get("resolved_cli_args", {}).get("output_path")
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
-        given = None
-    if isinstance(given, str) and given:
-        bases.append(Path(given).expanduser())
-    bases += [run.results_path.parent, run.results_path.parent.parent]
-    unique: list[Path] = []
-    for base in bases:
-        if base not in unique:
-            unique.append(base)
-    return unique
+    except (OSError, ValueError):
+        data = {}
+    data = data if isinstance(data, dict) else {}
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    cli = config.get("resolved_cli_args") if isinstance(config.get("resolved_cli_args"), dict) else {}
+    given = cli.get("output_path")
+    recorded = Path(given).expanduser() if isinstance(given, str) and given.strip() else None
+    here = run.results_path.parent
+    sanitized = data.get("model_name_sanitized")
+    if sanitized == "":
+        own: tuple[Path, ...] = (here,)
+    elif isinstance(sanitized, str) and here.name == sanitized:
+        own = (here.parent,)
+    else:
+        own = (here, here.parent)
+    if recorded is None:
+        return RunFolder(own, None, moved=False)
+    same = tuple(o for o in own if _same_folder(recorded, o))
+    return RunFolder(same or own, recorded, moved=not same)
 
 
-def _routing_candidates(run: RunRecord, args: Mapping[str, str], checkpoint: str) -> dict[str, Path]:
-    """Routing folders that may belong to the run, by intervention hash."""
+def _routing_candidates(folder: RunFolder, args: Mapping[str, str], checkpoint: str) -> dict[str, Path]:
+    """Routing folders that may belong to the run, by intervention hash ("" for an explicit routing_dir)."""
     if args.get("record_routing", "true").strip().lower() in ("false", "0", "no"):
         return {}
     if args.get("routing_dir"):
-        folder = Path(args["routing_dir"]).expanduser()
-        tries = [folder] if folder.is_absolute() else [folder] + [b / folder for b in _output_paths(run)]
+        given = Path(args["routing_dir"]).expanduser()
+        if given.is_absolute():
+            tries = [given]
+        else:  # relative to the folder the run was started in, like a relative --output_path
+            tries = []
+            if folder.recorded is not None and not folder.recorded.is_absolute():
+                beside = Path(os.path.normpath(os.path.relpath(given, folder.recorded)))
+                tries += [base / beside for base in folder.own]
+            tries += [base / given for base in folder.own]
+            if not folder.moved:
+                tries.append(given)
         for path in tries:
             if path.is_dir():
                 return {"": path}
         return {}
+    return _default_folders([base / ROUTING_FOLDER for base in folder.own], checkpoint)
+
+
+def _default_folders(roots: Iterable[Path], checkpoint: str) -> dict[str, Path]:
+    """``<root>/<checkpoint>__<hash>`` folders by hash (the adapter's default layout)."""
     prefix = f"{checkpoint}__"
     found: dict[str, Path] = {}
-    for base in _output_paths(run):
-        root = base / ROUTING_FOLDER
+    for root in roots:
         if not root.is_dir():
             continue
         for folder in sorted(root.iterdir()):
             if folder.is_dir() and folder.name.startswith(prefix) and len(folder.name) > len(prefix):
                 found.setdefault(folder.name[len(prefix):], folder)
     return found
+
+
+def _moved_note(run: RunRecord, folder: RunFolder, args: Mapping[str, str], checkpoint: str) -> str | None:
+    """Why a copied or moved run has no routing although the folder it was written to has some."""
+    if not folder.moved or folder.recorded is None or args.get("routing_dir"):
+        return None
+    if not _default_folders([folder.recorded / ROUTING_FOLDER], checkpoint):
+        return None
+    return (f"{run.results_path}: no routing records beside this run; it was written to {folder.recorded}, whose "
+            f"{ROUTING_FOLDER}/ is not read (this run folder was copied or moved from there): copy {ROUTING_FOLDER}/ "
+            f"along to report its routing")
 
 
 def _declared_hash(args: Mapping[str, str]) -> str | None:
@@ -211,46 +297,55 @@ def _load_samples(run: RunRecord) -> pd.DataFrame:
         raise ReportInputError(str(exc)) from None
 
 
-def _resolve_setting(run: RunRecord, cache: RoutingCache) -> tuple[str, str, Path | None]:
-    """(checkpoint, intervention hash, routing folder or None) of one run."""
+def _resolve_setting(run: RunRecord, cache: RoutingCache) -> tuple[str, str, RoutingSource | None, str | None]:
+    """(checkpoint, intervention hash, the run's routing records or None, a note on missing routing) of a run."""
     args = parse_model_args(run.model_args)
     checkpoint = sanitize_checkpoint(args["pretrained"]) if args.get("pretrained") else (run.model or "model")
-    candidates = _routing_candidates(run, args, checkpoint)
+    folder = run_folder(run)
+    candidates = _routing_candidates(folder, args, checkpoint)
     declared = _declared_hash(args)
-    if "" in candidates:  # an explicit routing_dir: its records say which intervention they hold
-        folder = candidates[""]
-        hashes = sorted({str(r.get("intervention")) for r in cache.get(folder)})
+
+    def source(hash_: str, path: Path | None) -> RoutingSource | None:
+        return None if path is None else RoutingSource(path, _run_owner(run, args, hash_))
+
+    if "" in candidates:  # an explicit routing_dir: its records (of this model and checkpoint) name their setting
+        shared = candidates[""]
         if declared is None:
+            mine = _select(cache.get(shared), _run_owner(run, args, None), shared)
+            hashes = sorted({str(r.get("intervention")) for r in mine})
             if len(hashes) != 1:
                 raise ReportInputError(
-                    f"{run.results_path}: routing_dir {folder} holds records of interventions {hashes} and the "
-                    f"run's intervention spec cannot be read to choose; keep the spec file from model_args readable"
+                    f"{run.results_path}: routing_dir {shared} holds records of interventions {hashes} for this "
+                    f"model and checkpoint and the run's intervention spec cannot be read to choose; keep the spec "
+                    f"file from model_args readable"
                 )
             declared = hashes[0]
-        return checkpoint, declared, folder
+        return checkpoint, declared, source(declared, shared), None
+    note = None if candidates else _moved_note(run, folder, args, checkpoint)
     if declared is not None:
-        return checkpoint, declared, candidates.get(declared)
+        return checkpoint, declared, source(declared, candidates.get(declared)), note
     # The spec named in model_args is not readable here: match the run to a routing folder by its documents.
     options = {h: p for h, p in candidates.items() if h != NO_INTERVENTION}
     if len(options) == 1:
-        (only, folder), = options.items()
-        return checkpoint, only, folder
+        (only, path), = options.items()
+        return checkpoint, only, source(only, path), None
     if options:
         keys = _sample_keys(run)
         cover = {
-            h: len(keys & {(str(r["task"]), int(r["doc_id"])) for r in cache.get(p)}) for h, p in options.items()
+            h: len(keys & {(str(r["task"]), int(r["doc_id"])) for r in cache.of_run(source(h, p))})
+            for h, p in options.items()
         }
         best = max(cover.values())
         winners = [h for h, c in cover.items() if c == best]
         if best > 0 and len(winners) == 1:
-            return checkpoint, winners[0], options[winners[0]]
+            return checkpoint, winners[0], source(winners[0], options[winners[0]]), None
         raise ReportInputError(
             f"{run.results_path}: cannot tell which routing folder belongs to this run (candidates "
             f"{sorted(str(p) for p in options.values())}); its intervention spec in model_args is not readable "
             f"here; keep that file available or pass routing_dir= in model_args"
         )
     spec_args = {k: args[k] for k in INTERVENTION_KEYS if k in args}
-    return checkpoint, f"unresolved-{canonical_hash(spec_args, 8)}", None
+    return checkpoint, f"unresolved-{canonical_hash(spec_args, 8)}", None, note
 
 
 def find_settings(run_dirs: Sequence[Path], cache: RoutingCache) -> list[RunSetting]:
@@ -265,21 +360,36 @@ def find_settings(run_dirs: Sequence[Path], cache: RoutingCache) -> list[RunSett
             runs[run.results_path.resolve()] = run
     if not runs:
         raise ReportInputError(f"no lmms-eval runs found under {[str(p) for p in run_dirs]}")
-    grouped: dict[tuple[str, str, str], list[tuple[RunRecord, Path | None]]] = {}
+    grouped: dict[tuple[str, str, str], list[tuple[RunRecord, RoutingSource | None, str | None]]] = {}
     for run in sorted(runs.values(), key=lambda r: (r.timestamp, str(r.results_path))):
-        checkpoint, intervention, folder = _resolve_setting(run, cache)
-        grouped.setdefault((run.model, checkpoint, intervention), []).append((run, folder))
+        checkpoint, intervention, routing, note = _resolve_setting(run, cache)
+        grouped.setdefault((run.model, checkpoint, intervention), []).append((run, routing, note))
     settings = []
     # Plain setting of each model first, then its interventions.
     order = sorted(grouped, key=lambda k: (k[0], k[1], k[2] != NO_INTERVENTION, k[2]))
     for model_id, checkpoint, intervention in order:
         members = grouped[(model_id, checkpoint, intervention)]
-        folders: list[Path] = []
-        for _, folder in members:
-            if folder is not None and folder not in folders:
-                folders.append(folder)
-        settings.append(RunSetting(model_id, checkpoint, intervention, tuple(r for r, _ in members), tuple(folders)))
+        sources = tuple(dict.fromkeys(routing for _, routing, _ in members if routing is not None))
+        folders = tuple(dict.fromkeys(routing.folder for routing in sources))
+        notes = tuple(dict.fromkeys(note for _, _, note in members if note))
+        settings.append(RunSetting(model_id, checkpoint, intervention, tuple(r for r, _, _ in members), folders,
+                                   sources, notes))
     return settings
+
+
+def unfinished_routing(run_dirs: Sequence[Path], settings: Sequence[RunSetting]) -> list[Path]:
+    """Default-layout routing folders (``<out>/rd_routing/<checkpoint>__<hash>/``) under `run_dirs` that no run
+    found there reads: the routing of an lmms-eval run that did not finish (no results were written)."""
+    used = {source.folder.resolve() for setting in settings for source in setting.routing_sources}
+    found: set[Path] = set()
+    for root in map(Path, run_dirs):
+        if not root.is_dir():
+            continue
+        for shard in root.rglob(ROUTING_SHARD_GLOB):
+            folder = shard.parent
+            if folder.parent.name == ROUTING_FOLDER and folder.resolve() not in used:
+                found.add(folder)
+    return sorted(found)
 
 
 def samples_of_setting(setting: RunSetting) -> tuple[pd.DataFrame, int]:
@@ -332,16 +442,16 @@ def _scope_counts(record: Mapping[str, Any], scopes: Iterable[str], where: str) 
 
 
 def _record_index(setting: RunSetting, cache: RoutingCache) -> dict[tuple[str, int], tuple[dict[str, Any], Path]]:
+    """The setting's records by (task, doc_id): each run's own records (model, checkpoint, setting) from its
+    routing folder, in run order, a later run's record winning."""
     index: dict[tuple[str, int], tuple[dict[str, Any], Path]] = {}
-    for folder in setting.routing_dirs:  # in run order: a later folder's record wins
-        for record in cache.get(folder):
-            if str(record.get("intervention")) != setting.intervention:
-                continue
+    for source in setting.routing_sources:
+        for record in cache.of_run(source):
             try:
                 key = (str(record["task"]), int(record["doc_id"]))
             except (KeyError, TypeError, ValueError):
-                raise ReportInputError(f"{folder}: a routing record lacks a valid 'task'/'doc_id'") from None
-            index[key] = (record, folder)
+                raise ReportInputError(f"{source.folder}: a routing record lacks a valid 'task'/'doc_id'") from None
+            index[key] = (record, source.folder)
     return index
 
 
@@ -583,6 +693,7 @@ def build_report(
             ],
             "n_samples": len(df),
             "n_samples_replaced_by_later_runs": replaced,
+            "routing_notes": list(setting.routing_notes),
             "gaps": gaps,
             "routing": _setting_routing(setting, df, cache, scope=scope, n_boot=n_boot, seed=seed),
         })
@@ -590,6 +701,7 @@ def build_report(
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         "inputs": [str(p) for p in run_dirs],
+        "notes": [unfinished_run_message([folder]) for folder in unfinished_routing(run_dirs, settings)],
         "scope": scope,
         "n_boot": n_boot,
         "seed": seed,
@@ -638,6 +750,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         extra = f", compared with `{s['base']}`" if s.get("base") else (
             ", no plain run of this model to compare with" if s["role"] == "no_base" else "")
         lines.append(f"  - `{s['key']}`: {len(s['runs'])} run(s), {s['n_samples']} samples{extra}")
+        lines += [f"    - {note}" for note in s.get("routing_notes", ())]
+    lines += [f"- Not reported: {note}" for note in report.get("notes", ())]
     for s in report["settings"]:
         title = f"Gaps: {s['label']}" + (" vs plain" if s["role"] == "intervened" else "")
         lines += ["", _shift_headings(gaps_markdown(s["gaps"], title=title)).rstrip()]
@@ -685,9 +799,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                     "–" if layer["jsd_mean"] is None
                     else f"{_f(layer['jsd_mean'])} [{_f(layer['ci_low'])}, {_f(layer['ci_high'])}]"
                 )
-                lines.append(
-                    f"| {layer['site']} | {'●' if layer['in_band'] else ''} | {jsd} | {_f(layer['separation'])} |"
-                )
+                lines.append(md_row([layer["site"], "●" if layer["in_band"] else "", jsd, _f(layer["separation"])]))
     if not any_routing:
         lines += ["", "No routing records found beside these runs (run with an rd_* model and record_routing on)."]
     return "\n".join(lines) + "\n"
@@ -829,7 +941,7 @@ def _markdown_to_html(markdown: str) -> str:
         elif line.startswith("|"):
             block = []
             while i < len(lines) and lines[i].startswith("|"):
-                block.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                block.append(split_md_row(lines[i]))
                 i += 1
             body = [r for r in block[1:] if not all(set(c) <= set("-:") and c for c in r)]
             head = "".join(f"<th>{_inline(c)}</th>" for c in block[0])

@@ -107,5 +107,5 @@ def test_bad_baseline_exit_2(content: str | None, match: str, tmp_path: Path,
 def test_missing_run_exit_2(baseline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(tmp_path / "none"), "--baseline", str(baseline)]) == 2
     assert "none" in capsys.readouterr().err
-    with pytest.raises(CheckInputError, match="max_drop"):
+    with pytest.raises(CheckInputError, match="--max-drop -1 invalid"):
         check_run(tmp_path / "none", baseline, max_drop=-1)

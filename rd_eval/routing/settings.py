@@ -9,10 +9,12 @@ and with the response cache on it is required whenever the settings come from a 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rd_eval.jsonio import JsonFileError
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, SpecError
 
 SETTING_KEYS = (
@@ -20,7 +22,7 @@ SETTING_KEYS = (
     "expert_set",  # path of an expert set JSON, with the inline settings below
     "intervention_mode",
     "intervention_lambda",
-    "intervention_band",  # "0.25-0.75" (fractions of the MoE layers) or "12,13,14" (MoE-layer indices)
+    "intervention_band",  # "0.25-0.75" (fractions of the MoE layers) or "12:13:14" (MoE-layer indices)
     "intervention_scope",
     "intervention_seed",
     "intervention_hash",  # the content hash the spec must have (required with --use_cache and a spec file)
@@ -53,6 +55,43 @@ def parse_bool(key: str, value: Any) -> bool:
     raise SpecError(f"model_args {key}={value!r} invalid; use true or false")
 
 
+def parse_int(key: str, value: Any) -> int:
+    """A model_args integer: an int, or a string of decimal digits. lmms-eval's parser turns `1.7` into a
+    float and `true` into a bool: both are refused, never truncated."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    raise SpecError(f"model_args {key}={value!r} invalid; need a whole number >= 0 (not a float or bool)")
+
+
+def parse_float(key: str, value: Any) -> float:
+    """A model_args number: an int, a float or a numeric string; a bool (`true`) is refused."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise SpecError(f"model_args {key}={value!r} is not a number")
+
+
+def parse_path(key: str, value: Any) -> Path:
+    """A model_args path; an empty one is refused (it would silently mean the current folder)."""
+    text = str(value).strip()
+    if not text:
+        raise SpecError(f"model_args {key}= is empty; give a path")
+    return Path(text).expanduser()
+
+
+def _load(key: str, path: Path, loader: Callable[[Path], InterventionSpec | ExpertSet]) -> Any:
+    try:
+        return loader(path)
+    except JsonFileError as exc:
+        raise SpecError(f"model_args {key}: {exc}") from None
+
+
 def pop_routing_settings(kwargs: dict[str, Any], *, response_cache: bool = False) -> RoutingSettings:
     """Remove our keys from `kwargs` (the rest go to the family's base class) and validate them.
 
@@ -65,9 +104,10 @@ def pop_routing_settings(kwargs: dict[str, Any], *, response_cache: bool = False
     if "intervention" in raw and "expert_set" in raw:
         raise SpecError("model_args: give either intervention=<spec.json> or expert_set=<experts.json>, not both")
     if "intervention" in raw:
-        spec = InterventionSpec.load(str(raw["intervention"]))
+        spec = _load("intervention", parse_path("intervention", raw["intervention"]), InterventionSpec.load)
     elif "expert_set" in raw:
-        spec = InterventionSpec(experts=ExpertSet.load(str(raw["expert_set"])))
+        spec = InterventionSpec(experts=_load("expert_set", parse_path("expert_set", raw["expert_set"]),
+                                              ExpertSet.load))
     elif inline:
         raise SpecError(
             f"model_args {sorted(inline)} need an expert set: add expert_set=<experts.json> or intervention=<spec.json>"
@@ -77,19 +117,21 @@ def pop_routing_settings(kwargs: dict[str, Any], *, response_cache: bool = False
         if "intervention_mode" in inline:
             changes["mode"] = str(inline["intervention_mode"])
         if "intervention_lambda" in inline:
-            try:
-                changes["strength"] = float(inline["intervention_lambda"])
-            except (TypeError, ValueError):
-                value = inline["intervention_lambda"]
-                raise SpecError(f"model_args intervention_lambda={value!r} is not a number") from None
+            changes["strength"] = parse_float("intervention_lambda", inline["intervention_lambda"])
         if "intervention_band" in inline:
-            changes["band"] = LayerBand.parse(str(inline["intervention_band"]))
+            try:
+                changes["band"] = LayerBand.parse(str(inline["intervention_band"]))
+            except SpecError as exc:
+                raise SpecError(f"model_args intervention_band: {exc}") from None
         if "intervention_scope" in inline:
             changes["token_scope"] = str(inline["intervention_scope"])
         if "intervention_seed" in inline:
-            changes["seed"] = int(inline["intervention_seed"])
-        spec = dataclasses.replace(spec, **changes)
-    routing_dir = Path(str(raw["routing_dir"])).expanduser() if "routing_dir" in raw else None
+            changes["seed"] = parse_int("intervention_seed", inline["intervention_seed"])
+        try:
+            spec = dataclasses.replace(spec, **changes)
+        except SpecError as exc:
+            raise SpecError(f"model_args: {exc}") from None
+    routing_dir = parse_path("routing_dir", raw["routing_dir"]) if "routing_dir" in raw else None
     record = parse_bool("record_routing", raw.get("record_routing", True))
     settings = RoutingSettings(intervention=spec, record_routing=record, routing_dir=routing_dir)
     _check_declared_hash(raw, settings, response_cache=response_cache)
@@ -101,7 +143,7 @@ def _check_declared_hash(raw: dict[str, Any], settings: RoutingSettings, *, resp
     actual = settings.intervention_hash
     if "intervention_hash" in raw:
         declared = str(raw["intervention_hash"]).strip()
-        if declared != actual:
+        if not _same_hash(raw["intervention_hash"], actual):
             where = f" (from {source}={raw[source]})" if source else ""
             raise SpecError(
                 f"model_args intervention_hash={declared!r} does not match the intervention's content hash "
@@ -113,3 +155,24 @@ def _check_declared_hash(raw: dict[str, Any], settings: RoutingSettings, *, resp
             f"must be pinned by its content, or an edited file would be served the old answers; add "
             f"intervention_hash={actual} to model_args"
         )
+
+
+def as_lmms_eval_parses(text: str) -> Any:
+    """The value lmms-eval's model_args parser makes of `text` (it turns numeric-looking words into numbers)."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text.isnumeric():
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _same_hash(declared: Any, actual: str) -> bool:
+    """A hex hash such as '012345678901' or '1234e5678901' reaches us as a number (lmms-eval's parser):
+    compare it with what that parser makes of the actual hash."""
+    if isinstance(declared, str):
+        return declared.strip() == actual
+    parsed = as_lmms_eval_parses(actual)
+    return type(parsed) is type(declared) and parsed == declared

@@ -7,6 +7,7 @@ fractions 0.25-0.75 means the middle half of the MoE layers whatever the dense/s
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,46 @@ class SpecError(ValueError):
     """An expert set or intervention spec is invalid; the message names the key and what is valid."""
 
 
+BAND_SEPARATORS = (":", ",")  # ':' passes through lmms-eval's model_args parser (',' separates its keys)
+
+
+def is_integer(value: Any) -> bool:
+    """A true integer (numpy's too): bool (a JSON true) and integral floats (1.0) are not, so nothing is
+    truncated."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def json_int(value: Any, what: str) -> int:
+    """An integer read from a JSON file; a float (1.7) or bool is refused, never truncated."""
+    if not is_integer(value):
+        raise SpecError(f"{what} {value!r} invalid; need an integer (not a float or bool)")
+    return int(value)
+
+
+def json_float(value: Any, what: str) -> float:
+    """A number read from a JSON file; strings and bools are refused."""
+    if not is_number(value):
+        raise SpecError(f"{what} {value!r} invalid; need a number")
+    return float(value)
+
+
+def _json_list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise SpecError(f"{what} {value!r} invalid; need a JSON list")
+    return value
+
+
+def _parse_index(text: str) -> int:
+    piece = text.strip()
+    if not piece.isascii() or not piece.isdigit():
+        raise ValueError(piece)
+    return int(piece)
+
+
 @dataclass(frozen=True)
 class LayerBand:
     """MoE layers an intervention applies to: fractions [lo, hi) of the MoE-layer list, or explicit indices."""
@@ -40,12 +81,16 @@ class LayerBand:
             raise SpecError("band: give exactly one of 'fractions' [lo, hi] or 'layers' [indices]")
         if self.fractions is not None:
             lo, hi = self.fractions
-            if not (0.0 <= lo < hi <= 1.0):
+            if not (is_number(lo) and is_number(hi) and 0.0 <= lo < hi <= 1.0):
                 raise SpecError(f"band fractions {list(self.fractions)} invalid; need 0 <= lo < hi <= 1")
             object.__setattr__(self, "fractions", (float(lo), float(hi)))  # canonical, so hashes agree
         if self.layers is not None:
+            if not all(is_integer(i) for i in self.layers):
+                raise SpecError(f"band layers {list(self.layers)} invalid; MoE-layer indices are integers "
+                                "(not floats or bools)")
             if not self.layers or any(i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
                 raise SpecError(f"band layers {list(self.layers)} invalid; need distinct MoE-layer indices >= 0")
+            object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
 
     def resolve(self, num_moe_layers: int) -> tuple[int, ...]:
         """The MoE-layer indices in the band for a model with `num_moe_layers` MoE layers."""
@@ -64,17 +109,21 @@ class LayerBand:
 
     @classmethod
     def parse(cls, text: str) -> LayerBand:
-        """'0.25-0.75' (fractions) or '12,13,14' (explicit MoE-layer indices)."""
-        value = text.strip()
+        """'0.25-0.75' (fractions) or '12:13:14' (MoE-layer indices; '12,13,14' too where no lmms-eval
+        model_args string carries it, e.g. `rd-eval demo --band`)."""
+        value = str(text).strip()
+        usage = "use fractions like '0.25-0.75' or MoE-layer indices like '12:13:14'"
+        seps = [sep for sep in BAND_SEPARATORS if sep in value]
+        if len(seps) > 1:
+            raise SpecError(f"band {text!r} invalid: mixes ':' and ','; {usage}")
         try:
-            if "-" in value and "," not in value:
+            if "-" in value and not seps:
                 lo, hi = (float(v) for v in value.split("-", 1))
                 return cls(fractions=(lo, hi))
-            return cls(fractions=None, layers=tuple(int(v) for v in value.split(",") if v.strip()))
+            pieces = value.split(seps[0]) if seps else [value]
+            return cls(fractions=None, layers=tuple(_parse_index(v) for v in pieces if v.strip()))
         except ValueError:
-            raise SpecError(
-                f"band {text!r} invalid; use fractions like '0.25-0.75' or indices like '12,13,14'"
-            ) from None
+            raise SpecError(f"band {text!r} invalid; {usage}") from None
 
     def to_json(self) -> dict[str, Any]:
         return {"fractions": list(self.fractions)} if self.fractions is not None else {"layers": list(self.layers)}
@@ -88,12 +137,13 @@ class LayerBand:
         not_a_list = isinstance(value, (str, bytes)) or not isinstance(value, Sequence)
         if not_a_list or (key == "fractions" and len(value) != 2):
             raise SpecError(f"band {key} {value!r} invalid; {usage}")
-        try:
-            if key == "fractions":
-                return cls(fractions=(float(value[0]), float(value[1])))
-            return cls(fractions=None, layers=tuple(int(i) for i in value))
-        except (TypeError, ValueError):
-            raise SpecError(f"band {key} {value!r} invalid: not numbers; {usage}") from None
+        if key == "fractions":
+            if not all(is_number(v) for v in value):
+                raise SpecError(f"band fractions {value!r} invalid: not numbers; {usage}")
+            return cls(fractions=(float(value[0]), float(value[1])))
+        if not all(is_integer(i) for i in value):
+            raise SpecError(f"band layers {value!r} invalid: MoE-layer indices are integers (not floats or bools)")
+        return cls(fractions=None, layers=tuple(value))
 
 
 @dataclass(frozen=True)
@@ -104,12 +154,19 @@ class LayerExperts:
     group: str = ""  # expert group of modality-isolated families (ERNIE-4.5-VL: "text" / "vision")
 
     def __post_init__(self) -> None:
+        if not is_integer(self.moe_index):
+            raise SpecError(f"expert set layer {self.moe_index!r} invalid; MoE-layer indices are integers")
+        if not all(is_integer(e) for e in self.experts):
+            raise SpecError(f"layer {self.moe_index}: experts {list(self.experts)} invalid; expert ids are integers "
+                            "(a float or bool would be truncated to another expert)")
         if self.moe_index < 0:
             raise SpecError(f"expert set layer {self.moe_index} invalid; MoE-layer indices are >= 0")
         if any(e < 0 for e in self.experts) or len(set(self.experts)) != len(self.experts):
             raise SpecError(f"layer {self.moe_index}: experts {list(self.experts)} must be distinct ids >= 0")
         if self.scores and len(self.scores) != len(self.experts):
             raise SpecError(f"layer {self.moe_index}: {len(self.scores)} scores for {len(self.experts)} experts")
+        object.__setattr__(self, "moe_index", int(self.moe_index))
+        object.__setattr__(self, "experts", tuple(int(e) for e in self.experts))
 
 
 @dataclass(frozen=True)
@@ -164,9 +221,9 @@ class ExpertSet:
         try:
             layers = tuple(
                 LayerExperts(
-                    moe_index=int(item["moe_index"]),
-                    experts=tuple(int(e) for e in item["experts"]),
-                    scores=tuple(float(s) for s in item.get("scores", ())),
+                    moe_index=json_int(item["moe_index"], "expert set layer"),
+                    experts=tuple(_json_list(item["experts"], f"layer {item['moe_index']}: experts")),
+                    scores=tuple(json_float(s, f"layer {item['moe_index']}: score") for s in item.get("scores", ())),
                     group=str(item.get("group", "")),
                 )
                 for item in data["layers"]
@@ -193,7 +250,9 @@ class InterventionSpec:
 
     experts: ExpertSet
     mode: str = "soft"
-    strength: float = 1.0  # λ: the boost in units of the per-token std of the layer's router logits
+    # λ: the boost in units of the per-token std of the layer's router logits. Any finite λ: DESIGN §3.4's
+    # z + λ·std(z) holds for either sign, and a negative λ is a graded soft suppression (its sign is in the hash).
+    strength: float = 1.0
     band: LayerBand = field(default_factory=LayerBand)
     token_scope: str = "all"
     seed: int = 0  # only the `random` control uses it
@@ -208,6 +267,9 @@ class InterventionSpec:
         object.__setattr__(self, "strength", float(self.strength))
         if self.token_scope not in TOKEN_SCOPES:
             raise SpecError(f"token scope {self.token_scope!r} invalid; valid: {', '.join(TOKEN_SCOPES)}")
+        if not is_integer(self.seed) or self.seed < 0:
+            raise SpecError(f"intervention seed {self.seed!r} invalid; need an integer >= 0 (not a float or bool)")
+        object.__setattr__(self, "seed", int(self.seed))
 
     @property
     def is_noop(self) -> bool:
@@ -244,10 +306,10 @@ class InterventionSpec:
             return cls(
                 experts=ExpertSet.from_json(data["experts"], source=f"{source}: experts"),
                 mode=str(data.get("mode", "soft")),
-                strength=float(data.get("lambda", 1.0)),
+                strength=json_float(data.get("lambda", 1.0), "lambda"),
                 band=LayerBand.from_json(data.get("band", {"fractions": [0.25, 0.75]})),
                 token_scope=str(data.get("token_scope", "all")),
-                seed=int(data.get("seed", 0)),
+                seed=json_int(data.get("seed", 0), "seed"),
             )
         except SpecError as exc:
             msg = str(exc)

@@ -1,0 +1,38 @@
+"""Markdown pipe-table cells: any value (a model name, a path, a task) stays in its own column."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def md_cell(value: Any) -> str:
+    """`value` as one GitHub-flavoured markdown table cell: backslashes and pipes escaped, line breaks as spaces."""
+    text = " ".join(str(value).splitlines())
+    return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def md_row(cells: Iterable[Any]) -> str:
+    return "| " + " | ".join(md_cell(c) for c in cells) + " |"
+
+
+def split_md_row(line: str) -> list[str]:
+    """The cells of a table row written by :func:`md_row` (escapes undone): the inverse of md_row."""
+    body = line.strip()
+    body = body[1:] if body.startswith("|") else body
+    cells, current, i = [], [], 0
+    while i < len(body):
+        char = body[i]
+        if char == "\\" and i + 1 < len(body) and body[i + 1] in "\\|":
+            current.append(body[i + 1])
+            i += 2
+            continue
+        if char == "|":
+            cells.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+        i += 1
+    if "".join(current).strip():
+        cells.append("".join(current).strip())
+    return cells
