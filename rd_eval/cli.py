@@ -51,8 +51,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _finite(args.strength, "--lambda")
     cfg = DemoConfig(
-        out_dir=Path(args.out),
-        pretrained=Path(args.pretrained) if args.pretrained else None,
+        out_dir=check_output_dir(args.out, "--out"),
+        pretrained=require_input(args.pretrained, "--pretrained") if args.pretrained is not None else None,
         seed=args.seed,
         limit=args.limit,
         batch_size=args.batch_size,

@@ -129,3 +129,23 @@ def test_failure_line_falls_back_to_the_last_line(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     log.write_text("$ python -m lmms_eval\nsomething odd happened\n")
     assert failure_line(log) == "something odd happened"
+
+
+@pytest.mark.parametrize("command", [
+    ["demo", "--out", ""],
+    ["demo", "--out", "{file}"],
+    ["demo", "--pretrained", "", "--out", "{tmp}/d"],
+    ["twins", "transcribe", "--model", "rd_qwen3_vl_moe", "--model_args", "pretrained=x", "--tasks",
+     "rd_mathvista_img", "--out", ""],
+    ["twins", "transcribe", "--model", "rd_qwen3_vl_moe", "--model_args", "pretrained=x", "--tasks",
+     "rd_mathvista_img", "--out", "{file}"],
+])
+def test_output_folders_are_checked_before_any_work(command: list[str], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    argv = [part.format(file=a_file, tmp=tmp_path) for part in command]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("--out" in err or "--pretrained" in err), err
+    assert a_file.read_text() == "x" and not (tmp_path / "d").exists()

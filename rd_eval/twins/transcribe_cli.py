@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rd_eval.lmms_runner import LmmsEvalRunError, lmms_eval_command, run_lmms_eval
+from rd_eval.outpaths import check_output_dir
 from rd_eval.twins.transcripts import TRANSCRIPTS_ENV, TranscriptSet, transcripts_from_samples
 
 _IMAGE_TASK = re.compile(r"^rd_(?P<benchmark>[a-z0-9_]+?)_img$")
@@ -90,7 +91,7 @@ def main_args(args: object, include_path: Path) -> TranscribeRequest:
     if limit is not None and limit < 1:
         raise TranscribeInputError(f"--limit {limit}: give a positive number of documents")
     return TranscribeRequest(model=args.model, model_args=args.model_args,
-                             image_tasks=tasks, out_dir=Path(args.out), include_path=include_path,
+                             image_tasks=tasks, out_dir=check_output_dir(args.out, "--out"), include_path=include_path,
                              limit=limit, batch_size=args.batch_size, gen_kwargs=args.gen_kwargs)
 
 
