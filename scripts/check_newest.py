@@ -5,9 +5,11 @@ Builds a scratch environment (default `.venv-newest/`, made anew each time) with
 whose version differs from `constraints.txt` (the tested lock), then runs `scripts/smoke.py` there: the demo on a
 slice, one lmms-eval run per model family and the routing contract tests.
 
-`--beyond-ranges` also lifts the upper bounds of the direct dependencies (exact pins such as lmms-eval's stay), to
-see what the next series would break before raising a bound. torch and torchvision stay at the builds the README
-installs (other builds are multi-GB downloads here). Exit code 0 when the install and every smoke step passed.
+`--lowest-direct` instead pins every direct dependency at its lower bound (transitive ones newest), to show the lower
+bounds are versions that work too. `--beyond-ranges` also lifts the upper bounds of the direct dependencies (exact
+pins such as lmms-eval's stay), to see what the next series would break before raising a bound. torch and
+torchvision stay at the builds the README installs (other builds are multi-GB downloads here). Exit code 0 when
+the install and every smoke step passed.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def locked_versions(lock: Path) -> dict[str, str]:
     return pins
 
 
-def direct_requirements(*, beyond_ranges: bool) -> list[str]:
-    """pyproject's dependencies and test extra; with `beyond_ranges`, without their upper bounds."""
+def direct_requirements(*, beyond_ranges: bool = False, lowest: bool = False) -> list[str]:
+    """pyproject's dependencies and test extra; with `beyond_ranges`, without their upper bounds; with `lowest`,
+    pinned at their lower bounds."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     requirements = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
     out = []
@@ -49,6 +52,11 @@ def direct_requirements(*, beyond_ranges: bool) -> list[str]:
         if canonicalize_name(req.name) in HELD_AT_BUILD:
             continue
         specs = list(req.specifier)
+        if lowest:
+            lower = [s.version for s in specs if s.operator in (">=", "==", "~=")]
+            if lower:
+                out.append(f"{req.name}=={lower[0]}")
+                continue
         if beyond_ranges and not any(s.operator == "==" for s in specs):
             specs = [s for s in specs if s.operator not in ("<", "<=", "~=")]
         out.append(req.name + ",".join(str(s) for s in specs))
@@ -68,7 +76,9 @@ def installed_versions(venv: Path) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--venv", default=str(REPO / ".venv-newest"), help="scratch environment (made anew)")
-    parser.add_argument("--beyond-ranges", action="store_true", help="lift the direct dependencies' upper bounds")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--beyond-ranges", action="store_true", help="lift the direct dependencies' upper bounds")
+    mode.add_argument("--lowest-direct", action="store_true", help="direct dependencies at their lower bounds")
     parser.add_argument("--work", default=None, help="folder for the smoke runs (default: a temporary folder)")
     args = parser.parse_args(argv)
     venv = Path(args.venv).absolute()
@@ -81,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     pip(venv, "--upgrade", "--upgrade-strategy", "eager", "-e", f"{REPO}[test]", *TORCH_BUILDS)
     if args.beyond_ranges:
         pip(venv, "--upgrade", "--upgrade-strategy", "eager", *direct_requirements(beyond_ranges=True), *TORCH_BUILDS)
+    if args.lowest_direct:
+        pip(venv, *direct_requirements(lowest=True), *TORCH_BUILDS)
 
     locked, installed = locked_versions(REPO / "constraints.txt"), installed_versions(venv)
     newer = {name: (locked.get(name), version) for name, version in sorted(installed.items())
