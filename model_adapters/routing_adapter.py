@@ -40,7 +40,7 @@ from rd_eval.routing.records import (
     form_of_task,
     routing_folder,
 )
-from rd_eval.routing.session import routing_session
+from rd_eval.routing.session import RoutingHooksNotFiredError, routing_session
 from rd_eval.routing.settings import RoutingSettings, pop_routing_settings
 from rd_eval.routing.sites import find_router_sites, image_token_ids
 
@@ -245,9 +245,14 @@ class RoutingAdapterMixin:
         return [error_response(reason)], [record]
 
     def _rd_run_chunk(self, chunk: list[Request], session) -> tuple[list[str], list[dict[str, Any]]]:
-        """Run one batch; on any failure, rerun its documents one by one so only the culprit fails."""
+        """Run one batch; on any failure, rerun its documents one by one so only the culprit fails.
+
+        Router hooks that did not fire are no document's failure: the model as loaded cannot be routed, so
+        that error stops the run instead of being answered document by document."""
         try:
             return self._rd_generate_batch(chunk, session)
+        except RoutingHooksNotFiredError:
+            raise
         except _ImageCheckError as exc:
             if len(chunk) == 1:
                 return self._rd_failed(chunk[0], str(exc))

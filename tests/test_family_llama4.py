@@ -8,6 +8,7 @@ are not normalised. MoE sits on every second decoder layer (1, 3, 5, 7), so MoE 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,12 +26,13 @@ from routing_contract import (
     routers,
     tiny_checkpoint_fixtures,
 )
+from skipped_routers import router_skipped
 from torch import nn
 
 from rd_eval.routing.families.llama4 import SigmoidTopKScores
 from rd_eval.routing.recording import GENERATED, PROMPT_IMAGE, PROMPT_TEXT, BatchRouting
-from rd_eval.routing.session import routing_session
-from rd_eval.routing.sites import UnsupportedModelError, find_router_sites, image_token_ids, model_family
+from rd_eval.routing.session import RoutingHooksNotFiredError, routing_session
+from rd_eval.routing.sites import find_router_sites, image_token_ids, model_family
 from rd_eval.routing.spec import InterventionSpec, LayerBand
 from rd_eval.routing.steering import steer_logits
 
@@ -343,10 +345,22 @@ def test_sites_and_use_kernels(model: nn.Module) -> None:
         (NUM_EXPERTS, TOP_K, "llama4", "sigmoid_topk_scores")}
     assert image_token_ids(model) == (model.config.image_token_id,)
     assert isinstance(model_family(model).math, SigmoidTopKScores)
-    model._use_kernels = True
+    model._use_kernels = True  # accepted (it was refused before): the session proves the hooks fire instead
     try:
-        with pytest.raises(UnsupportedModelError, match="use_kernels=True is not supported"):
-            find_router_sites(model)
+        assert find_router_sites(model) == sites
     finally:
         del model._use_kernels
+    assert hook_counts(model)[0] == (0, 0)
+
+
+@pytest.mark.parametrize("record", [True, False], ids=["recording", "intervention_only"])
+def test_a_skipped_router_stops_the_session(model: nn.Module, mixed_batch: Any, record: bool) -> None:
+    """A MoE block that no longer calls its router (as hub kernels may do) stops recording and steering; the
+    skipped router is outside the band, so with intervention only it carries just the proof's witness hook."""
+    spec = None if record else InterventionSpec(experts=expert_set({i: (1,) for i in range(NUM_MOE)}), mode="force")
+    path = find_router_sites(model)[NUM_MOE - 1].module_path
+    with router_skipped(model, path), pytest.raises(RoutingHooksNotFiredError, match=re.escape(path)):
+        with routing_session(model, record=record, intervention=spec) as session, torch.inference_mode():
+            session.begin(2)
+            model(**mixed_batch)
     assert hook_counts(model)[0] == (0, 0)

@@ -24,11 +24,12 @@ from routing_contract import (
     record_generate,
     routers,
 )
+from skipped_routers import router_skipped
 from torch import nn
 
 from rd_eval.routing.recording import GENERATED, PROMPT_IMAGE, PROMPT_TEXT, BatchRouting
 from rd_eval.routing.routers import SoftmaxTopK
-from rd_eval.routing.session import plan_intervention, routing_session
+from rd_eval.routing.session import RoutingHooksNotFiredError, plan_intervention, routing_session
 from rd_eval.routing.sites import UnsupportedModelError, find_router_sites, image_token_ids
 from rd_eval.routing.spec import InterventionSpec, LayerBand
 from rd_eval.routing.steering import steer_logits
@@ -385,7 +386,8 @@ def test_hooks_removed_on_fresh_model(fresh_tiny_model: nn.Module) -> None:
     assert hook_counts(model) == [(0, 0)] * (NUM_LAYERS + 1)
     spec = InterventionSpec(experts=expert_set({i: (1,) for i in BAND}), mode="force")
     with routing_session(model, intervention=spec):
-        assert hook_counts(model) == [(0, 1)] + [(1, 0)] * NUM_LAYERS
+        # The layout pre-hook, and until the first call proves every router fires, the check after each call.
+        assert hook_counts(model) == [(1, 1)] + [(1, 0)] * NUM_LAYERS
     assert hook_counts(model) == [(0, 0)] * (NUM_LAYERS + 1)
     with pytest.raises(KeyError, match="boom"), routing_session(model, intervention=spec) as session:
         session.begin(1)
@@ -480,22 +482,24 @@ def test_unsupported_model_type_lists_supported_families() -> None:
         pass
 
 
-def test_use_kernels_is_refused(tiny_model: nn.Module) -> None:
+def test_use_kernels_flag_is_accepted_and_a_skipped_router_is_not(tiny_model: nn.Module, mixed_batch: Any) -> None:
+    """transformers 5.25 sets use_kernels by default; the flag alone is no reason to refuse (it was, before):
+    the session proves instead that every router hook fires."""
     missing = object()
     original = tiny_model.__dict__.get("_use_kernels", missing)
     tiny_model._use_kernels = True
     try:
-        with pytest.raises(UnsupportedModelError, match="use_kernels=True is not supported") as info:
-            find_router_sites(tiny_model)
-        assert "hooks" in str(info.value)
-        with pytest.raises(UnsupportedModelError, match="use_kernels"), routing_session(tiny_model):
-            pass
+        assert len(find_router_sites(tiny_model)) == NUM_LAYERS
+        _, routing = record_forward(tiny_model, mixed_batch)
+        assert routing.counts.sum() == TOP_K * NUM_LAYERS * routing.tokens.sum()
+        path = find_router_sites(tiny_model)[1].module_path
+        with router_skipped(tiny_model, path), pytest.raises(RoutingHooksNotFiredError, match="use_kernels=True"):
+            record_forward(tiny_model, mixed_batch)
     finally:
         if original is missing:
             del tiny_model._use_kernels
         else:
             tiny_model._use_kernels = original
-    assert len(find_router_sites(tiny_model)) == NUM_LAYERS
     assert hook_counts(tiny_model)[0] == (0, 0)
 
 

@@ -3,6 +3,11 @@
 A pre-hook on the top-level model reads each forward call's token layout (batch row, padding, image
 placeholders, prompt vs generated); one forward hook per router recomputes the logits from the router's
 input, optionally steers them and redoes the family's selection, and records the statistics.
+
+Until every routing site has been seen firing (usually after the first forward call), a forward hook on the
+top-level model checks that each router the call reached ran its hook (`rd_eval.routing.firing`), and sites
+that neither record nor steer carry a witness hook; a router whose hook did not run stops the session with
+`RoutingHooksNotFiredError`. Once all are proven, the check and witness hooks are removed.
 """
 
 from __future__ import annotations
@@ -10,16 +15,20 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from math import prod
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from rd_eval.routing.firing import FiringCheck, RoutingHooksNotFiredError
 from rd_eval.routing.recording import GENERATED, PROMPT_IMAGE, PROMPT_TEXT, RoutingRecorder, TokenLayout
 from rd_eval.routing.sites import RouterSite, find_router_sites, image_token_ids, model_family
 from rd_eval.routing.spec import InterventionSpec, SpecError
 from rd_eval.routing.steering import steer_logits
+
+__all__ = ["LayerPlan", "RoutingHooksNotFiredError", "RoutingSession", "plan_intervention", "routing_session"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,9 @@ class RoutingSession:
         self._stop_ids: tuple[int, ...] = ()
         self._finished: torch.Tensor | None = None
         self._handles: list[Any] = []
+        # The proof that the hooks fire (see the module docstring); its hooks go once it is complete.
+        self._firing = FiringCheck(sites, kernels=bool(getattr(model, "use_kernels", False)))
+        self._proof_handles: list[Any] = []
         # Tensors that depend only on a forward call's shape, reused while the shape repeats (every decode step).
         self._shape_key: tuple[int, int, torch.device] | None = None
         self._shape_tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -118,12 +130,17 @@ class RoutingSession:
             return  # nothing to record or steer: no hooks, no cost
         modules = dict(self.model.named_modules())
         self._handles.append(self.model.register_forward_pre_hook(self._read_layout, with_kwargs=True))
+        if self._firing.pending:
+            self._proof_handles.append(self.model.register_forward_hook(self._check_fired))
         plans = {p.site_index: p for p in self.plans}
         for site in self.sites:
             router = modules[site.module_path]
             plan = plans.get(site.site_index)
             if plan is None and self.recorder is None:
-                continue  # a site outside the band of an intervention that records nothing
+                # A site outside the band of an intervention that records nothing: only a witness, until proven.
+                if self._firing.pending:
+                    self._proof_handles.append(router.register_forward_hook(self._witness_hook(site)))
+                continue
             mask = None
             if plan is not None:
                 device = next(router.parameters()).device
@@ -132,13 +149,33 @@ class RoutingSession:
             self._handles.append(router.register_forward_hook(self._router_hook(site, mask)))
 
     def remove(self) -> None:
+        self._remove_proof_hooks()
         while self._handles:
             self._handles.pop().remove()
         self._layout = None
         self._token_mask = None
         self._modality_order = None
 
+    def _remove_proof_hooks(self) -> None:
+        while self._proof_handles:
+            self._proof_handles.pop().remove()
+
     # -- hooks ---------------------------------------------------------------------------------------
+    def _check_fired(self, module: nn.Module, args: tuple, output: Any) -> None:
+        # After each forward call while unproven: Python ints only (token counts are shapes).
+        self._firing.end_call()  # raises RoutingHooksNotFiredError naming the sites that did not fire
+        if not self._firing.pending:
+            self._remove_proof_hooks()  # safe inside a hook: torch iterates over a copy of the hook dicts
+
+    def _witness_hook(self, site: RouterSite):
+        firing = self._firing
+        index = site.site_index
+
+        def witness(router: nn.Module, args: tuple, output: Any) -> None:
+            firing.fired(index, prod(args[0].shape[:-1]))
+
+        return witness
+
     def _shape_layout(self, batch: int, length: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         """(row, all-generated scope, all-text scope) of a [batch, length] call; cached while shapes repeat."""
         key = (batch, length, device)
@@ -169,6 +206,8 @@ class RoutingSession:
             raise ValueError("routing hooks need input_ids or inputs_embeds in the model call")
         batch, length = int(reference.shape[0]), int(reference.shape[1])
         device = reference.device
+        if self._firing.pending:
+            self._firing.start_call(batch * length)
         row, all_generated, all_text = self._shape_layout(batch, length, device)
         attention_mask = kwargs.get("attention_mask")
         if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
@@ -225,9 +264,12 @@ class RoutingSession:
         # The layers of a forward call are accumulated together once its last router has run (the recorder
         # also flushes when the next call starts and at the end of the batch).
         last = site.site_index == max(s.site_index for s in self.sites)
+        firing = self._firing
 
         def hook(router: nn.Module, args: tuple, output: Any) -> Any:
             hidden = args[0].reshape(-1, args[0].shape[-1])
+            if firing.pending:
+                firing.fired(site.site_index, int(hidden.shape[0]))
             layout = self._site_layout(site, int(hidden.shape[0]))
             logits = math.logits(router, hidden)
             if expert_mask is None:

@@ -59,12 +59,11 @@ def _layer_index(module_path: str) -> int:
 
 
 def find_router_sites(model: nn.Module) -> list[RouterSite]:
-    """The model's MoE routing sites, ordered by decoder layer (and group within a layer)."""
-    if getattr(model, "use_kernels", False):
-        raise UnsupportedModelError(
-            "use_kernels=True is not supported: hub kernels replace the MoE forward and skip the router "
-            "hooks, so routing could be neither recorded nor steered; load the model without use_kernels"
-        )
+    """The model's MoE routing sites, ordered by decoder layer (and group within a layer).
+
+    A model loaded with hub kernels (`use_kernels`) is accepted: kernels may or may not replace a MoE block's
+    forward, so a routing session proves that the router hooks fire instead (`rd_eval.routing.firing`).
+    """
     spec = model_family(model)
     found = [
         (_layer_index(path), spec.group_of(path), path, module)
