@@ -33,6 +33,7 @@ from tqdm import tqdm
 from rd_eval.doc_errors import error_response, is_error_response
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
+    CheckpointRef,
     DocIdentity,
     ShardWriter,
     document_record,
@@ -171,6 +172,7 @@ class RoutingAdapterMixin:
     def _rd_setup(self, settings: RoutingSettings, *, pretrained: str) -> None:
         self.rd_settings = settings
         self.rd_pretrained = pretrained
+        self.rd_checkpoint = CheckpointRef.of(pretrained)  # every record names it (identity computed once)
         self.rd_sites = find_router_sites(self.model)
         self.rd_image_token_ids = image_token_ids(self.model)
         # Generation continues every row of a batch from its last position: padding must be on the left (some
@@ -240,7 +242,7 @@ class RoutingAdapterMixin:
 
     def _rd_failed(self, args: Request, reason: str) -> tuple[list[str], list[dict[str, Any]]]:
         logger.warning(f"[rd-eval] {args[4]} doc {args[3]}: {reason}")
-        record = error_record(self._rd_identity(args), model=self.rd_model_id,
+        record = error_record(self._rd_identity(args), model=self.rd_model_id, checkpoint=self.rd_checkpoint,
                               intervention_hash=self.rd_settings.intervention_hash, error=reason)
         return [error_response(reason)], [record]
 
@@ -299,6 +301,7 @@ class RoutingAdapterMixin:
         if routing is not None:
             for row, args in enumerate(chunk):
                 records.append(document_record(self._rd_identity(args), routing, row, model=self.rd_model_id,
+                                               checkpoint=self.rd_checkpoint,
                                                intervention_hash=self.rd_settings.intervention_hash))
         return responses, records
 

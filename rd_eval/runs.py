@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 RESULTS_SUFFIX = "_results.json"
+ROUTING_SHARD_GLOB = "routing_rank*.jsonl"  # rd_eval.routing.records.SHARD_PATTERN's shards
 SAMPLES_INFIX = "_samples_"
 SAMPLES_SUFFIX = ".jsonl"
 FORMS = ("img", "txt")
@@ -108,6 +109,17 @@ def read_run(results_path: Path) -> RunRecord:
     )
 
 
+def unfinished_run_message(folders: Sequence[Path]) -> str:
+    """One line on routing shards that have no lmms-eval results: what happened and what to do."""
+    shown = str(folders[0]) + (f" and {len(folders) - 1} more folder(s)" if len(folders) > 1 else "")
+    return (
+        f"routing records found ({shown}) but no lmms-eval results (*{RESULTS_SUFFIX}) for them: that lmms-eval "
+        f"run did not finish (killed, or stopped by an error: its log says which). Rerun it with the same "
+        f"--output_path; lmms-eval keeps a stopped run's answers only if it ran with --use_cache PATH: rerun with "
+        f"the same PATH and LMMS_CACHE_RUN_ID set to the stopped run's folder name under PATH/runs/ to reuse them"
+    )
+
+
 def find_runs(root: Path) -> list[RunRecord]:
     """Every lmms-eval run under ``root``, sorted by timestamp then path.
 
@@ -121,6 +133,9 @@ def find_runs(root: Path) -> list[RunRecord]:
         raise ValueError(f"run folder not found: {root}")
     paths = sorted(p for p in root.rglob(f"*{RESULTS_SUFFIX}") if p.is_file())
     if not paths:
+        shards = sorted({p.parent for p in root.rglob(ROUTING_SHARD_GLOB) if p.is_file()})
+        if shards:
+            raise ValueError(f"{root}: {unfinished_run_message(shards)}")
         raise ValueError(
             f"no lmms-eval results (*{RESULTS_SUFFIX}) found under {root}; pass the folder given to "
             f"lmms-eval --output_path"

@@ -196,3 +196,126 @@ def test_readers_do_not_import_torch() -> None:
     code = "import sys, rd_eval.report, rd_eval.experts; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_two_processes_appending_to_one_shard_keep_every_record_intact(tmp_path: Path) -> None:
+    # Two runs with the same output path, checkpoint and setting share one default routing folder, hence one
+    # shard per rank: their batches interleave. Every record must still point at its own arrays.
+    import multiprocessing
+
+    import shard_writers
+
+    batches, size = 200, 8
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    writers = [context.Process(target=shard_writers.append_batches, args=(str(tmp_path), w, batches, size, start))
+               for w in (0, 1)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    records = list(read_routing_records(tmp_path))
+    assert len(records) == 2 * batches * size
+    wrong = 0
+    for record in records:
+        writer = int(record["model"][-1])
+        assert record["task"] == shard_writers.task_of(writer)
+        batch, row = divmod(int(record["doc_id"]), size)
+        expected = shard_writers.batch_routing(writer, batch, size)
+        for s, scope in enumerate(BASE_SCOPES):
+            same = (np.array_equal(record["counts"][scope], expected.counts[row, :, s, :])
+                    and np.array_equal(record["prob_sums"][scope], expected.prob_sums[row, :, s, :]))
+            wrong += not same
+    assert wrong == 0, f"{wrong} of {len(records) * len(BASE_SCOPES)} record scopes read another writer's arrays"
+
+
+def test_checkpoint_identity_is_the_absolute_folder_or_the_hub_id(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from rd_eval.routing.records import CheckpointRef, checkpoint_identity
+
+    folder = tmp_path / "ckpts" / "step_1000"
+    folder.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "ckpts")
+    monkeypatch.chdir(tmp_path)
+    for spelling in ("ckpts/step_1000", "./ckpts/step_1000/", str(folder), "link/step_1000"):
+        assert checkpoint_identity(spelling) == str(folder.resolve())
+    assert checkpoint_identity("Qwen/Qwen3-VL-30B-A3B-Instruct") == "Qwen/Qwen3-VL-30B-A3B-Instruct"
+    assert CheckpointRef.of("./ckpts/step_1000") == CheckpointRef("./ckpts/step_1000", str(folder.resolve()))
+
+
+def test_records_name_their_checkpoint_and_a_shared_folder_keeps_each_checkpoints_records(tmp_path: Path) -> None:
+    from rd_eval.routing.records import CheckpointRef
+
+    rng = np.random.default_rng(7)
+    first, second = batch(rng, 2), batch(rng, 2)
+    for routing, pretrained in ((first, "acme/step_1000"), (second, "acme/step_2000")):
+        ref = CheckpointRef.of(pretrained)
+        ShardWriter(tmp_path, 0).append(
+            [document_record(DocIdentity("t_img", row, "img"), routing, row, model="m", intervention_hash="none",
+                             checkpoint=ref) for row in range(2)]
+            + [error_record(DocIdentity("t_img", 9, "img"), model="m", intervention_hash="none", error="x",
+                            checkpoint=ref)])
+    records = merge_routing_records(tmp_path)  # the same documents of two checkpoints: both kept
+    assert [(r["doc_id"], r["checkpoint"]) for r in records] == [
+        (0, "acme/step_1000"), (0, "acme/step_2000"), (1, "acme/step_1000"), (1, "acme/step_2000"),
+        (9, "acme/step_1000"), (9, "acme/step_2000")]
+    assert all(r["pretrained"] == r["checkpoint"] for r in records)
+    assert_matches(records[0], first, 0)
+    assert_matches(records[3], second, 1)
+
+
+def _owned(pretrained: str | None, checkpoint: str | None, *, model: str = "m", intervention: str = "none",
+           doc_id: int = 0) -> dict:
+    record = {"task": "t_img", "doc_id": doc_id, "model": model, "intervention": intervention}
+    if checkpoint is not None:
+        record |= {"pretrained": pretrained, "checkpoint": checkpoint}
+    return record
+
+
+def test_select_records_picks_a_runs_model_checkpoint_and_setting(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from rd_eval.routing.records import RecordOwner, select_records
+
+    mine = _owned("/c/a", "/c/a")
+    others = [_owned("/c/b", "/c/b"), _owned("/c/a", "/c/a", model="rd_other"),
+              _owned("/c/a", "/c/a", intervention="h")]
+    legacy = _owned(None, None, doc_id=1)  # written before records named their checkpoint
+    owner = RecordOwner(model="m", pretrained="/c/a", intervention="none")
+    assert select_records([mine, *others, legacy], owner, where="f") == [mine, legacy]
+    # A run whose results name no rd_* model or no pretrained= checks what it knows.
+    assert select_records([mine, others[1]], RecordOwner(None, "/c/a", "none"), where="f") == [mine, others[1]]
+    with pytest.raises(ValueError, match=r"^f: routing records of 2 checkpoints \(/c/a, /c/b\) match"):
+        select_records([mine, others[0]], RecordOwner("m", None, "none"), where="f")
+
+    # One relative name run from two folders: two checkpoints; the run's folder, if it is here, picks its own.
+    (tmp_path / "ckpt").mkdir()
+    monkeypatch.chdir(tmp_path)
+    here, there = _owned("./ckpt", str((tmp_path / "ckpt").resolve())), _owned("./ckpt", "/elsewhere/ckpt")
+    assert select_records([here, there], RecordOwner("m", "./ckpt", "none"), where="f") == [here]
+    monkeypatch.chdir("/")
+    with pytest.raises(ValueError, match="give each checkpoint its own routing_dir"):
+        select_records([here, there], RecordOwner("m", "./ckpt", "none"), where="f")
+
+
+def test_adapter_records_name_the_checkpoint(tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lmms_eval.api.instance import Instance
+    from rd_eval_adapters.qwen3_vl_moe import RDQwen3VLMoe
+
+    monkeypatch.chdir(tiny_dir.parent)
+    relative = f"./{tiny_dir.name}"
+    model = RDQwen3VLMoe(pretrained=relative, batch_size=2, routing_dir=str(tmp_path / "routing"))
+    gen = {"max_new_tokens": 2, "temperature": 0, "do_sample": False, "until": ["\n\n"]}
+
+    def broken_image(doc: dict) -> list:
+        if doc["i"] == 1:
+            raise OSError("image unreadable")
+        return []
+
+    model.task_dict["ck_txt"] = {"test": [{"i": 0}, {"i": 1}]}
+    requests = [Instance("generate_until", (f"Q{i}", dict(gen), broken_image, i, "ck_txt", "test"), 0,
+                         {"task": "ck_txt", "doc_id": i, "repeats": 1}) for i in range(2)]
+    model.generate_until(requests)
+    records = merge_routing_records(tmp_path / "routing")
+    assert [r["error"] is None for r in records] == [True, False]  # a document record and an error record
+    assert {(r["pretrained"], r["checkpoint"]) for r in records} == {(relative, str(tiny_dir.resolve()))}

@@ -16,6 +16,7 @@ from rd_eval.cli import main
 from rd_eval.report import SCOPES, ReportInputError, build_report, to_csv, to_html, to_json, to_markdown
 from rd_eval.routing.recording import BASE_SCOPES, SCOPE_UNIONS, BatchRouting
 from rd_eval.routing.records import (
+    CheckpointRef,
     DocIdentity,
     ShardWriter,
     document_record,
@@ -26,6 +27,7 @@ from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
 
 CKPT = "/ckpts/acme/rd-tiny-A1B"
 CKPT_DIR = "acme__rd-tiny-A1B"  # how lmms-eval and the adapter name it
+CKPT_REF = CheckpointRef.of(CKPT)  # what the adapter's records name
 MODEL_ID = "rd_qwen3_vl_moe"
 SITES, EXPERTS, TOP_K = 8, 8, 2
 MID = (2, 3, 4, 5)  # the 0.25-0.75 band of 8 MoE layers
@@ -62,14 +64,9 @@ def _img_correct(i: int) -> int:
     return int(i % 3 == 0)
 
 
-def _write_setting(out: Path, date_id: str, hash_: str, model_args: str, rng: np.random.Generator,
-                   *, image_dist: np.ndarray, drop: bool) -> Path:
-    samples = {
-        "rd_syn_img": [(f"p{i:02d}", _img_correct(i), "1", "1") for i in range(N_PAIRS)],
-        "rd_syn_txt": [(f"p{i:02d}", int(i != 5), "1", "1") for i in range(N_PAIRS)],
-    }
-    results = write_run(out, date_id, samples, model_dir=CKPT_DIR, model_args=model_args)
-    folder = out / "rd_routing" / f"{CKPT_DIR}__{hash_}"
+def _write_records(folder: Path, hash_: str, rng: np.random.Generator, *, image_dist: np.ndarray, drop: bool,
+                   model: str = MODEL_ID, checkpoint: CheckpointRef | None = CKPT_REF) -> None:
+    """Records of the N_PAIRS synthetic pairs as two ranks write them (`checkpoint` None: an older record)."""
     shards = [ShardWriter(folder, 0), ShardWriter(folder, 1)]  # two ranks
     for i in range(N_PAIRS):
         img = DocIdentity("rd_syn_img", i, "img")
@@ -77,14 +74,27 @@ def _write_setting(out: Path, date_id: str, hash_: str, model_args: str, rng: np
         img_routing = _routing(rng, {"prompt_text": (12, TEXT), "prompt_image": (64, image_dist),
                                      "generated": (8, TEXT)})
         txt_routing = _routing(rng, {"prompt_text": (70, TEXT), "generated": (8, TEXT)})
+        owner = {"model": model, "intervention_hash": hash_, "checkpoint": checkpoint}
         records = []
         if drop and i == 10:
-            records.append(error_record(img, model=MODEL_ID, intervention_hash=hash_, error="image unreadable"))
+            records.append(error_record(img, error="image unreadable", **owner))
         else:
-            records.append(document_record(img, img_routing, 0, model=MODEL_ID, intervention_hash=hash_))
+            records.append(document_record(img, img_routing, 0, **owner))
         if not (drop and i == 11):  # pair 11's text twin has no record at all
-            records.append(document_record(txt, txt_routing, 0, model=MODEL_ID, intervention_hash=hash_))
+            records.append(document_record(txt, txt_routing, 0, **owner))
         shards[i % 2].append(records)
+
+
+def _write_setting(out: Path, date_id: str, hash_: str, model_args: str, rng: np.random.Generator,
+                   *, image_dist: np.ndarray, drop: bool, model_dir: str = CKPT_DIR,
+                   routing: Path | None = None, checkpoint: CheckpointRef | None = CKPT_REF) -> Path:
+    samples = {
+        "rd_syn_img": [(f"p{i:02d}", _img_correct(i), "1", "1") for i in range(N_PAIRS)],
+        "rd_syn_txt": [(f"p{i:02d}", int(i != 5), "1", "1") for i in range(N_PAIRS)],
+    }
+    results = write_run(out, date_id, samples, model_dir=model_dir, model_args=model_args, model=MODEL_ID)
+    folder = routing or out / "rd_routing" / f"{model_dir}__{hash_}"
+    _write_records(folder, hash_, rng, image_dist=image_dist, drop=drop, checkpoint=checkpoint)
     return results
 
 
@@ -132,7 +142,7 @@ def test_settings_are_grouped_by_model_and_intervention(report: dict[str, Any], 
     assert plain["role"] == "base" and plain["base"] is None
     assert soft["role"] == "intervened" and soft["base"] == plain["key"]
     assert plain["checkpoint"] == soft["checkpoint"] == CKPT_DIR
-    assert plain["model_id"] == "qwen3_vl"  # lmms-eval's --model of the results file
+    assert plain["model_id"] == MODEL_ID  # lmms-eval's --model of the results file
     assert soft["routing"]["routing_dirs"] == [str(runs[0] / "soft" / "rd_routing" / f"{CKPT_DIR}__{hash_}")]
     (row,) = soft["gaps"]["rows"]
     assert row["benchmark"] == "rd_syn" and row["effect"]["n_pairs"] == N_PAIRS
@@ -290,3 +300,109 @@ def test_a_pinned_intervention_hash_is_taken_as_declared() -> None:
     # The spec file may be gone or edited since the run: the hash pinned in model_args names the setting.
     assert _declared_hash({"expert_set": "/nonexistent/experts.json", "intervention_hash": "abc123"}) == "abc123"
     assert _declared_hash({"expert_set": "/nonexistent/experts.json"}) is None
+
+
+# --- whose routing records a run reads ------------------------------------------------------------------
+
+
+def _mid_band_jsd(setting: dict[str, Any]) -> float:
+    (bench,) = setting["routing"]["benchmarks"]
+    return bench["correlation"]["mid_band_jsd_mean"]
+
+
+def test_a_routing_dir_shared_by_two_checkpoints_and_models_is_not_mixed(tmp_path: Path) -> None:
+    shared = tmp_path / "shared_routing"
+    rng = np.random.default_rng(3)
+    # Checkpoint step_1000 routes image tokens away in the middle band; step_2000 routes them like text.
+    first, second = "/ckpts/acme/step_1000", "/ckpts/acme/step_2000"
+    for name, pretrained, image_dist in (("a", first, IMAGE), ("b", second, TEXT)):
+        _write_setting(tmp_path / "runs" / name, "20250101_120000", "none",
+                       f"pretrained={pretrained},routing_dir={shared}", rng, image_dist=image_dist, drop=False,
+                       model_dir=sanitize(pretrained), routing=shared, checkpoint=CheckpointRef.of(pretrained))
+    # Last into the folder: another model's records of the first checkpoint, routing like text.
+    _write_records(shared, "none", rng, image_dist=TEXT, drop=False, model="rd_glm4v_moe",
+                   checkpoint=CheckpointRef.of(first))
+    rep = build_report([tmp_path / "runs"], n_boot=N_BOOT)
+    by_checkpoint = {s["checkpoint"]: s for s in rep["settings"]}
+    step_1000, step_2000 = by_checkpoint["acme__step_1000"], by_checkpoint["acme__step_2000"]
+    for setting in (step_1000, step_2000):
+        assert setting["routing"]["routing_dirs"] == [str(shared)]
+        assert setting["routing"]["benchmarks"][0]["n_pairs"] == N_PAIRS
+    # Each run reads its own records: the diverging checkpoint diverges, the other does not.
+    assert _mid_band_jsd(step_1000) > 5 * _mid_band_jsd(step_2000)
+
+
+def sanitize(pretrained: str) -> str:
+    return "__".join(pretrained.strip("/").split("/")[-2:])
+
+
+def test_records_naming_no_checkpoint_are_read_as_the_runs_own(tmp_path: Path) -> None:
+    # Shards written before records named their checkpoint: read as before.
+    out = tmp_path / "runs" / "plain"
+    _write_setting(out, "20250101_120000", "none", f"pretrained={CKPT}", np.random.default_rng(0),
+                   image_dist=IMAGE, drop=False, checkpoint=None)
+    shard = out / "rd_routing" / f"{CKPT_DIR}__none" / "routing_rank000.jsonl"
+    assert "checkpoint" not in shard.read_text().splitlines()[0]
+    (setting,) = build_report([tmp_path / "runs"], n_boot=N_BOOT)["settings"]
+    assert setting["routing"]["benchmarks"][0]["n_pairs"] == N_PAIRS
+
+
+def _as_lmms_eval_cli_wrote_it(results: Path, output_path: str) -> None:
+    """Add what lmms-eval's CLI records of the run: the --output_path it was given."""
+    data = json.loads(results.read_text())
+    data["config"]["resolved_cli_args"] = {"output_path": output_path, "model": MODEL_ID}
+    results.write_text(json.dumps(data))
+
+
+def test_a_copied_run_reads_its_own_routing_never_the_original(tmp_path: Path) -> None:
+    import shutil
+
+    original, _ = build_runs(tmp_path / "original")
+    for name in ("plain", "soft"):
+        (results,) = (original / name).rglob("*_results.json")
+        _as_lmms_eval_cli_wrote_it(results, str(original / name))  # absolute, as the run was given it
+    copy = tmp_path / "copy" / "runs"
+    shutil.copytree(original, copy)
+    # The copy's plain routing lost one rank's shard: a report that read the original's would not see it.
+    for path in (copy / "plain" / "rd_routing" / f"{CKPT_DIR}__none").glob("routing_rank001.*"):
+        path.unlink()
+    rep = build_report([copy], n_boot=N_BOOT)
+    plain = _setting(rep, "none")
+    assert plain["routing"]["routing_dirs"] == [str(copy / "plain" / "rd_routing" / f"{CKPT_DIR}__none")]
+    assert plain["routing"]["benchmarks"][0]["n_pairs"] < N_PAIRS - 2
+    assert plain["routing_notes"] == []
+
+    # Copied without its routing: no routing for that run, and the report says where it was left.
+    shutil.rmtree(copy / "plain" / "rd_routing")
+    rep = build_report([copy], n_boot=N_BOOT)
+    plain = _setting(rep, "none")
+    assert plain["routing"] is None
+    (note,) = plain["routing_notes"]
+    assert str(original / "plain") in note and "not read" in note and "copied or moved" in note
+    assert note in to_markdown(rep)
+
+
+def test_a_relative_routing_dir_is_found_beside_a_moved_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Run from tmp_path/work as `--output_path out ... routing_dir=out/routing`, then moved to tmp_path/moved.
+    work, moved = tmp_path / "work", tmp_path / "moved"
+    results = _write_setting(work / "out", "20250101_120000", "none", f"pretrained={CKPT},routing_dir=out/routing",
+                             np.random.default_rng(0), image_dist=IMAGE, drop=False, routing=work / "out" / "routing")
+    _as_lmms_eval_cli_wrote_it(results, "out")
+    (work / "out").rename(moved)
+    monkeypatch.chdir(tmp_path)
+    (setting,) = build_report([moved], n_boot=N_BOOT)["settings"]
+    assert setting["routing"]["routing_dirs"] == [str(moved / "routing")]
+
+
+def test_routing_of_a_run_that_did_not_finish_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root, hash_ = build_runs(tmp_path)
+    # The soft run was killed: its routing shards are there, lmms-eval's results and samples are not.
+    for path in (root / "soft" / CKPT_DIR).iterdir():
+        path.unlink()
+    rep = build_report([root], n_boot=N_BOOT)
+    assert [s["intervention"] for s in rep["settings"]] == ["none"]
+    (note,) = rep["notes"]
+    assert str(root / "soft" / "rd_routing" / f"{CKPT_DIR}__{hash_}") in note and "did not finish" in note
+    assert note in to_markdown(rep)
+    # Nothing finished at all: the command says so, in one line.
+    _exit_2([str(root / "soft")], capsys, "did not finish")

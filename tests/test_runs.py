@@ -66,11 +66,12 @@ def write_run(
     *,
     model_dir: str = "Qwen__Qwen3-VL-30B-A3B-Instruct",
     model_args: str = MODEL_ARGS,
+    model: str = "qwen3_vl",
 ) -> Path:
     folder = out / model_dir if model_dir else out
     folder.mkdir(parents=True, exist_ok=True)
     results = folder / f"{date_id}_results.json"
-    results.write_text(json.dumps(results_json(list(samples), model_args=model_args), indent=2))
+    results.write_text(json.dumps(results_json(list(samples), model=model, model_args=model_args), indent=2))
     for task, rows in samples.items():
         form = "img" if task.endswith("_img") else "txt"
         lines = [sample_line(i, pid, form, ok, pred, ans) for i, (pid, ok, pred, ans) in enumerate(rows)]
@@ -163,6 +164,19 @@ def test_find_runs_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"no lmms-eval results \(\*_results.json\) found under .*empty"):
         find_runs(tmp_path / "empty")
+
+
+def test_a_killed_run_is_named_as_one(tmp_path: Path) -> None:
+    # lmms-eval killed mid-run: the adapter streamed routing shards, lmms-eval wrote no results.
+    folder = tmp_path / "out" / "rd_routing" / "acme__rd-tiny-A1B__none"
+    folder.mkdir(parents=True)
+    (folder / "routing_rank000.jsonl").write_text("")
+    with pytest.raises(ValueError) as caught:
+        find_runs(tmp_path / "out")
+    message = str(caught.value)
+    assert str(folder) in message and "did not finish" in message and "--use_cache" in message
+    assert "LMMS_CACHE_RUN_ID" in message and "\n" not in message
+    assert "pass the folder given to" not in message
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,19 @@ report and expert identification read) have a file of their own: a third of the 
 
 Crash safety: a batch's arrays are written and fsynced before its JSON lines, and a line names the offsets of
 its own arrays, so a crash loses at most the batch in flight: sidecar bytes that no line names are ignored, a
-torn last line is skipped, and the next writer on the shard trims that torn line before appending. Shards of
+torn last line is skipped, and the next batch appended to the shard trims that torn line first. Shards of
 a run are merged by the reader, multi-GPU needs no gather.
+
+Concurrent writers: two processes may append to one shard (two runs with the same output path, checkpoint
+and setting share the default folder). Each batch is appended under an exclusive OS lock on the shard's JSONL
+file (``flock``, one lock per batch), and its offsets are taken under that lock, so batches of different
+writers follow each other whole and every line names its own arrays.
+
+Whose records: a record names the model id, the checkpoint (``pretrained`` as the run gave it, and
+``checkpoint``, what identifies it: the absolute path of a local folder, symlinks resolved, or the hub id as
+given) and the intervention hash; :func:`select_records` picks a run's own records by those. Records written
+before checkpoints were recorded carry neither key: they are taken as the records of whichever run of their
+model and setting reads them, as before.
 
 Version 1 shards (arrays inline as JSON lists) are still read, and so are early version 2 shards, whose lines
 name no file because counts and sums shared one sidecar, ``routing_rank000.bin``.
@@ -23,13 +34,14 @@ name no file because counts and sums shared one sidecar, ``routing_rank000.bin``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -65,6 +77,29 @@ def checkpoint_label(pretrained: str) -> str:
     return "__".join(parts[-2:]) if parts else "model"
 
 
+def checkpoint_identity(pretrained: str) -> str:
+    """What identifies a checkpoint: a local folder by its absolute path (symlinks resolved), anything else (a
+    hub id) as given. Two runs naming one folder differently (``./ckpt``, ``/abs/ckpt``) get the same identity;
+    one relative name run from two folders gets two."""
+    text = str(pretrained).strip()
+    local = Path(text).expanduser()
+    if text and local.is_dir():
+        return str(local.resolve())
+    return text
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """The checkpoint a record was made with: `pretrained` as the run gave it and its identity."""
+
+    pretrained: str
+    checkpoint: str
+
+    @classmethod
+    def of(cls, pretrained: str) -> CheckpointRef:
+        return cls(pretrained=str(pretrained), checkpoint=checkpoint_identity(pretrained))
+
+
 def routing_folder(output_path: str | os.PathLike[str], pretrained: str, intervention_hash: str) -> Path:
     """Where a run's routing shards go by default: beside lmms-eval's output, one folder per setting."""
     return Path(output_path) / "rd_routing" / f"{checkpoint_label(pretrained)}__{intervention_hash}"
@@ -89,8 +124,9 @@ def form_of_task(task: str) -> str:
     return ""
 
 
-def _record_header(identity: DocIdentity, model: str, intervention_hash: str, error: str | None) -> dict[str, Any]:
-    return {
+def _record_header(identity: DocIdentity, model: str, intervention_hash: str, error: str | None,
+                   checkpoint: CheckpointRef | None) -> dict[str, Any]:
+    header = {
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
         "task": identity.task,
@@ -100,24 +136,30 @@ def _record_header(identity: DocIdentity, model: str, intervention_hash: str, er
         "intervention": intervention_hash,
         "error": error,
     }
+    if checkpoint is not None:
+        header |= {"pretrained": checkpoint.pretrained, "checkpoint": checkpoint.checkpoint}
+    return header
 
 
 def document_record(identity: DocIdentity, routing: BatchRouting, row: int, *, model: str,
-                    intervention_hash: str, error: str | None = None) -> dict[str, Any]:
+                    intervention_hash: str, checkpoint: CheckpointRef | None = None,
+                    error: str | None = None) -> dict[str, Any]:
     """Record of row `row` of a batch: counts as integer arrays [L, E] and probability sums as float32 [L, E]
-    per base scope (numpy arrays; `ShardWriter.append` moves them into the shard's sidecar)."""
+    per base scope (numpy arrays; `ShardWriter.append` moves them into the shard's sidecar). The adapter always
+    names the checkpoint; a record without one reads as a record of an unknown checkpoint (see the module doc)."""
     counts = np.rint(routing.counts[row])  # [L, 3, E]
     prob_sums = routing.prob_sums[row].astype(np.float32, copy=False)
-    return _record_header(identity, model, intervention_hash, error) | {
+    return _record_header(identity, model, intervention_hash, error, checkpoint) | {
         "tokens": {scope: int(routing.tokens[row, s]) for s, scope in enumerate(BASE_SCOPES)},
         "counts": {scope: counts[:, s, :].astype(np.int64) for s, scope in enumerate(BASE_SCOPES)},
         "prob_sums": {scope: prob_sums[:, s, :] for s, scope in enumerate(BASE_SCOPES)},
     }
 
 
-def error_record(identity: DocIdentity, *, model: str, intervention_hash: str, error: str) -> dict[str, Any]:
+def error_record(identity: DocIdentity, *, model: str, intervention_hash: str, error: str,
+                 checkpoint: CheckpointRef | None = None) -> dict[str, Any]:
     """A document that could not be run: its identity and the reason, no statistics."""
-    return _record_header(identity, model, intervention_hash, error) | {
+    return _record_header(identity, model, intervention_hash, error, checkpoint) | {
         "tokens": None, "counts": None, "prob_sums": None,
     }
 
@@ -190,42 +232,62 @@ def _trim_torn_tail(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
+@contextlib.contextmanager
+def _locked_for_append(path: Path) -> Iterator[BinaryIO]:
+    """`path` open for appending, under an exclusive OS lock (``flock``) until the block ends: another process
+    appending to the same shard waits for the whole batch. The lock goes with the file's closing, also when
+    the process dies."""
+    import fcntl  # POSIX; ShardWriter checks for it when constructed
+
+    with open(path, "ab") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield fh
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 class ShardWriter:
-    """Appends records to this rank's shard; each batch is flushed and fsynced before generation goes on."""
+    """Appends records to this rank's shard; each batch is appended under the shard's lock, flushed and fsynced
+    before generation goes on."""
 
     def __init__(self, directory: str | os.PathLike[str], rank: int) -> None:
         self.path = Path(directory) / SHARD_PATTERN.format(rank=rank)
         self.sidecars = sidecar_paths(self.path)
         try:
+            import fcntl  # noqa: F401
+        except ImportError:
+            raise ValueError("routing records need POSIX file locks (fcntl), which this platform lacks; "
+                             "pass record_routing=false in model_args") from None
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ValueError(f"routing_dir {str(self.path.parent)!r} is not writable: {exc.strerror or exc}") from None
-        self._trimmed = False
 
     def append(self, records: list[dict[str, Any]]) -> None:
         if not records:
             return
-        if not self._trimmed:  # a previous run on this shard may have died mid-line
-            _trim_torn_tail(self.path)
-            self._trimmed = True
         split = [_array_blocks(record) for record in records]
-        for name, index in (("counts", 1), ("prob_sums", 2)):
-            with open(self.sidecars[name], "ab") as fh:
-                offset = fh.seek(0, os.SEEK_END)  # bytes of a batch that died before its lines are simply skipped
-                for entry in split:
-                    block = entry[index]
-                    if block is not None:
-                        entry[0]["arrays"][name] |= {"file": self.sidecars[name].name, "offset": offset}
-                        fh.write(memoryview(block).cast("B"))
-                        offset += block.nbytes
-                fh.flush()
-                os.fsync(fh.fileno())
-        lines = [entry[0] for entry in split]
-        payload = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with _locked_for_append(self.path) as shard:
+            # Under the lock: a writer that died mid-line (this run's predecessor or a concurrent run) left a
+            # torn line, and every offset below is the end of a sidecar no other writer is extending.
+            _trim_torn_tail(self.path)
+            for name, index in (("counts", 1), ("prob_sums", 2)):
+                with open(self.sidecars[name], "ab") as fh:
+                    offset = fh.seek(0, os.SEEK_END)  # bytes of a batch that died before its lines are skipped
+                    for entry in split:
+                        block = entry[index]
+                        if block is not None:
+                            entry[0]["arrays"][name] |= {"file": self.sidecars[name].name, "offset": offset}
+                            fh.write(memoryview(block).cast("B"))
+                            offset += block.nbytes
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            lines = [entry[0] for entry in split]
+            payload = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+            shard.write(payload.encode("utf-8"))
+            shard.flush()
+            os.fsync(shard.fileno())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -339,8 +401,50 @@ def read_routing_records(directory: str | os.PathLike[str]) -> Iterator[dict[str
 
 
 def merge_routing_records(directory: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Records of all ranks, one per (task, doc_id, intervention), sorted; a rerun's later record wins."""
-    merged: dict[tuple[str, int, str], dict[str, Any]] = {}
+    """Records of all ranks, one per (task, doc_id, intervention, model, checkpoint), sorted; a rerun's later
+    record wins. Records of different checkpoints or models in one folder are all kept: pick a run's own with
+    :func:`select_records`."""
+    merged: dict[tuple[str, int, str, str, str, str], dict[str, Any]] = {}
     for record in read_routing_records(directory):
-        merged[(record["task"], int(record["doc_id"]), record["intervention"])] = record
+        key = (record["task"], int(record["doc_id"]), record["intervention"], str(record.get("model") or ""),
+               str(record.get("checkpoint") or ""), str(record.get("pretrained") or ""))
+        merged[key] = record
     return [merged[key] for key in sorted(merged)]
+
+
+@dataclass(frozen=True)
+class RecordOwner:
+    """Whose records a reader wants: a run's model id, its ``pretrained`` as its model_args gave it (None: the
+    run named none, so any) and its intervention hash; None for the model or the hash: any."""
+
+    model: str | None
+    pretrained: str | None
+    intervention: str | None
+
+
+def select_records(records: Iterable[Mapping[str, Any]], owner: RecordOwner, *, where: str) -> list[Any]:
+    """The records of `owner`'s run among `records` (e.g. a folder shared by several runs), in order.
+
+    A record is the run's when its intervention hash and model id are the run's and it names the run's
+    ``pretrained``; a record naming no checkpoint (written before checkpoints were recorded) is taken as the
+    run's. Records that match but come from different checkpoints (one relative ``pretrained`` run from two
+    folders) are refused with a ValueError naming `where`, unless the run's ``pretrained`` is a folder here
+    whose identity picks one of them."""
+    pretrained = None if owner.pretrained is None else owner.pretrained.strip()
+    chosen = [r for r in records
+              if (owner.intervention is None or str(r.get("intervention")) == owner.intervention)
+              and (owner.model is None or r.get("model") == owner.model)
+              and (pretrained is None or r.get("pretrained") is None or str(r["pretrained"]).strip() == pretrained)]
+    identities = {str(r["checkpoint"]) for r in chosen if r.get("checkpoint") is not None}
+    if len(identities) <= 1:
+        return chosen
+    own = checkpoint_identity(pretrained) if pretrained else None
+    if own in identities:
+        return [r for r in chosen if r.get("checkpoint") in (None, own)]
+    named = f"pretrained={pretrained!r}" if pretrained else "no pretrained="
+    raise ValueError(
+        f"{where}: routing records of {len(identities)} checkpoints ({', '.join(sorted(identities))}) match a run "
+        f"of model {owner.model or '(any)'} with {named} and intervention {owner.intervention or '(any)'}; cannot "
+        f"tell which is the run's: give each checkpoint its own routing_dir (or output path), or name it by its "
+        f"absolute path"
+    )
