@@ -10,7 +10,10 @@ and every rd task reads its records from ``<benchmark>/<file>`` there instead of
 copies). When the variable is set, a missing file is an error naming the path and the variable; nothing falls
 back to the Hub silently. Unset (or empty), tasks load their Hub dataset as lmms-eval would.
 
-:func:`local_path` is the pure resolution rule; :func:`load_split` loads a :class:`DataSource` either way.
+:func:`local_path` is the pure resolution rule; :func:`load_split` loads a :class:`DataSource` either way,
+:func:`load_hub` a Hub split at the benchmark's pinned revision (:mod:`rd_eval.dataset_revisions`), and a
+:class:`MirrorReader` remembers the mirror files a loader reads. Every load comes with its
+:class:`~rd_eval.data_provenance.DataRecord`; :func:`declaration` is the source a task declares before loading.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from rd_eval.data_provenance import MIRROR_ORIGIN, DataRecord, hub_record, mirror_record
+from rd_eval.dataset_revisions import ENV_VAR as REVISIONS_VAR
+from rd_eval.dataset_revisions import RevisionError, overrides, requested
+
+if TYPE_CHECKING:
+    import datasets
 
 ENV_VAR = "RD_EVAL_DATA_DIR"
 LOCAL_SUFFIXES = (".jsonl", ".parquet")
@@ -133,23 +143,100 @@ def _hub_cache_dir() -> str | None:
     return _resolve_hf_datasets_cache_dir()
 
 
-def load_split(source: DataSource, *, environ: Mapping[str, str] | None = None):
-    """The records of ``source`` as a ``datasets.Dataset``: from the local mirror when RD_EVAL_DATA_DIR is set,
-    else from the Hub (through the datasets cache, so ``HF_DATASETS_OFFLINE=1`` works once cached)."""
+@dataclass(frozen=True)
+class Loaded:
+    """A loaded split and the record of where it came from."""
+
+    dataset: datasets.Dataset
+    record: DataRecord
+
+
+def load_hub(benchmark: str, hub: HubSplit, *, environ: Mapping[str, str] | None = None) -> Loaded:
+    """``hub`` at the revision requested for ``benchmark`` (its pin, or RD_EVAL_DATASET_REVISIONS), through the
+    datasets cache lmms-eval uses (so ``HF_DATASETS_OFFLINE=1`` works once cached); the commit read is recorded
+    and must be the pinned one."""
     import datasets
 
-    path = local_path(source.benchmark, source.relative, environ=environ)
-    if path is not None:
-        if path.suffix == ".parquet":
-            return datasets.Dataset.from_parquet(str(path))
-        return datasets.Dataset.from_list(read_jsonl(path))
-    hub = source.hub
+    want = requested(benchmark, environ)
     try:
-        return datasets.load_dataset(hub.path, hub.name, split=hub.split, cache_dir=_hub_cache_dir(),
-                                     download_mode=datasets.DownloadMode.REUSE_DATASET_IF_EXISTS)
+        dataset = datasets.load_dataset(hub.path, hub.name, split=hub.split, revision=want.revision,
+                                        cache_dir=_hub_cache_dir(),
+                                        download_mode=datasets.DownloadMode.REUSE_DATASET_IF_EXISTS)
     except Exception as err:
         raise RuntimeError(
-            f"{source.benchmark}: could not load {hub.path} (config {hub.name}, split {hub.split}) from the "
-            f"Hugging Face Hub or its cache ({type(err).__name__}: {err}); to use a local copy instead, set "
-            f"{ENV_VAR} to a folder holding {source.benchmark}/{source.relative}"
+            f"{benchmark}: could not load {hub.path} (config {hub.name}, split {hub.split}, revision "
+            f"{want.label}) from the Hugging Face Hub or its cache ({type(err).__name__}: {err}); to use a local "
+            f"copy instead, set {ENV_VAR} to a local mirror (see rd_eval.data_sources)"
         ) from err
+    return Loaded(dataset, hub_record(want, hub.path, hub.name, hub.split, dataset))
+
+
+def _check_no_revision_override(benchmark: str, root: Path, environ: Mapping[str, str] | None) -> None:
+    if benchmark in overrides(environ):
+        raise RevisionError(
+            f"{REVISIONS_VAR} sets a Hub revision for {benchmark}, but {ENV_VAR}={str(root)!r} is set, so {benchmark} "
+            f"is read from that local mirror and the revision would do nothing; unset one of the two")
+
+
+class MirrorReader:
+    """Reads one benchmark's files from the local mirror (``$RD_EVAL_DATA_DIR/<folder>/...``) and remembers
+    each file read, for the record's content hash."""
+
+    def __init__(self, benchmark: str, folder: str, root: Path, environ: Mapping[str, str] | None = None) -> None:
+        self.benchmark, self.folder, self.root, self._environ = benchmark, folder, root, environ
+        self._read: dict[str, Path] = {}
+
+    @classmethod
+    def from_env(cls, benchmark: str, folder: str,
+                 environ: Mapping[str, str] | None = None) -> MirrorReader | None:
+        """A reader when RD_EVAL_DATA_DIR is set, else None (the benchmark comes from the Hub)."""
+        root = data_dir(environ)
+        if root is None:
+            return None
+        _check_no_revision_override(benchmark, root, environ)
+        return cls(benchmark, folder, root, environ)
+
+    def file(self, relative: str) -> Path:
+        """``<folder>/<relative>`` of the mirror, which must exist (errors name the path and the variable)."""
+        path = local_path(self.folder, relative, environ=self._environ)
+        if path is None:  # RD_EVAL_DATA_DIR was unset after the reader was made
+            raise LocalDataError(f"{self.benchmark}: {ENV_VAR} is no longer set; cannot read {self.folder}/{relative}")
+        within = PurePosixPath(self.folder) / PurePosixPath(relative.replace("\\", "/"))
+        self._read[within.as_posix()] = path
+        return path
+
+    def image(self, relative: str) -> str:
+        """An image file of the mirror, as an absolute path (the image forms need every image)."""
+        return str(self.file(relative).resolve())
+
+    def record(self) -> DataRecord:
+        """The record of every file read so far."""
+        return mirror_record(self.benchmark, self.root / self.folder, self._read)
+
+
+def declaration(benchmark: str, dataset: str, folder: str,
+                environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The source a task declares when lmms-eval reads its YAML (``metadata.rd_data_source``): the local mirror
+    folder, or the Hub dataset and the revision requested. Bad settings fail here, before any loading."""
+    root = data_dir(environ)
+    if root is not None:
+        _check_no_revision_override(benchmark, root, environ)
+        return DataRecord(benchmark=benchmark, source="local", dataset=str(root / folder), revision=None,
+                          origin=MIRROR_ORIGIN).to_dict()
+    want = requested(benchmark, environ)
+    return DataRecord(benchmark=benchmark, source="hub", dataset=dataset, revision=want.label,
+                      origin=want.origin).to_dict()
+
+
+def load_split(source: DataSource, *, environ: Mapping[str, str] | None = None) -> Loaded:
+    """The records of ``source`` as a ``datasets.Dataset`` with their record: from the local mirror when
+    RD_EVAL_DATA_DIR is set, else from the Hub at the benchmark's revision."""
+    import datasets
+
+    reader = MirrorReader.from_env(source.benchmark, source.benchmark, environ)
+    if reader is not None:
+        path = reader.file(source.relative)
+        if path.suffix == ".parquet":
+            return Loaded(datasets.Dataset.from_parquet(str(path)), reader.record())
+        return Loaded(datasets.Dataset.from_list(read_jsonl(path)), reader.record())
+    return load_hub(source.benchmark, source.hub, environ=environ)

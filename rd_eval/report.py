@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rd_eval import data_provenance
 from rd_eval.divergence import (
     band_sites,
     divergence_correctness_correlation,
@@ -708,6 +709,7 @@ def build_report(
         "level": LEVEL,
         "band": {"fractions": list(BAND_FRACTIONS)},
         "settings": out_settings,
+        "data_sources": data_provenance.report_rows(settings),
     })
 
 
@@ -752,6 +754,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
         lines.append(f"  - `{s['key']}`: {len(s['runs'])} run(s), {s['n_samples']} samples{extra}")
         lines += [f"    - {note}" for note in s.get("routing_notes", ())]
     lines += [f"- Not reported: {note}" for note in report.get("notes", ())]
+    lines += data_provenance.markdown_lines(report.get("data_sources"))
     for s in report["settings"]:
         title = f"Gaps: {s['label']}" + (" vs plain" if s["role"] == "intervened" else "")
         lines += ["", _shift_headings(gaps_markdown(s["gaps"], title=title)).rstrip()]

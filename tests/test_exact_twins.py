@@ -329,7 +329,8 @@ def test_gsm8k_scores_right_and_wrong_with_real_answers(loaded: dict[str, Any], 
             right = task.process_results(doc, [f"Step by step... so she makes \\boxed{{{answer}}}."])["rd_acc"]
             wrong = task.process_results(doc, [f"The answer is \\boxed{{{_number_wrong(answer)}}}."])["rd_acc"]
             assert right == {"pair_id": doc["pair_id"], "form": form, "correct": 1,
-                             "pred": scoring.extract_number(answer), "answer": answer, "error": None}
+                             "pred": scoring.extract_number(answer), "answer": answer, "error": None,
+                             "data_source": json.loads(doc["rd_data_source"])}
             assert wrong["correct"] == 0 and wrong["error"] is None and wrong["pair_id"] == doc["pair_id"]
             items += [right, wrong]
         assert task.aggregation()["rd_acc"](items) == 0.5

@@ -26,6 +26,7 @@ from PIL import Image
 from rd_eval.benchmarks import BENCHMARKS, TRANSCRIPT_TWINS, common, dynamath, mathverse, mathvision, mathvista
 from rd_eval.benchmarks.common import LETTERS, BenchDoc, mean_correct, numeric_answer, worst_case_accuracy
 from rd_eval.data_sources import LocalDataError
+from rd_eval.dataset_revisions import PINS, UNPINNED
 from rd_eval.doc_errors import error_response
 from rd_eval.gaps import compare_runs, to_markdown
 from rd_eval.runs import find_runs, load_paired_samples
@@ -374,7 +375,8 @@ def test_error_response_is_recorded_not_scored(env: dict[str, Any], form: str) -
     doc = text_docs(env, f"rd_mathvision_{form}")[0]
     item = t.process_results(doc, [error_response(f"image unreadable (expected {doc['answer']})")])["rd_acc"]
     assert item == {"pair_id": doc["pair_id"], "form": form, "correct": None, "pred": None,
-                    "answer": doc["answer"], "error": f"image unreadable (expected {doc['answer']})"}
+                    "answer": doc["answer"], "error": f"image unreadable (expected {doc['answer']})",
+                    "data_source": json.loads(doc["rd_data_source"])}
     right = t.process_results(doc, [_right(doc)])["rd_acc"]
     assert t.aggregation()["rd_acc"]([item, right]) == 1.0 and t.aggregation()["rd_acc"]([item]) == 0.0
 
@@ -487,19 +489,29 @@ HUB_ROWS: dict[str, Callable[[], list[dict[str, Any]]]] = {
 }
 
 
+def _pinned(benchmark: str) -> str | None:
+    revision = PINS[benchmark].revision
+    return None if revision == UNPINNED else revision
+
+
 @pytest.mark.parametrize("benchmark", sorted(HUB_ROWS))
 def test_hub_datasets_become_the_same_documents(benchmark: str, monkeypatch: pytest.MonkeyPatch) -> None:
     module = BENCHMARKS[benchmark]
     calls = []
 
-    def fake_hub(path: str, name: str | None, split: str) -> datasets.Dataset:
-        calls.append((path, name, split))
+    def fake_load_dataset(path: str, name: str | None = None, *, split: str, revision: str | None = None,
+                          **kwargs: Any) -> datasets.Dataset:
+        calls.append((path, name, split, revision))
         return _hub(HUB_ROWS[benchmark](), module.HUB.image_column)
 
     monkeypatch.delenv("RD_EVAL_DATA_DIR", raising=False)
-    monkeypatch.setattr(common, "load_hub", fake_hub)
+    monkeypatch.delenv("RD_EVAL_DATASET_REVISIONS", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     img, txt = module.load("img"), module.load("txt")
-    assert calls == [(module.HUB.path, module.HUB.name, module.HUB.split)] * 2
+    assert calls == [(module.HUB.path, module.HUB.name, module.HUB.split, _pinned(benchmark))] * 2
+    record = json.loads(txt[0]["rd_data_source"])
+    assert (record["source"], record["dataset"], record["revision"]) == (
+        "hub", module.HUB.path, _pinned(benchmark) or UNPINNED)
     assert "image" in img.column_names and "image" not in txt.column_names
     assert img["pair_id"] == txt["pair_id"] and isinstance(img[0]["image"], Image.Image)
     assert img.select_columns([c for c in img.column_names if c != "image"]).to_list() == txt.to_list()
@@ -532,8 +544,9 @@ def test_hub_mathverse_pairs_vision_forms_with_text_only_by_problem_index(monkey
                  row("2", "Text Only", "Find the area.", "Area $=9.4 \\mathrm{~cm}^{2}$", "free-form")]
     vision = [row("2", "Vision Only", "", "9.4", "free-form"), row("1", "Vision Only", "", "A", "multi-choice")]
 
-    def fake_hub(path: str, name: str | None, split: str) -> datasets.Dataset:
-        assert path == "CaraJ/MathVerse-lmmseval"
+    def fake_hub(path: str, name: str | None = None, *, split: str, revision: str | None = None,
+                 **kwargs: Any) -> datasets.Dataset:
+        assert (path, revision) == ("CaraJ/MathVerse-lmmseval", PINS["mathverse"].revision)
         if (name, split) == ("testmini_text_only", "text_only"):
             return datasets.Dataset.from_list([{**r, "image": ""} for r in text_only])
         assert (name, split) in (("testmini_version_split", "vision_only"), ("testmini_version_split",
@@ -541,7 +554,8 @@ def test_hub_mathverse_pairs_vision_forms_with_text_only_by_problem_index(monkey
         return _hub([dict(r) for r in vision], "image")
 
     monkeypatch.delenv("RD_EVAL_DATA_DIR", raising=False)
-    monkeypatch.setattr(mathverse, "load_hub", fake_hub)
+    monkeypatch.delenv("RD_EVAL_DATASET_REVISIONS", raising=False)
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
     img, vd, txt = mathverse.load("img"), mathverse.load("vd_img"), mathverse.load("txt")
     assert txt["pair_id"] == ["1", "2"] and img["pair_id"] == vd["pair_id"] == ["2", "1"]
     twin = {d.pair_id: d for d in map(BenchDoc.from_row, txt)}
@@ -671,3 +685,14 @@ def test_transcribe_then_evaluate_mathvision_end_to_end(env: dict[str, Any], tin
     lines = run_record.samples["rd_mathvision_txt"].read_text().splitlines()
     txt_inputs = [json.loads(line)["input"] for line in lines if line.strip()]
     assert all(common.TRANSCRIPT_LABEL in text for text in txt_inputs)
+    # The data source: declared in the task config of the results JSON, and read (with the mirror's content
+    # hash) in every logged rd_acc item.
+    configs = json.loads(run_record.results_path.read_text())["configs"]
+    mirror = str(Path(os.environ["RD_EVAL_DATA_DIR"]) / "math_vision")
+    for form in ("img", "txt"):
+        declared = configs[f"rd_mathvision_{form}"]["metadata"]["rd_data_source"]
+        assert (declared["source"], declared["dataset"], declared["benchmark"]) == ("local", mirror, "mathvision")
+        items = [json.loads(line)["rd_acc"]["data_source"] for line in
+                 run_record.samples[f"rd_mathvision_{form}"].read_text().splitlines() if line.strip()]
+        assert len({json.dumps(i, sort_keys=True) for i in items}) == 1 and items[0]["dataset"] == mirror
+        assert items[0]["revision"].startswith("sha256:") and items[0]["files"] >= 1

@@ -19,8 +19,10 @@ dynamath   original                     transcript                              
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from rd_eval.benchmarks import dynamath, logicvista, mathverse, mathvision, mathvista, wemath
+from rd_eval.data_sources import declaration
 
 BENCHMARKS: dict[str, ModuleType] = {
     m.NAME: m for m in (mathverse, mathvista, mathvision, wemath, logicvista, dynamath)
@@ -34,3 +36,11 @@ def benchmark(name: str) -> ModuleType:
         return BENCHMARKS[name]
     except KeyError:
         raise ValueError(f"unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}") from None
+
+
+def dataset_declaration(name: str) -> dict[str, Any]:
+    """The data source a benchmark's tasks declare (``metadata.rd_data_source``): its local mirror folder, or
+    its Hub dataset and the revision requested (:func:`rd_eval.data_sources.declaration`)."""
+    module = benchmark(name)
+    hub = next(iter(module.HUB.values())) if isinstance(module.HUB, dict) else module.HUB
+    return declaration(module.NAME, hub.path, module.FOLDER)

@@ -14,7 +14,6 @@ leaves out of the documents it gives to prompts and scoring.
 from __future__ import annotations
 
 import json
-import os
 import re
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rd_eval.data_provenance import with_record
+from rd_eval.data_sources import HubSplit, MirrorReader, load_hub
 from rd_eval.doc_errors import error_reason
 from rd_eval.scoring import ANSWER_TYPES, extract_answer, is_correct
 
@@ -410,50 +411,12 @@ def to_dataset(docs: Sequence[BenchDoc], *, with_image: bool) -> datasets.Datase
     return datasets.Dataset.from_list(rows, features=features)
 
 
-def load_hub(path: str, name: str | None, split: str) -> datasets.Dataset:
-    """A split of a Hugging Face dataset, through the datasets cache lmms-eval itself uses (so
-    ``HF_DATASETS_OFFLINE=1`` works once it is cached); a failure names the local-mirror alternative."""
-    import datasets
-
-    from rd_eval.data_sources import ENV_VAR
-
-    try:  # LMMS_EVAL_DATASETS_CACHE, else HF_DATASETS_CACHE / HF_HOME, as lmms-eval resolves it
-        from lmms_eval.api.task import _resolve_hf_datasets_cache_dir
-
-        cache_dir: str | None = _resolve_hf_datasets_cache_dir()
-    except ImportError:
-        cache_dir = os.environ.get("LMMS_EVAL_DATASETS_CACHE") or None
-    try:
-        return datasets.load_dataset(path, name, split=split, cache_dir=cache_dir,
-                                     download_mode=datasets.DownloadMode.REUSE_DATASET_IF_EXISTS)
-    except Exception as err:
-        raise RuntimeError(
-            f"could not load {path} (config {name}, split {split}) from the Hugging Face Hub or its cache "
-            f"({type(err).__name__}: {err}); to read a local mirror instead, set {ENV_VAR} (see rd_eval.data_sources)"
-        ) from err
-
-
 def read_json(path: Path) -> Any:
     """A JSON file of a local mirror; errors name the file."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: not a readable JSON file ({err})") from None
-
-
-def mirror_file(folder: str, relative: str) -> Path | None:
-    """``$RD_EVAL_DATA_DIR/<folder>/<relative>``; None when no mirror is set; an error when it lacks the file."""
-    from rd_eval.data_sources import local_path
-
-    return local_path(folder, relative)
-
-
-def mirror_image(folder: str, relative: str) -> str:
-    """An image file of the local mirror, which must exist (the image forms need every image)."""
-    path = mirror_file(folder, relative)
-    if path is None:
-        raise ValueError(f"{folder}: no local mirror is set (RD_EVAL_DATA_DIR) to read image {relative!r} from")
-    return str(path.resolve())
 
 
 def _is_image_feature(feature: Any) -> bool:
@@ -503,28 +466,38 @@ def image_form(form: str, forms: Sequence[str] = FORMS) -> bool:
 
 @dataclass(frozen=True)
 class HubSource:
-    """Where lmms-eval's own task for the benchmark loads it: ``load_dataset(path, name, split=split)``."""
+    """Where lmms-eval's own task for the benchmark loads it: ``load_dataset(path, name, split=split)``, at the
+    revision :mod:`rd_eval.dataset_revisions` pins for the benchmark."""
 
     path: str
     name: str | None
     split: str
     image_column: str
 
+    @property
+    def split_ref(self) -> HubSplit:
+        return HubSplit(self.path, self.name, self.split)
+
 
 def build_form(
     with_image: bool,
     *,
-    mirror: Callable[[bool], list[BenchDoc] | None],
+    benchmark: str,
+    folder: str,
+    mirror: Callable[[bool, MirrorReader], list[BenchDoc]],
     hub: HubSource,
     to_docs: Callable[[list[dict[str, Any]]], list[tuple[int, BenchDoc]]],
 ) -> datasets.Dataset:
-    """A form's documents: from the local mirror when RD_EVAL_DATA_DIR is set (``mirror`` returns None
-    otherwise), else from the Hugging Face dataset."""
-    docs = mirror(with_image)
-    if docs is not None:
-        return to_dataset(docs, with_image=with_image)
-    return docs_from_hf(load_hub(hub.path, hub.name, hub.split), to_docs,
-                        image_column=hub.image_column if with_image else None)
+    """A form's documents, with the record of their source (column ``rd_data_source``): from the local mirror
+    (``mirror`` reads ``$RD_EVAL_DATA_DIR/<folder>``) when RD_EVAL_DATA_DIR is set, else from the Hugging Face
+    dataset at the benchmark's revision."""
+    reader = MirrorReader.from_env(benchmark, folder)
+    if reader is not None:
+        docs = mirror(with_image, reader)
+        return with_record(to_dataset(docs, with_image=with_image), reader.record())
+    loaded = load_hub(benchmark, hub.split_ref)
+    table = docs_from_hf(loaded.dataset, to_docs, image_column=hub.image_column if with_image else None)
+    return with_record(table, loaded.record)
 
 
 _OPTION_MARK = re.compile(r"(?:^|(?<=[;\n]))\s*([A-H])\s*[.:．：]\s*")

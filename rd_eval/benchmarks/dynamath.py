@@ -29,11 +29,10 @@ from rd_eval.benchmarks.common import (
     choice_letter,
     free_form_gold,
     image_form,
-    mirror_file,
-    mirror_image,
     numeric_answer,
     read_json,
 )
+from rd_eval.data_sources import MirrorReader
 
 if TYPE_CHECKING:
     import datasets
@@ -86,22 +85,20 @@ def docs_from_records(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, B
     return out
 
 
-def mirror_docs(with_image: bool) -> list[BenchDoc] | None:
-    first = mirror_file(FOLDER, "10trials/trial1/dataset.json")
-    if first is None:
-        return None
+def mirror_docs(with_image: bool, reader: MirrorReader) -> list[BenchDoc]:
     docs: list[BenchDoc] = []
     for variant in range(1, N_VARIANTS + 1):
         trial = f"10trials/trial{variant}"
-        data = read_json(mirror_file(FOLDER, f"{trial}/dataset.json"))  # type: ignore[arg-type]
+        data = read_json(reader.file(f"{trial}/dataset.json"))
         if not isinstance(data, dict):
             raise ValueError(f"{FOLDER}/{trial}/dataset.json: expected a JSON object keyed by question id")
         for question, record in data.items():
-            image = mirror_image(FOLDER, f"{trial}/{record['image']}") if with_image else None
+            image = reader.image(f"{trial}/{record['image']}") if with_image else None
             docs.append(variant_doc(record, str(question), variant, image))
     return sorted(docs, key=lambda d: (_numeric_key(d.group_id), d.variant))
 
 
 def load(form: str) -> datasets.Dataset:
     """``img`` (with images) or ``txt`` (the same documents, no image column)."""
-    return build_form(image_form(form), mirror=mirror_docs, hub=HUB, to_docs=docs_from_records)
+    return build_form(image_form(form), benchmark=NAME, folder=FOLDER, mirror=mirror_docs, hub=HUB,
+                      to_docs=docs_from_records)

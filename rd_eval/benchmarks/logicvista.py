@@ -23,10 +23,9 @@ from rd_eval.benchmarks.common import (
     choice_letters,
     free_form_gold,
     image_form,
-    mirror_file,
-    mirror_image,
     read_json,
 )
+from rd_eval.data_sources import MirrorReader
 
 if TYPE_CHECKING:
     import datasets
@@ -68,17 +67,16 @@ def docs_from_records(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, B
     return [(i, record_doc(r, hub_id(r))) for i, r in enumerate(records)]
 
 
-def mirror_docs(with_image: bool) -> list[BenchDoc] | None:
-    path = mirror_file(FOLDER, MIRROR_RECORDS)
-    if path is None:
-        return None
+def mirror_docs(with_image: bool, reader: MirrorReader) -> list[BenchDoc]:
+    path = reader.file(MIRROR_RECORDS)
     data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object keyed by question id (upstream data/dataset.json)")
-    return [record_doc(r, str(key), mirror_image(FOLDER, f"images/{r['imagename']}") if with_image else None)
+    return [record_doc(r, str(key), reader.image(f"images/{r['imagename']}") if with_image else None)
             for key, r in data.items()]
 
 
 def load(form: str) -> datasets.Dataset:
     """``img`` (with images) or ``txt`` (the same documents, no image column)."""
-    return build_form(image_form(form), mirror=mirror_docs, hub=HUB, to_docs=docs_from_records)
+    return build_form(image_form(form), benchmark=NAME, folder=FOLDER, mirror=mirror_docs, hub=HUB,
+                      to_docs=docs_from_records)

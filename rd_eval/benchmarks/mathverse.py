@@ -36,15 +36,13 @@ from rd_eval.benchmarks.common import (
     docs_from_hf,
     free_form_gold,
     image_form,
-    load_hub,
-    mirror_file,
-    mirror_image,
     option_index,
     parse_lettered_options,
     read_json,
     to_dataset,
 )
-from rd_eval.data_sources import read_jsonl
+from rd_eval.data_provenance import with_record
+from rd_eval.data_sources import MirrorReader, load_hub, read_jsonl
 
 if TYPE_CHECKING:
     import datasets
@@ -140,17 +138,10 @@ def hub_docs(form: str, records: Sequence[Mapping[str, Any]],
     return out
 
 
-def _pairs_lines() -> list[dict[str, Any]] | None:
-    path = mirror_file(FOLDER, "pairs.jsonl")
-    return None if path is None else read_jsonl(path)
-
-
-def mirror_docs(form: str, with_image: bool) -> list[BenchDoc] | None:
-    lines = _pairs_lines()
-    if lines is None:
-        return None
-    pages = read_json(mirror_file(FOLDER, "mv_data_public_subset.json"))  # type: ignore[arg-type]
-    testmini = read_json(mirror_file(FOLDER, "testmini_text_only.json"))  # type: ignore[arg-type]
+def mirror_docs(form: str, with_image: bool, reader: MirrorReader) -> list[BenchDoc]:
+    lines = read_jsonl(reader.file("pairs.jsonl"))
+    pages = read_json(reader.file("mv_data_public_subset.json"))
+    testmini = read_json(reader.file("testmini_text_only.json"))
     if not isinstance(pages, dict) or not isinstance(testmini, list):
         raise ValueError(f"{FOLDER}: mv_data_public_subset.json must be a JSON object keyed by pid and "
                          f"testmini_text_only.json a JSON list")
@@ -169,24 +160,26 @@ def mirror_docs(form: str, with_image: bool) -> list[BenchDoc] | None:
             docs.append(twin)
             continue
         record = pages[str(pids[VERSIONS[form]])]
-        image = mirror_image(FOLDER, f"images/{record['image']}") if with_image else None
+        image = reader.image(f"images/{record['image']}") if with_image else None
         docs.append(image_doc(record, twin, image=image, listed=listed_choices(record.get("choices"))))
     return docs
 
 
 def load(form: str) -> datasets.Dataset:
-    """``img`` (Vision-Only), ``vd_img`` (Vision-Dominant), both with images, or ``txt`` (Text-Only)."""
+    """``img`` (Vision-Only), ``vd_img`` (Vision-Dominant), both with images, or ``txt`` (Text-Only); with the
+    record of their source in column ``rd_data_source``."""
     with_image = image_form(form, FORMS)
-    docs = mirror_docs(form, with_image)
-    if docs is not None:
-        return to_dataset(docs, with_image=with_image)
-    text_only = load_hub(HUB["txt"].path, HUB["txt"].name, HUB["txt"].split)
+    reader = MirrorReader.from_env(NAME, FOLDER)
+    if reader is not None:
+        return with_record(to_dataset(mirror_docs(form, with_image, reader), with_image=with_image), reader.record())
+    text_only = load_hub(NAME, HUB["txt"].split_ref)
     if form == "txt":
         source, twins = text_only, None
     else:
-        hub = HUB[form]
-        source = load_hub(hub.path, hub.name, hub.split)
-        twins = text_only.select_columns([c for c in ("problem_index", "sample_index", "question", "answer",
-                                                      "question_type") if c in text_only.column_names]).to_list()
-    return docs_from_hf(source, lambda records: hub_docs(form, records, twins),
-                        image_column=HUB[form].image_column if with_image else None)
+        source = load_hub(NAME, HUB[form].split_ref)
+        columns = [c for c in ("problem_index", "sample_index", "question", "answer", "question_type")
+                   if c in text_only.dataset.column_names]
+        twins = text_only.dataset.select_columns(columns).to_list()
+    table = docs_from_hf(source.dataset, lambda records: hub_docs(form, records, twins),
+                         image_column=HUB[form].image_column if with_image else None)
+    return with_record(table, source.record)

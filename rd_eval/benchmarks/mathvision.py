@@ -24,12 +24,10 @@ from rd_eval.benchmarks.common import (
     choice_letter,
     free_form_gold,
     image_form,
-    mirror_file,
-    mirror_image,
     option_index,
     strip_image_tags,
 )
-from rd_eval.data_sources import read_jsonl
+from rd_eval.data_sources import MirrorReader, read_jsonl
 
 if TYPE_CHECKING:
     import datasets
@@ -65,13 +63,12 @@ def docs_from_records(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, B
     return [(i, record_doc(r)) for i, r in enumerate(records)]
 
 
-def mirror_docs(with_image: bool) -> list[BenchDoc] | None:
-    path = mirror_file(FOLDER, MIRROR_RECORDS)
-    if path is None:
-        return None
-    return [record_doc(r, mirror_image(FOLDER, str(r["image"])) if with_image else None) for r in read_jsonl(path)]
+def mirror_docs(with_image: bool, reader: MirrorReader) -> list[BenchDoc]:
+    records = read_jsonl(reader.file(MIRROR_RECORDS))
+    return [record_doc(r, reader.image(str(r["image"])) if with_image else None) for r in records]
 
 
 def load(form: str) -> datasets.Dataset:
     """``img`` (with images) or ``txt`` (the same documents, no image column)."""
-    return build_form(image_form(form), mirror=mirror_docs, hub=HUB, to_docs=docs_from_records)
+    return build_form(image_form(form), benchmark=NAME, folder=FOLDER, mirror=mirror_docs, hub=HUB,
+                      to_docs=docs_from_records)

@@ -23,12 +23,11 @@ from rd_eval.benchmarks.common import (
     build_form,
     free_form_gold,
     image_form,
-    mirror_file,
-    mirror_image,
     numeric_answer,
     option_index,
     read_json,
 )
+from rd_eval.data_sources import MirrorReader
 
 if TYPE_CHECKING:
     import datasets
@@ -67,16 +66,15 @@ def docs_from_records(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, B
     return [(i, record_doc(r)) for i, r in enumerate(records)]
 
 
-def mirror_docs(with_image: bool) -> list[BenchDoc] | None:
-    path = mirror_file(FOLDER, MIRROR_RECORDS)
-    if path is None:
-        return None
+def mirror_docs(with_image: bool, reader: MirrorReader) -> list[BenchDoc]:
+    path = reader.file(MIRROR_RECORDS)
     data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object keyed by pid (upstream data/testmini.json)")
-    return [record_doc(r, mirror_image(FOLDER, str(r["image"])) if with_image else None) for r in data.values()]
+    return [record_doc(r, reader.image(str(r["image"])) if with_image else None) for r in data.values()]
 
 
 def load(form: str) -> datasets.Dataset:
     """``img`` (with images) or ``txt`` (the same documents, no image column)."""
-    return build_form(image_form(form), mirror=mirror_docs, hub=HUB, to_docs=docs_from_records)
+    return build_form(image_form(form), benchmark=NAME, folder=FOLDER, mirror=mirror_docs, hub=HUB,
+                      to_docs=docs_from_records)

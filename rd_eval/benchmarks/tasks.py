@@ -1,5 +1,8 @@
 """The lmms-eval callables of one paired benchmark's tasks, which the task folders' ``utils.py`` re-export.
 
+Each rd_acc item carries the record of the documents' source (``data_source``, see
+:mod:`rd_eval.data_provenance`), so every logged sample says which data it was scored on.
+
 Each benchmark has an image form (``rd_<b>_img``), a text twin (``rd_<b>_txt``) and, for transcript twins, a
 transcription task (``rd_<b>_transcribe``: the image form with :data:`TRANSCRIBE_PROMPT` as its text, whose
 logged samples ``rd-eval twins transcribe`` turns into the transcript file the text twin reads).
@@ -17,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.benchmarks.common import BenchDoc, prompt_img, prompt_txt, score_response
+from rd_eval.data_provenance import ITEM_KEY, item_source
 from rd_eval.twins.transcripts import TRANSCRIBE_PROMPT, failed_transcriptions, transcript_for, transcript_result
 
 if TYPE_CHECKING:
@@ -103,7 +107,7 @@ class PairedTask:
     # scoring
     def _results(self, doc: Doc, results: Sequence[str], form: str) -> dict[str, dict[str, Any]]:
         bench = BenchDoc.from_row(doc)
-        item = score_response(bench, _first(results), form)
+        item = {**score_response(bench, _first(results), form), ITEM_KEY: item_source(doc)}
         out = {"rd_acc": item}
         if self.worst_case:
             out["rd_worst"] = {**item, "group_id": bench.group_id, "variant": bench.variant}

@@ -21,11 +21,10 @@ from rd_eval.benchmarks.common import (
     build_form,
     choice_letter,
     image_form,
-    mirror_file,
-    mirror_image,
     parse_lettered_options,
     read_json,
 )
+from rd_eval.data_sources import MirrorReader
 
 if TYPE_CHECKING:
     import datasets
@@ -59,16 +58,15 @@ def docs_from_records(records: Sequence[Mapping[str, Any]]) -> list[tuple[int, B
     return [(i, record_doc(r)) for i, r in enumerate(records)]
 
 
-def mirror_docs(with_image: bool) -> list[BenchDoc] | None:
-    path = mirror_file(FOLDER, MIRROR_RECORDS)
-    if path is None:
-        return None
+def mirror_docs(with_image: bool, reader: MirrorReader) -> list[BenchDoc]:
+    path = reader.file(MIRROR_RECORDS)
     data = read_json(path)
     if not isinstance(data, list):
         raise ValueError(f"{path}: expected a JSON list of rows (upstream data/testmini.json)")
-    return [record_doc(r, mirror_image(FOLDER, str(r["image_path"])) if with_image else None) for r in data]
+    return [record_doc(r, reader.image(str(r["image_path"])) if with_image else None) for r in data]
 
 
 def load(form: str) -> datasets.Dataset:
     """``img`` (with images) or ``txt`` (the same documents, no image column)."""
-    return build_form(image_form(form), mirror=mirror_docs, hub=HUB, to_docs=docs_from_records)
+    return build_form(image_form(form), benchmark=NAME, folder=FOLDER, mirror=mirror_docs, hub=HUB,
+                      to_docs=docs_from_records)

@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 from PIL import Image
 
+from rd_eval.data_provenance import ITEM_KEY, item_source, with_record
 from rd_eval.data_sources import DataSource, content_pair_id, load_split
 from rd_eval.doc_errors import error_reason
 from rd_eval.scoring import extract_answer, is_correct
@@ -78,7 +79,8 @@ class ExactTwin:
 
     # -- docs -----------------------------------------------------------------------------------------------
     def process_docs(self, placeholder: Any) -> Any:
-        """Swap the placeholder split for the real one (Hub, or RD_EVAL_DATA_DIR when set).
+        """Swap the placeholder split for the real one (Hub at the benchmark's revision, or RD_EVAL_DATA_DIR
+        when set), with the record of its source in column ``rd_data_source``.
 
         An exact repeat of an earlier problem is dropped (logged): one problem is one pair.
         """
@@ -90,7 +92,8 @@ class ExactTwin:
                              "placeholder.jsonl")
         docs: list[dict[str, Any]] = []
         ids: set[str] = set()
-        for i, record in enumerate(load_split(self.source)):
+        loaded = load_split(self.source)
+        for i, record in enumerate(loaded.dataset):
             doc = self.to_doc(record, f"{self.benchmark} record {i}")
             if doc["pair_id"] in ids:
                 log.warning("%s record %d repeats an earlier problem (%s); dropped", self.benchmark, i,
@@ -98,7 +101,7 @@ class ExactTwin:
                 continue
             ids.add(doc["pair_id"])
             docs.append(doc)
-        return datasets.Dataset.from_list(docs)
+        return with_record(datasets.Dataset.from_list(docs), loaded.record)
 
     # -- prompts and visuals --------------------------------------------------------------------------------
     def doc_to_visual_img(self, doc: Doc) -> list[Image.Image]:
@@ -125,17 +128,20 @@ class ExactTwin:
 
     # -- scoring of the two forms (rd_acc) ------------------------------------------------------------------
     def score_response(self, doc: Doc, response: str, form: str) -> dict[str, Any]:
-        """One rd_acc record; an error response (``rd_eval.doc_errors``) is recorded, never scored as wrong."""
+        """One rd_acc record, with the documents' data source; an error response (``rd_eval.doc_errors``) is
+        recorded, never scored as wrong."""
         if form not in FORMS:
             raise ValueError(f"unknown form {form!r}; valid forms: {list(FORMS)}")
         answer = self.doc_to_target(doc)
         reason = error_reason(response)
+        source = item_source(doc)
         if reason is not None:
             return {"pair_id": doc["pair_id"], "form": form, "correct": None, "pred": None, "answer": answer,
-                    "error": reason}
+                    "error": reason, ITEM_KEY: source}
         return {"pair_id": doc["pair_id"], "form": form,
                 "correct": int(is_correct(response, answer, self.answer_type)),
-                "pred": extract_answer(response, self.answer_type), "answer": answer, "error": None}
+                "pred": extract_answer(response, self.answer_type), "answer": answer, "error": None,
+                ITEM_KEY: source}
 
     def process_results_img(self, doc: Doc, results: Sequence[str]) -> dict[str, dict[str, Any]]:
         return {"rd_acc": self.score_response(doc, _first(results), "img")}

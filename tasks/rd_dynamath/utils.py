@@ -4,11 +4,14 @@ lmms-eval loads this file by path, so it only re-exports :class:`rd_eval.benchma
 :mod:`rd_eval.benchmarks.dynamath`, where the documents, prompts and scoring live.
 """
 
-from rd_eval.benchmarks import common, dynamath
+from rd_eval.benchmarks import common, dataset_declaration, dynamath
 from rd_eval.benchmarks.tasks import PairedTask
 from rd_eval.twins import transcripts
 
 _TASK = PairedTask(dynamath.NAME, dynamath.load, worst_case=True)
+# The source the tasks declare in metadata.rd_data_source (the YAML reads it when lmms-eval loads the task; a
+# bad RD_EVAL_DATA_DIR or RD_EVAL_DATASET_REVISIONS fails here, before any loading).
+DATA_SOURCE = dataset_declaration(dynamath.NAME)
 
 process_docs_img = _TASK.docs("img")
 process_docs_txt = _TASK.docs("txt")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rd_eval.data_sources import DataSource, HubSplit, content_pair_id, local_path
+from rd_eval.data_sources import DataSource, HubSplit, content_pair_id, declaration, local_path
 
 # The aggregations are named by the YAMLs (`!function utils.<name>`): re-exported on purpose.
 from rd_eval.twins.exact import PLACEHOLDER_KEY, ExactTwin, mean_correct, mean_seen, mean_similarity  # noqa: F401
@@ -38,6 +38,9 @@ SEE_PROMPT = (
 # Fail fast: lmms-eval imports this file while it reads the task YAML, before its dataset loading (which retries
 # every error for ~10 s and then reports only "RetryError"). With RD_EVAL_DATA_DIR set, the file must be there.
 local_path(SOURCE.benchmark, SOURCE.relative)
+# The source the tasks declare in metadata.rd_data_source (Hub dataset and requested revision, or the local mirror
+# folder); a bad RD_EVAL_DATASET_REVISIONS fails here too.
+DATA_SOURCE = declaration(SOURCE.benchmark, SOURCE.hub.path, SOURCE.benchmark)
 
 
 

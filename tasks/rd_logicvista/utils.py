@@ -4,11 +4,14 @@ lmms-eval loads this file by path, so it only re-exports :class:`rd_eval.benchma
 :mod:`rd_eval.benchmarks.logicvista`, where the documents, prompts and scoring live.
 """
 
-from rd_eval.benchmarks import common, logicvista
+from rd_eval.benchmarks import common, dataset_declaration, logicvista
 from rd_eval.benchmarks.tasks import PairedTask
 from rd_eval.twins import transcripts
 
 _TASK = PairedTask(logicvista.NAME, logicvista.load)
+# The source the tasks declare in metadata.rd_data_source (the YAML reads it when lmms-eval loads the task; a
+# bad RD_EVAL_DATA_DIR or RD_EVAL_DATASET_REVISIONS fails here, before any loading).
+DATA_SOURCE = dataset_declaration(logicvista.NAME)
 
 process_docs_img = _TASK.docs("img")
 process_docs_txt = _TASK.docs("txt")

@@ -5,10 +5,13 @@ lmms-eval loads this file by path, so it only re-exports :class:`rd_eval.benchma
 dataset's own Text-Only version, so it reads no transcripts.
 """
 
-from rd_eval.benchmarks import common, mathverse
+from rd_eval.benchmarks import common, dataset_declaration, mathverse
 from rd_eval.benchmarks.tasks import PairedTask
 
 _TASK = PairedTask(mathverse.NAME, mathverse.load, transcripts=False)
+# The source the tasks declare in metadata.rd_data_source (the YAML reads it when lmms-eval loads the task; a
+# bad RD_EVAL_DATA_DIR or RD_EVAL_DATASET_REVISIONS fails here, before any loading).
+DATA_SOURCE = dataset_declaration(mathverse.NAME)
 
 process_docs_img = _TASK.docs("img")
 process_docs_vd_img = _TASK.docs("vd_img")
