@@ -10,7 +10,7 @@ import numpy as np
 
 from rd_eval.routing.records import BASE_SCOPES, DocIdentity, ShardWriter, document_record
 
-LAYERS, EXPERTS = 3, 5
+LAYERS, EXPERTS = 8, 32
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,11 @@ def doc_id(batch: int, row: int, size: int) -> int:
 
 
 def append_batches(folder: str, writer: int, batches: int, size: int, start: Any) -> None:
-    """Append `batches` batches of `size` records to rank 0's shard of `folder`, starting when `start` opens."""
+    """Append `batches` batches of `size` records to rank 0's shard of `folder`; every batch starts when the
+    barrier `start` opens, so that the two writers' appends overlap however busy the machine is."""
     shard = ShardWriter(folder, 0)
-    start.wait()
     for batch in range(batches):
         routing = batch_routing(writer, batch, size)
+        start.wait()
         shard.append([document_record(DocIdentity(task_of(writer), doc_id(batch, row, size), "img"), routing, row,
                                       model=f"model{writer}", intervention_hash="none") for row in range(size)])

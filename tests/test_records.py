@@ -205,7 +205,7 @@ def test_two_processes_appending_to_one_shard_keep_every_record_intact(tmp_path:
 
     import shard_writers
 
-    batches, size = 200, 8
+    batches, size = 100, 8
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(2)
     writers = [context.Process(target=shard_writers.append_batches, args=(str(tmp_path), w, batches, size, start))
@@ -319,3 +319,29 @@ def test_adapter_records_name_the_checkpoint(tiny_dir: Path, tmp_path: Path, mon
     records = merge_routing_records(tmp_path / "routing")
     assert [r["error"] is None for r in records] == [True, False]  # a document record and an error record
     assert {(r["pretrained"], r["checkpoint"]) for r in records} == {(relative, str(tiny_dir.resolve()))}
+
+
+def test_a_writer_that_died_mid_line_beside_a_running_one_leaves_no_torn_line(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    first, second = batch(rng, 2), batch(rng, 2)
+    writer = ShardWriter(tmp_path, 0)
+    writer.append(records_of(first, "t_img", 0))
+    with open(tmp_path / "routing_rank000.jsonl", "a") as fh:  # a concurrent run on this shard, killed mid-line
+        fh.write('{"format":"rd-eval.routing-record","version":2,"task":"t_img","doc')
+    writer.append(records_of(second, "t_img", 2))  # the running writer trims it before its next batch
+    records = list(read_routing_records(tmp_path))
+    assert [r["doc_id"] for r in records] == [0, 1, 2, 3]
+    assert_matches(records[3], second, 1)
+
+
+def test_a_file_system_without_locks_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    writer = ShardWriter(tmp_path, 0)
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(OSError, match=r"routing_rank000.jsonl: cannot lock it for appending \(No locks available\)"):
+        writer.append(records_of(batch(np.random.default_rng(9), 1), "t_img", 0))

@@ -240,7 +240,11 @@ def _locked_for_append(path: Path) -> Iterator[BinaryIO]:
     import fcntl  # POSIX; ShardWriter checks for it when constructed
 
     with open(path, "ab") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        except OSError as exc:  # a file system without locks (some network or FUSE mounts)
+            raise OSError(f"routing shard {path}: cannot lock it for appending ({exc.strerror or exc}); put "
+                          f"routing records on a file system with file locks (routing_dir= in model_args)") from None
         try:
             yield fh
         finally:
