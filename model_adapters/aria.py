@@ -8,6 +8,7 @@ decoding), with left padding so that batches larger than one give the same answe
 from __future__ import annotations
 
 import re
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -45,6 +46,7 @@ def aria_content(context: str, n_images: int) -> list[dict[str, Any]]:
 
 class RDAria(RoutingAdapterMixin, Aria):
     rd_model_id = "rd_aria"
+    rd_model_classes = MappingProxyType({"aria": "AriaForConditionalGeneration"})
 
     def __init__(self, pretrained: str = "rhymes-ai/Aria", device: str | None = None, device_map: str = "",
                  batch_size: int | str = 1, **kwargs: Any) -> None:

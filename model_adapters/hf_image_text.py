@@ -7,14 +7,13 @@ auto map offers only that, `AutoModelForCausalLM`) and `AutoProcessor` load, on 
 `prepare_batch` as their `_rd_prepare_batch`.
 
 Remote code runs only when `trust_remote_code=true` is in `model_args` (lmms-eval's own classes pass it
-unconditionally); a checkpoint that needs it is refused with a message saying so.
+unconditionally); a checkpoint that needs it is refused with a message saying so. Hub kernels stay off unless
+`use_kernels=true` is in `model_args` (rd_eval.checkpoints.LoadPolicy).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,11 +23,13 @@ from lmms_eval import utils as lmms_utils
 from lmms_eval.api.model import lmms
 from loguru import logger
 from PIL import Image
+from rd_eval_adapters.loading import model_id_hint
 from rd_eval_adapters.routing_adapter import PreparedBatch, Request, default_device
 from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from rd_eval.checkpoints import LoadPolicy, checkpoint_config_dict, local_checkpoint
 from rd_eval.routing.settings import parse_bool
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -46,43 +47,6 @@ def _parse_dtype(value: Any) -> torch.dtype | str:
     if key not in _DTYPES:
         raise ValueError(f"model_args dtype={value!r} invalid; use one of {', '.join(sorted(_DTYPES))}")
     return _DTYPES[key]
-
-
-def local_checkpoint(pretrained: str) -> Path | None:
-    """The folder `pretrained` names, None for a hub id; a path-like name without a folder is refused."""
-    path = Path(pretrained).expanduser()
-    if path.is_dir():
-        return path
-    if path.is_absolute() or pretrained.startswith((".", "~")) or path.exists():
-        raise ValueError(f"pretrained={pretrained!r}: no such checkpoint folder")
-    return None
-
-
-def checkpoint_config_dict(pretrained: str, revision: str | None = None) -> dict[str, Any]:
-    """The checkpoint's raw config.json (no code of the checkpoint is run to read it)."""
-    local = local_checkpoint(pretrained)
-    if local is not None:
-        path = local / "config.json"
-        if not path.is_file():
-            raise ValueError(f"pretrained={pretrained!r}: no config.json in the folder; not a transformers checkpoint")
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"pretrained={pretrained!r}: config.json unreadable: {exc}") from None
-    config_dict, _ = transformers.PretrainedConfig.get_config_dict(pretrained, revision=revision)
-    return config_dict
-
-
-def _model_id_hint(model_type: str) -> str:
-    """' (use --model rd_<family>)' when rd-eval has an adapter family for this model_type."""
-    from rd_eval.routing.families import FAMILY_MODULES, UnsupportedModelError, family_routing
-
-    if model_type not in FAMILY_MODULES:
-        return ""
-    try:
-        return f" (use --model rd_{family_routing(model_type).family})"
-    except UnsupportedModelError:
-        return ""
 
 
 def auto_model_class(pretrained: str, config: Any, config_dict: dict[str, Any], trust_remote_code: bool) -> type:
@@ -120,6 +84,7 @@ class HFImageTextModel(lmms):
         max_new_tokens: int = 128,
         system_prompt: str | None = None,
         trust_remote_code: bool = False,
+        use_kernels: bool = False,
         attn_implementation: str | None = None,
         use_cache: bool = True,
         enable_thinking: bool | None = None,
@@ -131,7 +96,8 @@ class HFImageTextModel(lmms):
             raise TypeError(f"{self._model_name()}: unknown model_args {sorted(kwargs)}")
         pretrained = str(pretrained)
         revision = None if revision in (None, "") else str(revision)
-        trust_remote_code = parse_bool("trust_remote_code", trust_remote_code)
+        self.load_policy = LoadPolicy.pop_from({"trust_remote_code": trust_remote_code, "use_kernels": use_kernels})
+        trust_remote_code = self.load_policy.trust_remote_code
         try:
             self.batch_size_per_gpu = int(batch_size)
         except (TypeError, ValueError):
@@ -158,8 +124,8 @@ class HFImageTextModel(lmms):
 
         config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
         model_class = auto_model_class(pretrained, config, config_dict, trust_remote_code)
-        load_kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code,
-                                       "dtype": _parse_dtype(dtype), "device_map": device_map}
+        load_kwargs: dict[str, Any] = {"revision": revision, "dtype": _parse_dtype(dtype), "device_map": device_map,
+                                       **self.load_policy.model_kwargs()}
         if attn_implementation is not None:
             load_kwargs["attn_implementation"] = attn_implementation
         self._model = model_class.from_pretrained(pretrained, **load_kwargs).eval()
@@ -201,7 +167,7 @@ class HFImageTextModel(lmms):
         model_type = config_dict.get("model_type")
         if not self.model_types or model_type in self.model_types:
             return
-        hint = self.model_type_hints.get(model_type, "") or _model_id_hint(str(model_type))
+        hint = self.model_type_hints.get(model_type, "") or model_id_hint(str(model_type))
         raise ValueError(
             f"pretrained={pretrained!r} has model_type {model_type!r}; {self._model_name()} runs model_type "
             f"{' / '.join(repr(t) for t in self.model_types)} only{hint}"

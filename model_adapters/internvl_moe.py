@@ -10,6 +10,7 @@ left-padded batches of any size.
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from lmms_eval.models.chat.internvl_hf import InternVLHf
@@ -29,6 +30,7 @@ INTERNVL_MAX_NEW_TOKENS = 1024
 
 class RDInternVLMoe(RoutingAdapterMixin, InternVLHf):
     rd_model_id = "rd_internvl_moe"
+    rd_model_classes = MappingProxyType({"internvl": "InternVLForConditionalGeneration"})
     is_simple = True  # lmms-eval hands this class (context, gen_kwargs, doc_to_visual, ...) requests
 
     def __init__(self, pretrained: str = "OpenGVLab/InternVL3_5-30B-A3B-HF", device: str | None = None,

@@ -3,6 +3,7 @@ records and the intervention."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 from lmms_eval.models.simple.llama4_scout import Llama4Scout
@@ -19,6 +20,7 @@ _VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")  # what Llama4Scout 
 
 class RDLlama4(ChatTemplateBatching, RoutingAdapterMixin, Llama4Scout):
     rd_model_id = "rd_llama4"
+    rd_model_classes = MappingProxyType({"llama4": "Llama4ForConditionalGeneration"})
 
     def __init__(self, pretrained: str = "meta-llama/Llama-4-Scout-17B-16E-Instruct", device: str | None = None,
                  device_map: str | None = None, **kwargs: Any) -> None:

@@ -1,9 +1,13 @@
 """rd_qwen3_vl_moe and rd_qwen3_5_moe: lmms-eval's own Qwen3-VL / Qwen3.5 classes plus rd-eval routing
-records and the intervention (lmms-eval's Qwen3_5 subclasses its Qwen3_VL, so one adapter serves both)."""
+records and the intervention (lmms-eval's Qwen3_5 subclasses its Qwen3_VL, so one adapter serves both).
+
+lmms-eval's Qwen3_VL picks the MoE model class only when the checkpoint *name* matches `A<digits>B`; here the
+class comes from the checkpoint's config.json `model_type` (rd_eval_adapters.loading), so any folder name loads.
+"""
 
 from __future__ import annotations
 
-import re
+from types import MappingProxyType
 from typing import Any
 
 from lmms_eval.models.simple.qwen3_5 import Qwen3_5
@@ -17,23 +21,16 @@ from rd_eval_adapters.routing_adapter import (
     require_checkpoint_folder,
 )
 
-# lmms-eval 0.7.3's Qwen3_VL loads the MoE model class only when the checkpoint name matches this.
-_MOE_NAME = re.compile(r"A\d+B")
+_DENSE = " (a dense checkpoint: it has no MoE routers to record or steer)"
 
 
 class _QwenVLRouting(RoutingAdapterMixin):
-    """Shared set-up: validate the checkpoint name, default the device, then let lmms-eval's class load."""
+    """Shared set-up: check the checkpoint folder, default the device, then let lmms-eval's class load."""
 
     def __init__(self, pretrained: str, device: str | None = None, device_map: str | None = None,
                  **kwargs: Any) -> None:
         settings = pop_adapter_settings(kwargs)
         require_checkpoint_folder(pretrained)
-        if not _MOE_NAME.search(pretrained):
-            raise ValueError(
-                f"pretrained={pretrained!r}: lmms-eval's Qwen classes pick the MoE model class only when the "
-                "checkpoint name matches 'A<digits>B' (as in Qwen3-VL-30B-A3B); name the folder accordingly "
-                "(rd-eval make-tiny names its checkpoints this way)"
-            )
         device, device_map = device_and_map(device, device_map)
         self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map, **kwargs)
         self._rd_setup(settings, pretrained=pretrained)
@@ -48,6 +45,8 @@ class _QwenVLRouting(RoutingAdapterMixin):
 
 class RDQwen3VLMoe(_QwenVLRouting, Qwen3_VL):
     rd_model_id = "rd_qwen3_vl_moe"
+    rd_model_classes = MappingProxyType({"qwen3_vl_moe": "Qwen3VLMoeForConditionalGeneration"})
+    rd_model_type_hints = MappingProxyType({"qwen3_vl": _DENSE})
 
     def __init__(self, pretrained: str = "Qwen/Qwen3-VL-30B-A3B-Instruct", **kwargs: Any) -> None:
         super().__init__(pretrained=pretrained, **kwargs)
@@ -55,6 +54,8 @@ class RDQwen3VLMoe(_QwenVLRouting, Qwen3_VL):
 
 class RDQwen3_5Moe(_QwenVLRouting, Qwen3_5):
     rd_model_id = "rd_qwen3_5_moe"
+    rd_model_classes = MappingProxyType({"qwen3_5_moe": "Qwen3_5MoeForConditionalGeneration"})
+    rd_model_type_hints = MappingProxyType({"qwen3_5": _DENSE, "qwen3_5_text": _DENSE})
 
     def __init__(self, pretrained: str = "Qwen/Qwen3.5-35B-A3B", **kwargs: Any) -> None:
         super().__init__(pretrained=pretrained, **kwargs)

@@ -2,8 +2,10 @@
 
 A family adapter subclasses lmms-eval's own model class (or ours, where lmms-eval has none) together with
 `RoutingAdapterMixin`, pops the routing settings, loads through `_rd_load_base` (the base `__init__`, made to
-work on a multi-process CPU run too), and provides `_rd_prepare_batch(chunk) -> PreparedBatch`, the base
-class's own preprocessing where lmms-eval factors one out. The mixin owns the generation loop so that it can:
+work on a multi-process CPU run too, and, for an lmms-eval base class, to load by rd-eval's loading policy:
+the model class from the checkpoint's model_type, no remote code and no hub kernels unless model_args opt in;
+see `rd_eval_adapters.loading`), and provides `_rd_prepare_batch(chunk) -> PreparedBatch`, the base class's
+own preprocessing where lmms-eval factors one out. The mixin owns the generation loop so that it can:
 - batch only requests of the same task (lmms-eval 0.7.3's Qwen3-VL loop applies the first request's
   `doc_to_visual` to the whole batch, which would give a text twin its image-form partner's image);
 - check that an image-form prompt really carries image tokens;
@@ -18,9 +20,10 @@ import argparse
 import contextlib
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -28,8 +31,10 @@ from accelerate import Accelerator, DistributedType
 from lmms_eval import utils as lmms_utils
 from loguru import logger
 from PIL import Image
+from rd_eval_adapters.loading import choose_checkpoint, lmms_loading_policy
 from tqdm import tqdm
 
+from rd_eval.checkpoints import LoadPolicy
 from rd_eval.doc_errors import error_response, is_error_response
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
@@ -155,19 +160,38 @@ class RoutingAdapterMixin:
     """Mixed in before an lmms-eval model class; see the module docstring."""
 
     rd_model_id: str = ""
+    # An lmms-eval base class: checkpoint model_type -> the transformers model class it loads as (any other
+    # model_type is refused, with `rd_model_type_hints`' words where given). Empty: the base class is ours
+    # (HFImageTextModel), which applies the loading policy itself.
+    rd_model_classes: Mapping[str, str] = MappingProxyType({})
+    rd_model_type_hints: Mapping[str, str] = MappingProxyType({})
 
     # -- set-up ----------------------------------------------------------------------------------------
     def _rd_load_base(self, base_init: Callable[..., None], **kwargs: Any) -> None:
-        """Run the base class's constructor; on a multi-process CPU run, as one process, then set the ranks."""
+        """Run the base class's constructor under the loading policy; on a multi-process CPU run, as one
+        process, then set the ranks."""
         accelerator = Accelerator()
-        if accelerator.num_processes > 1 and accelerator.distributed_type == DistributedType.MULTI_CPU:
-            with _lmms_classes_see_one_process(type(self)):
+        with self._rd_loading(kwargs):
+            if accelerator.num_processes > 1 and accelerator.distributed_type == DistributedType.MULTI_CPU:
+                with _lmms_classes_see_one_process(type(self)):
+                    base_init(**kwargs)
+                self.accelerator = accelerator
+                self._rank = accelerator.process_index
+                self._world_size = accelerator.num_processes
+            else:
                 base_init(**kwargs)
-            self.accelerator = accelerator
-            self._rank = accelerator.process_index
-            self._world_size = accelerator.num_processes
-        else:
-            base_init(**kwargs)
+
+    def _rd_loading(self, kwargs: dict[str, Any]) -> contextlib.AbstractContextManager[Any]:
+        """For an lmms-eval base class: the policy `kwargs` ask for (`trust_remote_code`, `use_kernels`, taken
+        out), the model class from the checkpoint's model_type, and the context that makes the base constructor
+        load by them. Our own base class (HFImageTextModel) takes the policy's keys and applies it itself."""
+        if not self.rd_model_classes:
+            return contextlib.nullcontext()
+        self.load_policy = LoadPolicy.pop_from(kwargs)
+        choice = choose_checkpoint(str(kwargs["pretrained"]), self.rd_model_classes, model_id=self.rd_model_id,
+                                   policy=self.load_policy, revision=kwargs.get("revision"),
+                                   hints=self.rd_model_type_hints)
+        return lmms_loading_policy(type(self), choice)
 
     def _rd_setup(self, settings: RoutingSettings, *, pretrained: str) -> None:
         self.rd_settings = settings
@@ -191,8 +215,11 @@ class RoutingAdapterMixin:
             self.rd_shard = ShardWriter(self.rd_routing_dir, self.rank)  # fails now if the folder is unusable
             self.rd_shard_rank = self.rank
         spec = settings.intervention
+        policy: LoadPolicy = self.load_policy
         logger.info(
-            f"[rd-eval] {self.rd_model_id}: {len(self.rd_sites)} MoE layers; intervention "
+            f"[rd-eval] {self.rd_model_id}: {type(self.model).__name__} (model_type "
+            f"{getattr(self.model.config, 'model_type', '?')}; {policy.describe()}); "
+            f"{len(self.rd_sites)} MoE layers; intervention "
             f"{'none' if spec is None else f'{spec.mode} lambda={spec.strength} hash={settings.intervention_hash}'}"
             f"; routing records {'-> ' + str(self.rd_routing_dir) if self.rd_shard else 'off'}"
         )

@@ -101,9 +101,13 @@ def _load_for_probing(checkpoint: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    # Same dtype as lmms-eval's Qwen3-VL class uses for evaluation, so the probes see the same routing.
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.bfloat16).eval()
-    return model, AutoProcessor.from_pretrained(checkpoint)
+    from rd_eval.checkpoints import ROUTING_LOAD
+
+    # Same dtype as lmms-eval's Qwen3-VL class uses for evaluation, so the probes see the same routing; no hub
+    # kernels (they may bypass the router hooks), no checkpoint code.
+    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.bfloat16,
+                                                        **ROUTING_LOAD.model_kwargs()).eval()
+    return model, AutoProcessor.from_pretrained(checkpoint, **ROUTING_LOAD.code_kwargs())
 
 
 def identify_experts(checkpoint: Path, model_name: str, cfg: DemoConfig) -> InterventionSpec:

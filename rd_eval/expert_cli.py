@@ -55,15 +55,20 @@ def check_pretrained(path: Path) -> Path:
 
 
 def load_model(checkpoint: Path) -> tuple[Any, Any]:
-    """Model (float32 on CPU, bfloat16 on a GPU) and processor, with transformers' Auto classes."""
+    """Model (float32 on CPU, bfloat16 on a GPU) and processor, with transformers' Auto classes; no hub kernels
+    (they may bypass the router hooks), no checkpoint code."""
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from rd_eval.checkpoints import ROUTING_LOAD
+
+    policy = ROUTING_LOAD.model_kwargs()
     if torch.cuda.is_available():
-        model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.bfloat16, device_map="cuda")
+        model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.bfloat16, device_map="cuda",
+                                                            **policy)
     else:
-        model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32)
-    return model.eval(), AutoProcessor.from_pretrained(checkpoint)
+        model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.float32, **policy)
+    return model.eval(), AutoProcessor.from_pretrained(checkpoint, **ROUTING_LOAD.code_kwargs())
 
 
 def image_probe_routing(model: Any, processor: Any, probes: Sequence[tuple[Any, str]], *,

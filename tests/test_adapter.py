@@ -215,13 +215,27 @@ def test_rd_qwen3_5_moe_records_routing_through_lmms_eval_class(tmp_path: Path) 
     assert all(len(r["counts"]["prompt_text"]) == 4 for r in records)  # four MoE layers
 
 
-def test_a_checkpoint_name_without_the_moe_pattern_is_refused(tmp_path: Path) -> None:
-    from rd_eval_adapters.qwen3_vl_moe import RDQwen3VLMoe
+def test_the_model_class_comes_from_config_json_not_the_checkpoint_name(tmp_path: Path) -> None:
+    """lmms-eval's Qwen classes choose the MoE class by the name (A<digits>B); any folder name loads here, and
+    a checkpoint of another model_type is refused by what its config.json says."""
+    from rd_eval_adapters.qwen3_vl_moe import RDQwen3_5Moe, RDQwen3VLMoe
 
-    folder = tmp_path / "my-model"
-    folder.mkdir()
-    with pytest.raises(ValueError, match="A<digits>B"):
-        RDQwen3VLMoe(pretrained=str(folder))
+    def folder(name: str, model_type: str) -> str:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"model_type": model_type}))
+        return str(path)
+
+    with pytest.raises(ValueError, match=r"model_type 'qwen3_vl' in its config.json; rd_qwen3_vl_moe runs "
+                                         r"model_type 'qwen3_vl_moe' only \(a dense checkpoint"):
+        RDQwen3VLMoe(pretrained=folder("Qwen3-VL-30B-A3B-dense", "qwen3_vl"))
+    with pytest.raises(ValueError, match=r"model_type 'qwen3_5_moe' .* \(use --model rd_qwen3_5_moe\)"):
+        RDQwen3VLMoe(pretrained=folder("step_1000", "qwen3_5_moe"))
+    with pytest.raises(ValueError, match=r"rd_qwen3_5_moe runs model_type 'qwen3_5_moe' only \(a dense"):
+        RDQwen3_5Moe(pretrained=folder("step_2000", "qwen3_5"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no config.json in the folder"):
+        RDQwen3VLMoe(pretrained=str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="no such checkpoint folder"):
         RDQwen3VLMoe(pretrained=str(tmp_path / "missing-A3B"))
 

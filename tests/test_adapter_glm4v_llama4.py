@@ -7,6 +7,7 @@ built exactly as lmms-eval builds them from the task YAMLs.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
@@ -158,20 +159,30 @@ def test_soft_lambda_zero_is_bit_identical_and_force_steers_the_band(family: Fam
 
 
 # -- (c) error paths --------------------------------------------------------------------------------------------
-def test_a_dense_glm_checkpoint_is_refused(tmp_path: Path) -> None:
+def test_a_dense_glm_checkpoint_is_refused_by_its_model_type_not_its_name(tmp_path: Path) -> None:
+    """lmms-eval's GLM4V loads any name containing "Flash" as the dense model; here config.json decides."""
     from rd_eval_adapters.glm4v_moe import RDGlm4vMoe
 
-    flash = tmp_path / "GLM-4.6V-Flash"
-    flash.mkdir()
-    with pytest.raises(ValueError, match="'Flash' in its name.*no MoE routers"):
-        RDGlm4vMoe(pretrained=str(flash))
-    with pytest.raises(ValueError, match="'Flash' in its name"):
-        RDGlm4vMoe(pretrained="zai-org/GLM-4.6V-Flash")
     dense = tmp_path / "glm-dense"
     dense.mkdir()
     (dense / "config.json").write_text(json.dumps({"model_type": "glm4v"}))
-    with pytest.raises(ValueError, match="model_type 'glm4v', not 'glm4v_moe'"):
+    with pytest.raises(ValueError, match=r"model_type 'glm4v' in its config.json; rd_glm4v_moe runs model_type "
+                                         r"'glm4v_moe' only \(a dense GLM-4.xV such as GLM-4.6V-Flash"):
         RDGlm4vMoe(pretrained=str(dense))
+    flash = tmp_path / "GLM-4.6V-Flash"
+    flash.mkdir()
+    with pytest.raises(ValueError, match="no config.json in the folder"):
+        RDGlm4vMoe(pretrained=str(flash))
+
+
+def test_a_moe_glm_checkpoint_named_flash_loads_the_moe_class(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    from rd_eval_adapters.glm4v_moe import RDGlm4vMoe
+    from transformers import Glm4vMoeForConditionalGeneration
+
+    flash = tmp_path / "GLM-4.6V-Flash-finetune"
+    shutil.copytree(checkpoints["glm4v_moe"], flash)
+    model = RDGlm4vMoe(pretrained=str(flash), record_routing="false")
+    assert type(model.model) is Glm4vMoeForConditionalGeneration
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
