@@ -69,7 +69,7 @@ def test_demo_with_an_unwritable_out(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     result = run_cli("demo", "--out", str(blocker / "sub"))
-    assert_bad_input(result, str(blocker / "sub"), "not a writable folder")
+    assert_bad_input(result, str(blocker / "sub"), "is a file, not a folder")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
