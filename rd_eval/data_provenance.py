@@ -90,7 +90,8 @@ class DataRecord:
         if self.source == "local":
             revision = "not read yet" if self.revision is None else (
                 f"{self.revision[:19]}… over {self.files} file{'s' if self.files != 1 else ''}")
-            return f"local mirror `{self.dataset}`", revision
+            where = "local mirror" if self.origin == MIRROR_ORIGIN else self.origin
+            return f"{where} `{self.dataset}`", revision
         where = ", ".join(p for p in (self.config, self.split) if p)
         data = f"Hub `{self.dataset}`" + (f" ({where})" if where else "")
         asked = self.revision or UNPINNED
@@ -146,16 +147,17 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def mirror_record(benchmark: str, folder: Path, files: Mapping[str, Path]) -> DataRecord:
+def mirror_record(benchmark: str, folder: Path, files: Mapping[str, Path], origin: str = MIRROR_ORIGIN) -> DataRecord:
     """The record of a local-mirror load: ``files`` maps each file's path within the mirror to the file read;
-    the digest covers those paths and contents, so the same files anywhere give the same record."""
+    the digest covers those paths and contents, so the same files anywhere give the same record. ``origin``
+    names what chose the folder (RD_EVAL_DATA_DIR, or data bundled with rd-eval)."""
     if not files:
         raise ValueError(f"{benchmark}: no file was read from the local mirror {folder}; nothing to record")
     digest = hashlib.sha256()
     for relative in sorted(files):
         digest.update(f"{relative}\0{_file_sha256(files[relative])}\n".encode())
     return DataRecord(benchmark=benchmark, source="local", dataset=str(folder), revision=f"sha256:{digest.hexdigest()}",
-                      origin=MIRROR_ORIGIN, files=len(files))
+                      origin=origin, files=len(files))
 
 
 def with_record(dataset: datasets.Dataset, record: DataRecord) -> datasets.Dataset:

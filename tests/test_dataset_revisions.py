@@ -20,6 +20,7 @@ from typing import Any
 import datasets
 import pytest
 import rd_eval_tasks
+import rd_eval_tasks.rd_demo.utils as demo_utils
 import rd_eval_tasks.rd_gsm8k.utils as gsm_utils
 import rd_eval_tasks.rd_math500.utils as math_utils
 from PIL import Image
@@ -299,6 +300,14 @@ def test_report_names_tasks_without_a_record(tmp_path: Path) -> None:
     sample = {"doc_id": 0, "rd_acc": {"pair_id": "p", "form": "txt", "correct": 1, "pred": "1", "answer": "1",
                                       "error": None}}
     (folder / "20250101_000000_samples_rd_demo_txt.jsonl").write_text(json.dumps(sample) + "\n", encoding="utf-8")
-    lines = data_provenance.markdown_lines(data_provenance.report_rows(
-        [type("S", (), {"key": "fake", "runs": find_runs(tmp_path / "old")})()]))
+    setting = type("S", (), {"key": "fake", "runs": find_runs(tmp_path / "old")})()
+    lines = data_provenance.markdown_lines(data_provenance.report_rows([setting]))
     assert "| – | not recorded | – | `rd_demo_txt` | – |" in lines
+    # A run whose task config declares its source (the demo's bundled file) is reported from the declaration.
+    results["configs"]["rd_demo_txt"]["metadata"][COLUMN] = demo_utils.DATA_SOURCE
+    (folder / "20250101_000000_results.json").write_text(json.dumps(results), encoding="utf-8")
+    setting.runs = find_runs(tmp_path / "old")
+    (row,) = data_provenance.report_rows([setting])
+    assert row["record"] == demo_utils.DATA_SOURCE and row["tasks"] == ["rd_demo_txt"]
+    line = data_provenance.markdown_lines([row])[-1]
+    assert line.startswith(f"| demo | bundled with rd-eval `{demo_utils.DATA_FILE.parent}` | sha256:")

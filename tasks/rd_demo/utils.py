@@ -7,10 +7,12 @@ Both forms get the same answer-format instruction; only the carrier of the probl
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeAlias
 
 from PIL import Image
 
+from rd_eval.data_provenance import mirror_record
 from rd_eval.doc_errors import error_reason
 from rd_eval.scoring import extract_answer, is_correct
 from rd_eval.twins.demo_bench import from_record, render_problem
@@ -24,6 +26,10 @@ ANSWER_FORMAT: dict[str, str] = {
 FORMS: tuple[str, ...] = ("img", "txt")
 Doc: TypeAlias = Mapping[str, Any]
 Kwargs: TypeAlias = Mapping[str, Any] | None
+DATA_FILE = Path(__file__).with_name("rd_demo.jsonl")
+# The demo's data as the template's metadata.rd_data_source records it: the bundled file and its content hash.
+DATA_SOURCE = mirror_record("demo", DATA_FILE.parent, {f"rd_demo/{DATA_FILE.name}": DATA_FILE},
+                            origin="bundled with rd-eval").to_dict()
 
 
 def answer_instruction(answer_type: str) -> str:
