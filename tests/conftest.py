@@ -28,7 +28,7 @@ def load_tiny_model(path: Path):
     import torch
     from transformers import AutoModelForImageTextToText
 
-    return AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
+    return AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, use_kernels=False).eval()
 
 
 def load_tiny_processor(path: Path):

@@ -147,7 +147,7 @@ def tiny_checkpoint_fixtures(family: str, folder: str, *, dir_fixture: str,
         import transformers
 
         path = request.getfixturevalue(dir_fixture)
-        return getattr(transformers, model_class).from_pretrained(path, dtype=torch.float32).eval()
+        return getattr(transformers, model_class).from_pretrained(path, dtype=torch.float32, use_kernels=False).eval()
 
     @pytest.fixture(scope="module", name=processor_fixture)
     def processor(request: pytest.FixtureRequest) -> Any:

@@ -104,7 +104,8 @@ def family_dir(case: FamilyCase, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def model(case: FamilyCase, family_dir: Path) -> nn.Module:
     import transformers
 
-    return getattr(transformers, case.model_class).from_pretrained(family_dir, dtype=torch.float32).eval()
+    model_class = getattr(transformers, case.model_class)
+    return model_class.from_pretrained(family_dir, dtype=torch.float32, use_kernels=False).eval()
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,7 @@ def test_tiny_checkpoint_loads_with_auto_classes(tiny_dir: Path, model: nn.Modul
     assert (config.model_type, config.text_config.model_type) == (MODEL_TYPE, "qwen3_moe")
     assert type(model) is InternVLForConditionalGeneration
     assert type(processor).__name__ == "InternVLProcessor"
-    _, info = AutoModelForImageTextToText.from_pretrained(tiny_dir, output_loading_info=True)
+    _, info = AutoModelForImageTextToText.from_pretrained(tiny_dir, output_loading_info=True, use_kernels=False)
     assert not any(info.values()), info  # nothing missing, unexpected or randomly re-initialised
     # The saved weights are the seeded ones: rebuilding from the saved config gives the same tensors, and the
     # language model's head stays untied from its embeddings, as in the real checkpoints.
@@ -177,7 +177,13 @@ def test_recorded_counts_match_recomputed_reference(model: nn.Module, mixed_batc
     """Reference: softmax top-k recomputed here from the MoE blocks' inputs (InternVL does not return the
     language model's router logits; where a transformers release does, they must agree too)."""
     with capture_moe_inputs(model) as hidden:
-        outputs, routing = record_forward(model, mixed_batch, output_router_logits=True)
+        try:
+            outputs, routing = record_forward(model, mixed_batch, output_router_logits=True)
+        except TypeError as exc:  # transformers 5.25: InternVL's output class rejects the router_logits it is given
+            if "router_logits" not in str(exc):
+                raise
+            hidden.clear()
+            outputs, routing = record_forward(model, mixed_batch)
     input_ids = mixed_batch["input_ids"]
     batch, length = input_ids.shape
     weight = mixed_batch["attention_mask"].reshape(-1).double().numpy()

@@ -97,7 +97,8 @@ def test_remote_gate_math_matches_transformers_native_deepseek_v3_router(tmp_pat
 
     from rd_eval.tiny import make_tiny
 
-    native_model = DeepseekV3ForCausalLM.from_pretrained(make_tiny("deepseek_v3", tmp_path / "ds", seed=0)).eval()
+    native_model = DeepseekV3ForCausalLM.from_pretrained(make_tiny("deepseek_v3", tmp_path / "ds", seed=0),
+                                                   use_kernels=False).eval()
     native = dict(native_model.named_modules())[find_router_sites(native_model)[0].module_path]
     gate = MoEGate(torch.Generator().manual_seed(1), hidden=native.weight.shape[-1])
     gate.top_k, gate.n_routed_experts = native.top_k, native.num_experts

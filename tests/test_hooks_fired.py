@@ -269,7 +269,7 @@ def glm(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Any]:
     from rd_eval.tiny import make_tiny
 
     path = make_tiny("glm4v_moe", tmp_path_factory.mktemp("glm") / "rd-tiny-glm4v_moe", seed=0)
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, use_kernels=False).eval()
     processor = AutoProcessor.from_pretrained(path)
     return model, encode(processor, [(IMAGE_PROMPT, drawn_image(1)), (TEXT_PROMPT, None)])
 
@@ -295,7 +295,7 @@ def ernie(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Any]:
     from rd_eval.tiny import make_tiny
 
     path = make_tiny("ernie4_5_vl_moe", tmp_path_factory.mktemp("ernie") / "rd-tiny-ernie4_5_vl_moe", seed=0)
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, use_kernels=False).eval()
     return model, AutoProcessor.from_pretrained(path)
 
 
