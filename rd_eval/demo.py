@@ -157,7 +157,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
             raise DemoError(f"family {cfg.family!r} has no tiny checkpoint; supported: "
                             f"{', '.join(supported_tiny_families())}")
         family = cfg.family
-        # The A1B suffix matters: lmms-eval's Qwen3-VL class picks the MoE class by the name pattern A<n>B.
+        # The name is kept from when lmms-eval's name rule (A<n>B) chose the class, so earlier demo folders are reused.
         checkpoint, built = ensure_tiny(family, out / "models" / f"rd-tiny-{family}-A1B", seed=cfg.seed)
         say(f"[1/4] {'built' if built else 'reusing'} tiny random {family} checkpoint: {checkpoint}")
     model_id = f"rd_{family}"

@@ -28,8 +28,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # two ranks on two cores: no oversubscrip
 def test_family_runs_rd_demo_in_one_and_two_processes(model_id: str, tmp_path: Path) -> None:
     from rd_eval.tiny import make_tiny
 
-    # The Qwen classes of lmms-eval pick the MoE model class only for names with A<digits>B.
-    checkpoint = make_tiny(FAMILY_OF_MODEL[model_id], tmp_path / f"rd-tiny-{FAMILY_OF_MODEL[model_id]}-A1B", seed=0)
+    checkpoint = make_tiny(FAMILY_OF_MODEL[model_id], tmp_path / f"rd-tiny-{FAMILY_OF_MODEL[model_id]}", seed=0)
     one, two = tmp_path / "one", tmp_path / "two"
     result = run([sys.executable, *lmms_args(checkpoint, one, model=model_id)], tmp_path, extra_env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
