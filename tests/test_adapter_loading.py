@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from lmms_cli import run, tasks_path
+from test_family_cli import FAMILY_OF_MODEL as OTHER_FAMILIES
 
 from rd_eval.doc_errors import is_error_response
 from rd_eval.routing.spec import SpecError
@@ -24,15 +25,7 @@ from rd_eval.runs import find_runs
 
 # model id -> `rd-eval make-tiny` family; rd_kimi_vl is remote code only (no offline checkpoint) and keeps
 # requiring the opt-in (tests/test_adapter_ernie_kimi.py).
-FAMILY_OF_MODEL = {
-    "rd_qwen3_vl_moe": "qwen3_vl_moe",
-    "rd_qwen3_5_moe": "qwen3_5_moe",
-    "rd_glm4v_moe": "glm4v_moe",
-    "rd_llama4": "llama4",
-    "rd_aria": "aria",
-    "rd_internvl_moe": "internvl_moe",
-    "rd_ernie4_5_vl_moe": "ernie4_5_vl_moe",
-}
+FAMILY_OF_MODEL = {"rd_qwen3_vl_moe": "qwen3_vl_moe", **OTHER_FAMILIES}
 # The model ids run with an explicit trust_remote_code=false (lmms-eval's classes used to reject the key).
 EXPLICIT_FALSE = {"rd_aria", "rd_qwen3_vl_moe"}
 MARKER = "PLANTED_CODE_RAN"
