@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     locked, installed = locked_versions(REPO / "constraints.txt"), installed_versions(venv)
     newer = {name: (locked.get(name), version) for name, version in sorted(installed.items())
-             if name != "rd-eval" and locked.get(name) != version}
+             if name not in ("rd-eval", "pip") and locked.get(name) != version}
     print(f"{len(newer)} package(s) differ from constraints.txt:" if newer else "every package equals constraints.txt")
     for name, (was, now) in newer.items():
         print(f"  {name:<32} {was or '(not in the lock)':>14} -> {now}")
