@@ -88,11 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scratch environment: {venv}", flush=True)
     # No constraints file: the newest versions the ranges allow (pip prefers the newest), and the editable project.
     pip(venv, *TORCH_BUILDS)
-    pip(venv, "--upgrade", "--upgrade-strategy", "eager", "-e", f"{REPO}[test]", *TORCH_BUILDS)
-    if args.beyond_ranges:
+    if args.lowest_direct:  # one resolution, so nothing newer is left behind from a first install
+        pip(venv, "-e", f"{REPO}[test]", *direct_requirements(lowest=True), *TORCH_BUILDS)
+    else:
+        pip(venv, "--upgrade", "--upgrade-strategy", "eager", "-e", f"{REPO}[test]", *TORCH_BUILDS)
+    if args.beyond_ranges:  # a second step: the lifted bounds conflict with the project's own on purpose
         pip(venv, "--upgrade", "--upgrade-strategy", "eager", *direct_requirements(beyond_ranges=True), *TORCH_BUILDS)
-    if args.lowest_direct:
-        pip(venv, *direct_requirements(lowest=True), *TORCH_BUILDS)
 
     locked, installed = locked_versions(REPO / "constraints.txt"), installed_versions(venv)
     newer = {name: (locked.get(name), version) for name, version in sorted(installed.items())
