@@ -49,6 +49,7 @@ from rd_eval.routing.records import (
 from rd_eval.routing.session import RoutingHooksNotFiredError, routing_session
 from rd_eval.routing.settings import RoutingSettings, pop_routing_settings
 from rd_eval.routing.sites import find_router_sites, image_token_ids
+from rd_eval.routing.validation import validate_intervention
 
 # A request tuple of lmms-eval's simple generate_until: (context, gen_kwargs, doc_to_visual, doc_id, task, split)
 Request = tuple[str, dict, Any, int, str, str]
@@ -198,6 +199,8 @@ class RoutingAdapterMixin:
         self.rd_pretrained = pretrained
         self.rd_checkpoint = CheckpointRef.of(pretrained)  # every record names it (identity computed once)
         self.rd_sites = find_router_sites(self.model)
+        if settings.intervention is not None:  # an impossible spec fails here, at model construction
+            validate_intervention(settings.intervention, self.rd_sites, source=settings.source)
         self.rd_image_token_ids = image_token_ids(self.model)
         # Generation continues every row of a batch from its last position: padding must be on the left (some
         # checkpoints ship tokenizers that pad right, which makes batched answers depend on batch mates).

@@ -25,8 +25,9 @@ from torch import nn
 from rd_eval.routing.firing import FiringCheck, RoutingHooksNotFiredError
 from rd_eval.routing.recording import GENERATED, PROMPT_IMAGE, PROMPT_TEXT, RoutingRecorder, TokenLayout
 from rd_eval.routing.sites import RouterSite, find_router_sites, image_token_ids, model_family
-from rd_eval.routing.spec import InterventionSpec, SpecError
+from rd_eval.routing.spec import InterventionSpec
 from rd_eval.routing.steering import steer_logits
+from rd_eval.routing.validation import validate_intervention
 
 __all__ = ["LayerPlan", "RoutingHooksNotFiredError", "RoutingSession", "plan_intervention", "routing_session"]
 
@@ -42,35 +43,18 @@ class LayerPlan:
 
 
 def plan_intervention(spec: InterventionSpec, sites: list[RouterSite]) -> tuple[LayerPlan, ...]:
-    """Resolve band and expert ids against the model; bad ids or layers raise SpecError naming them."""
+    """Resolve band and expert ids against the model; an impossible spec raises SpecError naming it
+    (`rd_eval.routing.validation`)."""
+    validate_intervention(spec, sites)
     num_layers = 1 + max(site.moe_index for site in sites)
     band = set(spec.band.resolve(num_layers))
     by_key = spec.experts.experts_by_site_key()
-    outside = sorted({moe for moe, _ in by_key if moe >= num_layers})
-    if outside:
-        raise SpecError(f"expert set names MoE layers {outside}; this model has MoE layers 0..{num_layers - 1}")
-    sizes = {(site.moe_index, site.group): site.num_experts for site in sites}
-    for (moe, group), experts in sorted(by_key.items()):
-        size = sizes.get((moe, group))
-        bad = [e for e in experts if size is not None and e >= size]
-        if bad:  # also outside the band: an expert set made for another model is an error, not a silent no-op
-            raise SpecError(f"layer {moe}: expert ids {bad} out of range; this model has experts 0..{size - 1}")
-    groups = {site.group for site in sites}
-    unknown = sorted({group for _, group in by_key if group not in groups})
-    if unknown:
-        raise SpecError(f"expert set names expert groups {unknown}; this model has {sorted(groups)}")
     rng = np.random.default_rng(spec.seed)
     plans = []
     for site in sites:
         if site.moe_index not in band:
             continue
         experts = by_key.get((site.moe_index, site.group), ())
-        bad = [e for e in experts if e >= site.num_experts]
-        if bad:
-            raise SpecError(
-                f"layer {site.moe_index}: expert ids {bad} out of range; this model has experts "
-                f"0..{site.num_experts - 1}"
-            )
         if spec.mode == "random" and experts:
             # The control: as many experts as the real set, drawn from the others when there are enough.
             pool = [e for e in range(site.num_experts) if e not in experts]
@@ -93,6 +77,8 @@ class RoutingSession:
         self.recorder = recorder
         self.spec = spec
         self.family = model_family(model)
+        if spec is not None:
+            validate_intervention(spec, sites)  # λ = 0 too: a spec impossible on this model is an error, not a no-op
         self.plans = plan_intervention(spec, sites) if spec is not None and not spec.is_noop else ()
         self._image_ids = image_token_ids(model)
         self._grouped = any(site.group for site in sites)

@@ -36,6 +36,7 @@ class RoutingSettings:
     intervention: InterventionSpec | None
     record_routing: bool = True
     routing_dir: Path | None = None
+    source: str = "intervention spec"  # where the intervention came from, for errors: "model_args expert_set=FILE"
 
     @property
     def intervention_hash(self) -> str:
@@ -133,7 +134,9 @@ def pop_routing_settings(kwargs: dict[str, Any], *, response_cache: bool = False
             raise SpecError(f"model_args: {exc}") from None
     routing_dir = parse_path("routing_dir", raw["routing_dir"]) if "routing_dir" in raw else None
     record = parse_bool("record_routing", raw.get("record_routing", True))
-    settings = RoutingSettings(intervention=spec, record_routing=record, routing_dir=routing_dir)
+    source = next((f"model_args {key}={raw[key]}" for key in ("intervention", "expert_set") if key in raw),
+                  "intervention spec")
+    settings = RoutingSettings(intervention=spec, record_routing=record, routing_dir=routing_dir, source=source)
     _check_declared_hash(raw, settings, response_cache=response_cache)
     return settings
 
