@@ -369,7 +369,11 @@ def planned(spec: InterventionSpec, router_sites: list[RouterSite]) -> list[tupl
 
 def test_plan_intervention_resolves_band_and_skips_empty_layers() -> None:
     assert planned(make_spec(), sites()) == [(2, (1, 5)), (3, (7,)), (4, (0, 15))]
-    assert planned(make_spec(band=LayerBand(fractions=None, layers=(3, 6))), sites()) == [(3, (7,))]
+    narrow = LayerBand(fractions=None, layers=(3, 6))
+    inside = make_set(layers=(LayerExperts(3, (7,)), LayerExperts(5, ())))  # an empty layer may lie outside
+    assert planned(make_spec(experts=inside, band=narrow), sites()) == [(3, (7,))]
+    with pytest.raises(SpecError, match=r"names MoE layers \[2, 4\] outside the band \{'layers': \[3, 6\]\}"):
+        planned(make_spec(band=narrow), sites())
 
 
 def test_plan_intervention_names_out_of_range_expert_ids() -> None:
@@ -389,7 +393,7 @@ def test_plan_intervention_names_out_of_range_layers() -> None:
 
 
 def test_plan_random_control() -> None:
-    given = make_set(layers=tuple(LayerExperts(i, (0, 1, 2, 3)) for i in range(8)))
+    given = make_set(layers=tuple(LayerExperts(i, (0, 1, 2, 3)) for i in (2, 3, 4, 5)))
     first = plan_intervention(make_spec(experts=given, mode="random", seed=0), sites())
     assert first == plan_intervention(make_spec(experts=given, mode="random", seed=0), sites())
     assert first != plan_intervention(make_spec(experts=given, mode="random", seed=1), sites())
