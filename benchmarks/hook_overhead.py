@@ -6,7 +6,7 @@ does not fit this machine), random weights. It sits under a thin top-level modul
 Qwen3-VL-MoE config, so that rd-eval discovers and hooks it exactly as it does the real model, and is driven
 the way the lmms-eval adapter drives a model: per batch `session.begin(batch, stop_token_ids)`, a prefill of
 the prompts (left-padded, two rows carry an image span of placeholder tokens), decode steps with transformers'
-KV cache, then `recorder.finish_batch()` and the batch's records appended to a shard (fsynced), as the adapter
+KV cache, then `session.finish_batch()` and the batch's records appended to a shard (fsynced), as the adapter
 writes them. The sessions are rd-eval's own `RoutingSession` / `RoutingRecorder`, built as `routing_session()`
 builds them.
 
@@ -232,7 +232,7 @@ class Stream:
         if self.session is None:
             return 0.0, 0.0
         wall, cpu = _clock(device)
-        routing = self.session.recorder.finish_batch()
+        routing = self.session.finish_batch().routing  # as the adapter: the intervention's effect rides along
         records = [document_record(DocIdentity("bench_img", row, "img"), routing, row, model="bench",
                                    intervention_hash=self.variant) for row in range(routing.batch_size)]
         ShardWriter(shard_dir, 0).append(records)

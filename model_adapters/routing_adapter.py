@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from rd_eval.checkpoints import LoadPolicy
 from rd_eval.doc_errors import error_response, is_error_response
+from rd_eval.flips import noop_message
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
     CheckpointRef,
@@ -264,8 +265,28 @@ class RoutingAdapterMixin:
                         self.cache_hook.add_partial("generate_until", (args[0], args[1]), response)
                 responses.extend(chunk_responses)
                 progress.update(len(chunk))
+            if requests:
+                self._rd_log_effect(session.effect_totals)
         progress.close()
         return collator.get_original(responses)
+
+    def _rd_log_effect(self, totals: Any) -> None:
+        """After the last batch: the intervention's flip rate over the run (rank's share), or a warning that it
+        changed no expert selection anywhere (totals [site, (tokens, flipped, newly selected)], summed per batch)."""
+        spec = self.rd_settings.intervention
+        if spec is None:
+            return
+        what = (f"[rd-eval] {self.rd_model_id}: intervention {spec.mode} lambda={spec.strength} "
+                f"hash={self.rd_settings.intervention_hash}")
+        message = noop_message(totals)
+        if message is not None:
+            logger.warning(f"{what}: {message}")
+            return
+        tokens, flipped = totals[:, 0], totals[:, 1]
+        steered = tokens > 0
+        rate = float((flipped[steered] / tokens[steered]).mean())
+        logger.info(f"{what}: flip rate {100 * rate:.1f}% (mean over {int(steered.sum())} steered layers), "
+                    f"{int(totals[:, 2].sum())} set experts newly selected")
 
     def _rd_identity(self, args: Request) -> DocIdentity:
         return DocIdentity(task=str(args[4]), doc_id=int(args[3]), form=form_of_task(str(args[4])))
@@ -319,7 +340,7 @@ class RoutingAdapterMixin:
         session.begin(len(chunk), stop_token_ids=None if eos is None else list(eos if isinstance(eos, list) else [eos]))
         with torch.inference_mode():
             output_ids = self.model.generate(**inputs, **generate_kwargs)
-        routing: BatchRouting | None = session.recorder.finish_batch() if session.recorder is not None else None
+        routing: BatchRouting | None = session.finish_batch().routing  # the effect is summed in the session
         new_tokens = [out[len(inp):] for inp, out in zip(inputs["input_ids"], output_ids, strict=True)]
         responses = []
         for text in self._rd_decode(new_tokens):

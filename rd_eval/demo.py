@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from rd_eval.experts import domain_expert_set, general_probe_texts, probe_routing, selection_frequency
+from rd_eval.flips import flip_rates_by_benchmark
 from rd_eval.gaps import compare_runs, to_markdown
 from rd_eval.jsonio import read_json, write_json_atomic, write_text_atomic
 from rd_eval.lmms_runner import LmmsEvalRunError, lmms_eval_command, run_lmms_eval
+from rd_eval.routing.records import merge_routing_records, routing_folder
 from rd_eval.routing.sites import supported_families
 from rd_eval.routing.spec import InterventionSpec, LayerBand
 from rd_eval.runs import RunRecord, load_paired_samples
@@ -146,6 +148,14 @@ CHANCE_NOTE = (
 )
 
 
+def _flip_rates(output_path: Path, checkpoint: Path, spec: InterventionSpec) -> dict[str, float | None] | None:
+    """The soft run's flip rate per benchmark, from the routing records its adapter wrote beside its output."""
+    folder = routing_folder(output_path, str(checkpoint), spec.content_hash())
+    if not folder.is_dir():
+        return None
+    return flip_rates_by_benchmark(merge_routing_records(folder), str(folder))
+
+
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     out = check_writable(cfg.out_dir)
     started = time.perf_counter()
@@ -185,6 +195,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     base_run, soft_run = runs["plain"], runs["soft"]
     base, soft = load_paired_samples(base_run), load_paired_samples(soft_run)
     table = compare_runs(base, soft, seed=cfg.seed)
+    flip_rates = _flip_rates(paths["run_soft"], checkpoint, spec)
+    if flip_rates is not None:
+        table["flip_rates"] = flip_rates  # the gain rows show them (rd_eval.gaps.to_markdown)
     table["demo"] = {
         "model_id": model_id, "checkpoint": str(checkpoint), "intervention": spec.to_json() | {"experts": "see file"},
         "intervention_hash": spec.content_hash(), "runs": {"plain": str(base_run.results_path),

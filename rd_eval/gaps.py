@@ -365,6 +365,12 @@ def _diff_ci(d: Mapping[str, Any]) -> str:
     return f"{_signed(d['diff'])} [{_signed(d['ci_low'])}, {_signed(d['ci_high'])}]"
 
 
+def _flip_cell(rate: float | None) -> str:
+    if rate is None:
+        return "– (not measured)"
+    return f"{100 * rate:.1f}%" + (" (no-op)" if rate == 0 else "")
+
+
 def to_markdown(table: Mapping[str, Any], *, title: str) -> str:
     """Render a :func:`compare_runs` dict (or its JSON round trip) as markdown."""
     for key in ("rows", "level", "n_boot"):
@@ -405,6 +411,9 @@ def to_markdown(table: Mapping[str, Any], *, title: str) -> str:
         lines += [f"- {u['benchmark']} ({u['run']} run): img-only {u['img_only']}, txt-only {u['txt_only']}; "
                   f"error rows img {u['img_errors']}, txt {u['txt_errors']}" for u in unpaired]
     effects = [row for row in table["rows"] if row.get("effect")]
+    # Per benchmark, the intervention's measured flip rate (`rd_eval.flips`), set by the report and the demo
+    # from the intervened run's routing records; absent: not measured (no records), and no column.
+    flip_rates = table.get("flip_rates")
     if effects:
         lines += [
             "",
@@ -412,21 +421,28 @@ def to_markdown(table: Mapping[str, Any], *, title: str) -> str:
             "",
             "On pair_ids complete in both runs (pairs with an error in either run are dropped). "
             "gain = acc_img(intervened) - acc_img(base); "
-            "text cost = acc_txt(intervened) - acc_txt(base); recovery = gain / base gap.",
+            "text cost = acc_txt(intervened) - acc_txt(base); recovery = gain / base gap."
+            + (" flip rate: share of steered tokens x layers whose selected expert set the intervention changed "
+               "(mean over the steered layers; comparable across families, unlike λ)." if flip_rates is not None
+               else ""),
             "",
             f"| benchmark | n pairs | dropped (base / intervened) | acc_img base → int. | gain [{level}% CI] "
-            f"| gain p | acc_txt base → int. | text cost [{level}% CI] | text cost p | base gap | recovery |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| gain p | acc_txt base → int. | text cost [{level}% CI] | text cost p | base gap | recovery |"
+            + (" flip rate |" if flip_rates is not None else ""),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if flip_rates is not None else ""),
         ]
         for row in effects:
             e = row["effect"]
             rec = "n/a (gap 0)" if e["recovery"] is None else f"{e['recovery']:.2f}"
-            lines.append(md_row([
+            cells = [
                 row["benchmark"], e["n_pairs"], f"{e['dropped_base']} / {e['dropped_intervened']}",
                 f"{_pts(e['acc_img_base'])} → {_pts(e['acc_img'])}", _diff_ci(e["gain"]), _p(e["gain"]["p_mcnemar"]),
                 f"{_pts(e['acc_txt_base'])} → {_pts(e['acc_txt'])}", _diff_ci(e["text_cost"]),
                 _p(e["text_cost"]["p_mcnemar"]), _signed(e["gap_base"]["diff"]), rec,
-            ]))
+            ]
+            if flip_rates is not None:
+                cells.append(_flip_cell(flip_rates.get(row["benchmark"])))
+            lines.append(md_row(cells))
     for key, label in (
         ("benchmarks_only_in_base", "Benchmarks only in the base run"),
         ("benchmarks_only_in_intervened", "Benchmarks only in the intervened run"),

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rd_eval import data_provenance
+from rd_eval import data_provenance, flips
 from rd_eval.divergence import (
     band_sites,
     divergence_correctness_correlation,
@@ -613,6 +613,40 @@ def _setting_routing(
     return {"routing_dirs": [str(p) for p in setting.routing_dirs], "benchmarks": benchmarks}
 
 
+def _setting_flips(setting: RunSetting, df: pd.DataFrame, cache: RoutingCache) -> dict[str, Any] | None:
+    """The intervention's measured effect on routing (`rd_eval.flips`): over all of the setting's documents
+    and per benchmark. None for a plain setting, or when no record of the setting carries the effect."""
+    if setting.intervention == NO_INTERVENTION or not setting.routing_dirs:
+        return None
+    index = _record_index(setting, cache)
+    by_benchmark: dict[str, list[Any]] = {}
+    for task, doc_id in zip(df["task"].astype(str), df["doc_id"], strict=True):
+        hit = index.get((task, int(doc_id)))
+        if hit is None or hit[0].get("error") is not None or hit[0].get("counts") is None:
+            continue
+        where = f"{hit[1]}: record task {task!r} doc_id {int(doc_id)}"
+        try:
+            effect = flips.record_effect(hit[0], where)
+        except ValueError as exc:
+            raise ReportInputError(str(exc)) from None
+        by_benchmark.setdefault(benchmark_of(task), []).append(effect)
+    try:
+        overall = flips.effect_summary(e for part in by_benchmark.values() for e in part)
+        benchmarks = {name: flips.effect_summary(part) for name, part in sorted(by_benchmark.items())}
+    except ValueError as exc:
+        raise ReportInputError(f"setting {setting.key}: {exc}") from None
+    if overall is None:
+        return None
+    return {"overall": overall, "benchmarks": {k: v for k, v in benchmarks.items() if v is not None}}
+
+
+def _flip_rates(setting_flips: Mapping[str, Any] | None) -> dict[str, float | None] | None:
+    """Per benchmark, the flip rate shown beside the gain (None: not measured)."""
+    if not setting_flips:
+        return None
+    return {name: b["flip_rate"] for name, b in setting_flips["benchmarks"].items()}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The report
 
@@ -679,6 +713,9 @@ def build_report(
         except ValueError as exc:
             files = ", ".join(str(r.results_path) for r in setting.runs)
             raise ReportInputError(f"setting {setting.key} ({files}): {exc}") from None
+        setting_flips = _setting_flips(setting, df, cache)
+        if setting_flips is not None:
+            gaps["flip_rates"] = _flip_rates(setting_flips)
         out_settings.append({
             "key": setting.key,
             "model_id": setting.model_id,
@@ -697,6 +734,7 @@ def build_report(
             "routing_notes": list(setting.routing_notes),
             "gaps": gaps,
             "routing": _setting_routing(setting, df, cache, scope=scope, n_boot=n_boot, seed=seed),
+            "flips": setting_flips,
         })
     return _clean({
         "format": REPORT_FORMAT,
@@ -753,6 +791,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             ", no plain run of this model to compare with" if s["role"] == "no_base" else "")
         lines.append(f"  - `{s['key']}`: {len(s['runs'])} run(s), {s['n_samples']} samples{extra}")
         lines += [f"    - {note}" for note in s.get("routing_notes", ())]
+        if (s.get("flips") or {}).get("overall", {}).get("no_op"):
+            lines.append(f"    - **{flips.NO_OP}**")
     lines += [f"- Not reported: {note}" for note in report.get("notes", ())]
     lines += data_provenance.markdown_lines(report.get("data_sources"))
     for s in report["settings"]:
@@ -805,7 +845,24 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                 lines.append(md_row([layer["site"], "●" if layer["in_band"] else "", jsd, _f(layer["separation"])]))
     if not any_routing:
         lines += ["", "No routing records found beside these runs (run with an rd_* model and record_routing on)."]
+    lines += _flip_section(report)
     return "\n".join(lines) + "\n"
+
+
+def _flip_section(report: Mapping[str, Any]) -> list[str]:
+    """Markdown: per intervened setting, the per-layer flip table (`rd_eval.flips`)."""
+    measured = [s for s in report["settings"] if s.get("flips")]
+    if not measured:
+        return []
+    lines = ["", "## Intervention effect on routing", "",
+             "Per steered MoE layer (site), against the model's own unsteered selection, over the tokens in the "
+             "intervention's token scope (padding never counted): flipped = tokens whose selected expert set "
+             "changed; flip rate = flipped / tokens; newly selected = experts of the intervention's set selected "
+             "after but not before (token x expert). The band mean is the mean over the steered layers. λ is "
+             "not comparable across families; the flip rate is."]
+    for s in measured:
+        lines += flips.flip_markdown(s["flips"]["overall"], title=f"Flip rate: {s['label']}")
+    return lines
 
 
 CSV_COLUMNS = (

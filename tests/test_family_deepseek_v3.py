@@ -131,7 +131,7 @@ def test_recorded_counts_match_output_router_logits(model: nn.Module, batch: Any
                          ids=["force", "suppress_all_but_k"])
 def test_force_and_suppress_act_in_the_band_only(model: nn.Module, batch: Any, baseline: BatchRouting,
                                                  mode: str, experts: tuple[int, ...]) -> None:
-    spec = InterventionSpec(experts=expert_set({i: experts for i in range(NUM_MOE_LAYERS)}), mode=mode,
+    spec = InterventionSpec(experts=expert_set({i: experts for i in BAND}), mode=mode,
                             token_scope="prompt")
     captured: dict[int, dict[str, torch.Tensor]] = {}
     with routing_session(model, intervention=spec) as session, torch.inference_mode():

@@ -102,7 +102,8 @@ def _lmms_entries(tiny: Path, workdir: Path) -> list[tuple[str, str]]:
     """(name, model_args) of every README example, on the tiny checkpoint, plus one bad setting."""
     from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
 
-    experts = ExpertSet(model=str(tiny), kind="domain", layers=tuple(LayerExperts(i, (0, 1)) for i in range(8)))
+    # On MoE layers 3..5 only, inside every README band (0.25-0.75 = 2..5, 3:4:5): others would be refused.
+    experts = ExpertSet(model=str(tiny), kind="domain", layers=tuple(LayerExperts(i, (0, 1)) for i in (3, 4, 5)))
     entries = []
     for n, word in enumerate(readme_model_args()):
         parts = []

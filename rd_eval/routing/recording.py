@@ -49,11 +49,13 @@ class TokenLayout:
 
 @dataclass(frozen=True)
 class BatchRouting:
-    """Host copies of one batch's statistics. counts/prob_sums: [B, L, 3, E]; tokens: [B, 3]."""
+    """Host copies of one batch's statistics. counts/prob_sums: [B, L, 3, E]; tokens: [B, 3]; effect: under an
+    intervention, [B, L, 3] sums of (tokens, flipped, newly_selected) (`rd_eval.routing.effect`), else None."""
 
     counts: np.ndarray
     prob_sums: np.ndarray
     tokens: np.ndarray
+    effect: np.ndarray | None = None
 
     @property
     def batch_size(self) -> int:
@@ -69,12 +71,12 @@ class BatchRouting:
         )
 
     def row(self, index: int) -> BatchRouting:
-        return BatchRouting(self.counts[index : index + 1], self.prob_sums[index : index + 1],
-                            self.tokens[index : index + 1])
+        return self.select_rows([index])
 
     def select_rows(self, rows: Sequence[int]) -> BatchRouting:
         idx = np.asarray(rows, dtype=np.int64)
-        return BatchRouting(self.counts[idx], self.prob_sums[idx], self.tokens[idx])
+        effect = None if self.effect is None else self.effect[idx]
+        return BatchRouting(self.counts[idx], self.prob_sums[idx], self.tokens[idx], effect)
 
 
 # Router logits held back for one batched accumulation, at most (elements): 64 MiB of float32, so a long prefill
@@ -207,18 +209,25 @@ class RoutingRecorder:
         self._counts.view(-1).index_add_(0, count_index, weight_k)
         self._prob_sums.view(-1, self.num_experts).index_add_(0, slot, probs * weight_column)
 
-    def finish_batch(self) -> BatchRouting:
-        """The one device-to-host transfer per batch."""
+    def finish_batch(self, effect: torch.Tensor | None = None) -> BatchRouting:
+        """The one device-to-host transfer per batch; `effect` (an intervention's device sums [L, B, 3],
+        `rd_eval.routing.effect`) travels in the same transfer."""
         self.flush()
         if self._counts is None or self._prob_sums is None or self._tokens is None:
             raise RuntimeError("finish_batch() called without start_batch()")
-        stacked = torch.cat([self._counts.flatten(), self._prob_sums.flatten(), self._tokens.flatten()]).cpu()
+        parts = [self._counts.flatten(), self._prob_sums.flatten(), self._tokens.flatten()]
+        if effect is not None:
+            parts.append(effect.to(self.device).flatten())
+        stacked = torch.cat(parts).cpu()
         n = self._counts.numel()
+        t = 2 * n + self._tokens.numel()
         layer_major = self._counts.shape
         result = BatchRouting(  # [L, B, 3, E] -> [B, L, 3, E]
             counts=np.ascontiguousarray(stacked[:n].view(layer_major).numpy().transpose(1, 0, 2, 3)),
             prob_sums=np.ascontiguousarray(stacked[n : 2 * n].view(layer_major).numpy().transpose(1, 0, 2, 3)),
-            tokens=stacked[2 * n :].view(self._tokens.shape).numpy().copy(),
+            tokens=stacked[2 * n : t].view(self._tokens.shape).numpy().copy(),
+            effect=None if effect is None else np.ascontiguousarray(  # [L, B, 3] -> [B, L, 3]
+                stacked[t:].view(effect.shape).numpy().transpose(1, 0, 2)),
         )
         self._counts = self._prob_sums = self._tokens = self._layer_offsets = None
         self._bound = self._cells = None

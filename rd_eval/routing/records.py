@@ -141,6 +141,20 @@ def _record_header(identity: DocIdentity, model: str, intervention_hash: str, er
     return header
 
 
+# Under an intervention a record carries, per site, the tokens counted in the intervention's scope, those whose
+# selected expert set the intervention changed and the set's experts newly selected (`rd_eval.routing.effect`):
+# ``"intervention_effect": {"tokens": [L], "flipped": [L], "newly_selected": [L]}``. Absent: no intervention
+# data (a plain run, or a record written before the effect was measured).
+EFFECT_KEY = "intervention_effect"
+EFFECT_FIELDS = ("tokens", "flipped", "newly_selected")
+
+
+def effect_fields(effect: np.ndarray) -> dict[str, list[int]]:
+    """A document's effect sums [L, 3] (EFFECT_FIELDS order) as the record's field (integers per site)."""
+    values = np.rint(np.asarray(effect, dtype=np.float64)).astype(np.int64)
+    return {name: [int(v) for v in values[:, i]] for i, name in enumerate(EFFECT_FIELDS)}
+
+
 def document_record(identity: DocIdentity, routing: BatchRouting, row: int, *, model: str,
                     intervention_hash: str, checkpoint: CheckpointRef | None = None,
                     error: str | None = None) -> dict[str, Any]:
@@ -149,11 +163,15 @@ def document_record(identity: DocIdentity, routing: BatchRouting, row: int, *, m
     names the checkpoint; a record without one reads as a record of an unknown checkpoint (see the module doc)."""
     counts = np.rint(routing.counts[row])  # [L, 3, E]
     prob_sums = routing.prob_sums[row].astype(np.float32, copy=False)
-    return _record_header(identity, model, intervention_hash, error, checkpoint) | {
+    record = _record_header(identity, model, intervention_hash, error, checkpoint) | {
         "tokens": {scope: int(routing.tokens[row, s]) for s, scope in enumerate(BASE_SCOPES)},
         "counts": {scope: counts[:, s, :].astype(np.int64) for s, scope in enumerate(BASE_SCOPES)},
         "prob_sums": {scope: prob_sums[:, s, :] for s, scope in enumerate(BASE_SCOPES)},
     }
+    effect = getattr(routing, "effect", None)  # None: no intervention
+    if effect is not None:
+        record[EFFECT_KEY] = effect_fields(effect[row])
+    return record
 
 
 def error_record(identity: DocIdentity, *, model: str, intervention_hash: str, error: str,

@@ -22,14 +22,32 @@ import numpy as np
 import torch
 from torch import nn
 
+from rd_eval.routing.effect import EFFECT_FIELDS, EffectCounter
 from rd_eval.routing.firing import FiringCheck, RoutingHooksNotFiredError
-from rd_eval.routing.recording import GENERATED, PROMPT_IMAGE, PROMPT_TEXT, RoutingRecorder, TokenLayout
+from rd_eval.routing.recording import (
+    GENERATED,
+    PROMPT_IMAGE,
+    PROMPT_TEXT,
+    BatchRouting,
+    RoutingRecorder,
+    TokenLayout,
+)
 from rd_eval.routing.sites import RouterSite, find_router_sites, image_token_ids, model_family
 from rd_eval.routing.spec import InterventionSpec
 from rd_eval.routing.steering import steer_logits
 from rd_eval.routing.validation import validate_intervention
 
-__all__ = ["LayerPlan", "RoutingHooksNotFiredError", "RoutingSession", "plan_intervention", "routing_session"]
+__all__ = ["FinishedBatch", "LayerPlan", "RoutingHooksNotFiredError", "RoutingSession", "plan_intervention",
+           "routing_session"]
+
+
+@dataclass(frozen=True)
+class FinishedBatch:
+    """One batch's host results: its routing statistics (None when not recording) and, under an intervention,
+    its effect sums [B, L, 3] over `EFFECT_FIELDS` (None without an intervention)."""
+
+    routing: BatchRouting | None
+    effect: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,16 @@ class RoutingSession:
         if spec is not None:
             validate_intervention(spec, sites)  # λ = 0 too: a spec impossible on this model is an error, not a no-op
         self.plans = plan_intervention(spec, sites) if spec is not None and not spec.is_noop else ()
+        # A spec that cannot change routing (λ = 0) is still measured: its hooks steer and reselect to count the
+        # selections that would change, but return the router's own output (bit-identical to no hooks).
+        self._measure_only = spec is not None and spec.is_noop and not spec.experts.is_empty
+        if self._measure_only:
+            assert spec is not None
+            self.plans = plan_intervention(spec, sites)
+        # Under any intervention: flips and newly selected experts per site and document (see `finish_batch`),
+        # and their totals over the batches finished so far, [site, EFFECT_FIELDS] on the host.
+        self.effect = EffectCounter(len(sites), next(model.parameters()).device) if spec is not None else None
+        self.effect_totals = np.zeros((len(sites), len(EFFECT_FIELDS)), dtype=np.float64)
         self._image_ids = image_token_ids(model)
         self._grouped = any(site.group for site in sites)
         self._layout: TokenLayout | None = None
@@ -110,6 +138,23 @@ class RoutingSession:
         self._stop_ids = tuple(stop_token_ids) if stop_token_ids is not None else _generation_eos_ids(self.model)
         if self.recorder is not None:
             self.recorder.start_batch(batch_size)
+        if self.effect is not None:
+            self.effect.start_batch(batch_size)
+
+    def finish_batch(self) -> FinishedBatch:
+        """End the batch begun by `begin`: one device-to-host transfer of its routing statistics and
+        intervention effect (`FinishedBatch`); the effect is added to `effect_totals`."""
+        device_effect = self.effect.finish() if self.effect is not None else None
+        routing = self.recorder.finish_batch(effect=device_effect) if self.recorder is not None else None
+        if routing is not None:
+            effect = routing.effect
+        elif device_effect is not None:
+            effect = np.ascontiguousarray(device_effect.cpu().numpy().transpose(1, 0, 2))
+        else:
+            effect = None
+        if effect is not None:
+            self.effect_totals += effect.sum(axis=0)
+        return FinishedBatch(routing=routing, effect=effect)
 
     def install(self) -> None:
         if self.recorder is None and not self.plans:
@@ -251,6 +296,8 @@ class RoutingSession:
         # also flushes when the next call starts and at the end of the batch).
         last = site.site_index == max(s.site_index for s in self.sites)
         firing = self._firing
+        effect = self.effect
+        measure_only = self._measure_only
 
         def hook(router: nn.Module, args: tuple, output: Any) -> Any:
             hidden = args[0].reshape(-1, args[0].shape[-1])
@@ -274,8 +321,13 @@ class RoutingSession:
                 pin = expert_mask.unsqueeze(0) if token_mask is None else token_mask.unsqueeze(1) * expert_mask
                 pin = pin if spec.mode == "force" else -pin
             rerouted = math.reroute(router, steered, weight_source, output, pin)
+            own, after = math.selection(output, router), math.selection(rerouted, router)
+            if effect is not None:
+                effect.add(site.site_index, layout, token_mask, own, after, expert_mask)
+            if measure_only:  # λ = 0: measured, never applied
+                rerouted, steered, after = output, logits, own
             if self.recorder is not None:
-                self.recorder.add_logits(site.site_index, layout, steered, math.selection(rerouted, router))
+                self.recorder.add_logits(site.site_index, layout, steered, after)
                 if last:
                     self.recorder.flush()
             return rerouted
