@@ -50,7 +50,7 @@ class RDAria(RoutingAdapterMixin, Aria):
 
     def __init__(self, pretrained: str = "rhymes-ai/Aria", device: str | None = None, device_map: str = "",
                  batch_size: int | str = 1, **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs)
+        settings = pop_adapter_settings(kwargs, pretrained)
         require_checkpoint_folder(pretrained)
         device = device or default_device()
         # lmms-eval's Aria reads device_map "" as "one GPU per rank"; on a CPU load on the CPU.

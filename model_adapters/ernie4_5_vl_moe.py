@@ -29,7 +29,7 @@ class RDErnie4_5VLMoe(RoutingAdapterMixin, HFImageTextModel):
     model_type_hints = {"ernie4_5_moe_vl": _REMOTE_ERNIE_HINT}
 
     def __init__(self, pretrained: str = "baidu/ERNIE-4.5-VL-28B-A3B-PT", **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs)
+        settings = pop_adapter_settings(kwargs, pretrained)
         self._rd_load_base(super().__init__, pretrained=pretrained, **kwargs)
         self._rd_setup(settings, pretrained=pretrained)
 

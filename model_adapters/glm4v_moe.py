@@ -32,7 +32,7 @@ class RDGlm4vMoe(ChatTemplateBatching, RoutingAdapterMixin, GLM4V):
 
     def __init__(self, pretrained: str = "zai-org/GLM-4.6V", device: str | None = None,
                  device_map: str | None = None, **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs)
+        settings = pop_adapter_settings(kwargs, pretrained)
         require_checkpoint_folder(pretrained)
         device, device_map = device_and_map(device, device_map)
         self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map, **kwargs)

@@ -35,7 +35,7 @@ class RDInternVLMoe(RoutingAdapterMixin, InternVLHf):
 
     def __init__(self, pretrained: str = "OpenGVLab/InternVL3_5-30B-A3B-HF", device: str | None = None,
                  device_map: str | None = None, batch_size: int | str = 1, **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs)
+        settings = pop_adapter_settings(kwargs, pretrained)
         require_checkpoint_folder(pretrained)
         device, device_map = device_and_map(device, device_map)
         # InternVLHf accepts batch size 1 only because its own loop is single-request; ours batches.

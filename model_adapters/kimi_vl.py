@@ -21,7 +21,7 @@ class RDKimiVL(RoutingAdapterMixin, HFImageTextModel):
 
     def __init__(self, pretrained: str = "moonshotai/Kimi-VL-A3B-Instruct", trust_remote_code: bool = False,
                  **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs)
+        settings = pop_adapter_settings(kwargs, pretrained)
         self._rd_load_base(super().__init__, pretrained=pretrained, trust_remote_code=trust_remote_code, **kwargs)
         self._rd_setup(settings, pretrained=pretrained)
 

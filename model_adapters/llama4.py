@@ -24,7 +24,7 @@ class RDLlama4(ChatTemplateBatching, RoutingAdapterMixin, Llama4Scout):
 
     def __init__(self, pretrained: str = "meta-llama/Llama-4-Scout-17B-16E-Instruct", device: str | None = None,
                  device_map: str | None = None, **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs)
+        settings = pop_adapter_settings(kwargs, pretrained)
         require_checkpoint_folder(pretrained)
         device, device_map = device_and_map(device, device_map)
         self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map, **kwargs)

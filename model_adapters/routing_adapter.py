@@ -98,9 +98,10 @@ def response_cache_from_argv(argv: Sequence[str]) -> bool:
     return _cli_options(argv).use_cache is not None
 
 
-def pop_adapter_settings(kwargs: dict[str, Any]) -> RoutingSettings:
-    """The routing settings of `model_args`, removed from `kwargs` before the base class sees them."""
-    return pop_routing_settings(kwargs, response_cache=response_cache_from_argv(sys.argv[1:]))
+def pop_adapter_settings(kwargs: dict[str, Any], pretrained: str | None = None) -> RoutingSettings:
+    """The routing settings of `model_args`, removed from `kwargs` before the base class sees them;
+    `pretrained` (the checkpoint) maps an EasySteer intervention file's decoder layers."""
+    return pop_routing_settings(kwargs, response_cache=response_cache_from_argv(sys.argv[1:]), pretrained=pretrained)
 
 
 @dataclass(frozen=True)

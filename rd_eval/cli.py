@@ -116,6 +116,18 @@ def _cmd_experts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experts_convert(args: argparse.Namespace) -> int:
+    from rd_eval.report import parse_model_args
+    from rd_eval.routing.easysteer import convert_file
+
+    out = check_output_file(args.out, "--out")
+    pretrained = parse_model_args(args.model_args or "").get("pretrained")
+    path, summary = convert_file(require_input(args.file, "FILE"), args.to, out, pretrained)
+    print(summary)
+    print(f"Written: {path}")
+    return 0
+
+
 def _cmd_twins_transcribe(args: argparse.Namespace) -> int:
     from rd_eval.demo import tasks_dir
     from rd_eval.twins.transcribe_cli import main_args, summary, transcribe
@@ -248,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--out", default="experts.json", help="expert-set JSON to write (default ./experts.json)")
     p.set_defaults(func=_cmd_experts)
+    conv = p.add_subparsers(dest="experts_command", metavar="{convert}")
+    c = conv.add_parser("convert", help="convert an expert set / intervention spec to or from EasySteer's format")
+    c.add_argument("file", help="rd-eval expert set or spec JSON, or an EasySteer layer_configs JSON")
+    c.add_argument("--to", required=True, choices=("easysteer", "rd-eval"), help="the format to write")
+    c.add_argument("--out", required=True, metavar="FILE", help="JSON file to write")
+    c.add_argument("--model_args", default=None, metavar="ARGS",
+                   help="pretrained=DIR: the checkpoint whose config.json maps MoE layers to decoder layers")
+    c.set_defaults(func=_cmd_experts_convert)
     return parser
 
 

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from rd_eval.jsonio import JsonFileError
+from rd_eval.routing.easysteer import load_intervention
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, SpecError
 
 SETTING_KEYS = (
-    "intervention",  # path of an intervention spec JSON (mode, lambda, band, scope, experts)
+    "intervention",  # path of an intervention spec JSON (mode, lambda, band, scope, experts), or an EasySteer file
     "expert_set",  # path of an expert set JSON, with the inline settings below
     "intervention_mode",
     "intervention_lambda",
@@ -93,11 +94,16 @@ def _load(key: str, path: Path, loader: Callable[[Path], InterventionSpec | Expe
         raise SpecError(f"model_args {key}: {exc}") from None
 
 
-def pop_routing_settings(kwargs: dict[str, Any], *, response_cache: bool = False) -> RoutingSettings:
+def pop_routing_settings(kwargs: dict[str, Any], *, response_cache: bool = False,
+                         pretrained: str | None = None) -> RoutingSettings:
     """Remove our keys from `kwargs` (the rest go to the family's base class) and validate them.
 
     `response_cache`: lmms-eval's --use_cache is on, so settings read from a file must be pinned by hash.
+    `pretrained`: the checkpoint (default: kwargs' own `pretrained`, left in place); an EasySteer file given as
+    `intervention=` is mapped onto its layers (`rd_eval.routing.easysteer`).
     """
+    if pretrained is None and kwargs.get("pretrained") is not None:
+        pretrained = str(kwargs["pretrained"])
     raw = {key: kwargs.pop(key) for key in SETTING_KEYS if key in kwargs}
     inline = {k: raw[k] for k in ("intervention_mode", "intervention_lambda", "intervention_band",
                                   "intervention_scope", "intervention_seed") if k in raw}
@@ -105,7 +111,8 @@ def pop_routing_settings(kwargs: dict[str, Any], *, response_cache: bool = False
     if "intervention" in raw and "expert_set" in raw:
         raise SpecError("model_args: give either intervention=<spec.json> or expert_set=<experts.json>, not both")
     if "intervention" in raw:
-        spec = _load("intervention", parse_path("intervention", raw["intervention"]), InterventionSpec.load)
+        spec = _load("intervention", parse_path("intervention", raw["intervention"]),
+                     lambda path: load_intervention(path, pretrained))
     elif "expert_set" in raw:
         spec = InterventionSpec(experts=_load("expert_set", parse_path("expert_set", raw["expert_set"]),
                                               ExpertSet.load))
