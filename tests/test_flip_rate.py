@@ -296,3 +296,16 @@ def test_adapter_logs_the_flip_rate_or_warns_of_a_noop(tiny_dir: Path, tmp_path:
     assert len(noop) == 1 and "lambda=0.0" in noop[0]
     rates = [m for level, m in messages if level == "INFO" and "flip rate" in m]
     assert len(rates) == 1 and "lambda=3.0" in rates[0]
+
+
+def test_demo_reads_the_soft_runs_flip_rates(tmp_path: Path) -> None:
+    from rd_eval.demo import _flip_rates
+    from rd_eval.routing.records import routing_folder
+
+    spec, checkpoint, output = _soft(3.0), tmp_path / "ckpt", tmp_path / "runs" / "soft"
+    checkpoint.mkdir()
+    ShardWriter(routing_folder(output, str(checkpoint), spec.content_hash()), 0).append([
+        document_record(DocIdentity("rd_demo_img", 0, "img"), _batch_routing(_effect(3)), 0, model="m",
+                        intervention_hash=spec.content_hash())])
+    assert _flip_rates(output, checkpoint, spec) == {"rd_demo": pytest.approx(0.45)}
+    assert _flip_rates(tmp_path / "elsewhere", checkpoint, spec) is None
