@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from routing_contract import drawn_image, encode, expert_set, routers
+from routing_contract import drawn_image, encode, expert_set, routers, tiny_checkpoint_fixtures
 from test_runs import write_run
 from torch import nn
 
@@ -32,7 +32,7 @@ from rd_eval.routing.records import (
     merge_routing_records,
 )
 from rd_eval.routing.session import routing_session
-from rd_eval.routing.sites import image_token_ids
+from rd_eval.routing.sites import find_router_sites, image_token_ids
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
 
 TOP_K, NUM_EXPERTS, NUM_LAYERS = 4, 16, 8
@@ -309,3 +309,54 @@ def test_demo_reads_the_soft_runs_flip_rates(tmp_path: Path) -> None:
                         intervention_hash=spec.content_hash())])
     assert _flip_rates(output, checkpoint, spec) == {"rd_demo": pytest.approx(0.45)}
     assert _flip_rates(tmp_path / "elsewhere", checkpoint, spec) is None
+
+
+# -- ERNIE-4.5-VL: a text and a vision router per MoE layer, each on its own tokens ----------------------------
+ernie_dir_fixture, ernie_model_fixture, ernie_processor_fixture = tiny_checkpoint_fixtures(
+    "ernie4_5_vl_moe", "rd-tiny-ernie4_5_vl_moe", dir_fixture="ernie_dir")
+ERNIE_BAND = (1, 2, 3)  # LayerBand() on its 5 MoE layers
+
+
+def test_ernie_each_modality_router_counts_its_own_tokens(model: nn.Module, processor: Any) -> None:
+    inputs = encode(processor, [("What is the total cost?", drawn_image(1)), ("How many apples?", None)])
+    layers = tuple(LayerExperts(m, SET, group=g) for m in ERNIE_BAND for g in ("text", "vision"))
+    spec = InterventionSpec(experts=ExpertSet(model="tiny", kind="domain", layers=layers), strength=3.0)
+    own: dict[int, torch.Tensor] = {}
+    final: dict[int, torch.Tensor] = {}
+
+    def keep(store: dict[int, torch.Tensor], index: int):
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            store[index] = output[2].clone()
+        return hook
+
+    with routing_session(model, record=False, intervention=spec) as session, torch.inference_mode():
+        handles = [h for i, router in enumerate(routers(model))
+                   for h in (router.register_forward_hook(keep(own, i), prepend=True),  # before the session's
+                             router.register_forward_hook(keep(final, i)))]  # after it: what the experts get
+        try:
+            session.begin(2)
+            model(**inputs)
+            effect = session.finish_batch().effect
+        finally:
+            for handle in handles:
+                handle.remove()
+    vision = inputs["moe_mm_token_type_ids"].bool().reshape(-1)
+    weight = inputs["attention_mask"].reshape(-1).float()
+    rows = torch.arange(2).repeat_interleave(inputs["input_ids"].shape[1])
+    order = torch.argsort(vision.to(torch.int8), stable=True)  # text tokens first, then vision, in order
+    n_text = int((~vision).sum())
+    assert effect is not None and 0 < n_text < len(order)
+    for site in find_router_sites(model):
+        picked = order[:n_text] if site.group == "text" else order[n_text:]
+        expected = np.zeros((2, 3))
+        if site.moe_index in ERNIE_BAND:
+            assert own[site.site_index].shape[0] == len(picked)
+            for j, token in enumerate(picked.tolist()):
+                before = set(own[site.site_index][j].tolist())
+                after = set(final[site.site_index][j].tolist())
+                expected[int(rows[token])] += float(weight[token]) * np.array(
+                    [1.0, float(before != after), len((after - before) & set(SET))])
+        np.testing.assert_array_equal(effect[:, site.site_index], expected, err_msg=f"site {site}")
+    band_vision = [s.site_index for s in find_router_sites(model) if s.group == "vision" and s.moe_index in ERNIE_BAND]
+    assert effect[0, band_vision, 0].sum() > 0 and effect[1, band_vision].sum() == 0  # no image in row 1
+    assert effect[:, :, 1].sum() > 0
