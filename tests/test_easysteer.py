@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -277,6 +278,25 @@ def test_rd_eval_settings_without_an_easysteer_twin_are_refused(case: str, tmp_p
     assert code == 2 and err.count("\n") == 1 and fragment in err, err
 
 
+def test_an_expert_set_made_on_another_model_is_refused(tiny_root: Path, tmp_path: Path) -> None:
+    if "sites" not in {f.name for f in dataclasses.fields(ExpertSet)}:
+        pytest.skip("expert sets carry no site table yet")
+    from rd_eval.routing.site_table import SiteTable
+
+    glm = tiny_root / "glm4v_moe"
+    config = transformers.AutoConfig.from_pretrained(glm)
+    with torch.device("meta"):
+        model = transformers.Glm4vMoeForConditionalGeneration(config)
+    table = SiteTable.of_sites(find_router_sites(model))
+    made_here = ExpertSet(model="m", kind="domain", layers=(LayerExperts(1, (2, 3)),), sites=table)
+    assert to_easysteer(made_here, load_layer_map(glm))["layer_configs"] == {
+        "2": {"mode": "soft", "expert_ids": [2, 3], "lambda": 1.0}}
+    other = load_layer_map(_edited(glm, tmp_path / "glm_first_k_2", {"first_k_dense_replace": 2}))
+    with pytest.raises(SpecError, match="site table puts MoE layer 0 on decoder layer 1, this checkpoint's config "
+                                        "on decoder layer 2: the set was made on another model"):
+        to_easysteer(made_here, other)
+
+
 def test_soft_topk_needs_the_models_k(capsys, tmp_path: Path) -> None:
     scout = load_layer_map(REFERENCE / "meta-llama__Llama-4-Scout-17B-16E-Instruct")  # top-1
     with pytest.raises(SpecError, match=r"soft_topk with topk=8 is refused: this model selects 1 experts per token.*"
@@ -309,6 +329,8 @@ def test_intervention_file_in_easysteer_format_is_detected_and_mapped(tiny_root:
         pop_routing_settings({"intervention": str(path)})
     with pytest.raises(SpecError, match="no config.json there"):
         pop_routing_settings({"intervention": str(path), "pretrained": "zai-org/GLM-4.6V"})
+    with pytest.raises(SpecError, match="is an EasySteer file .*: pass it as intervention=FILE, not expert_set="):
+        pop_routing_settings({"expert_set": str(path), "pretrained": str(glm)})
 
 
 def test_python_m_lmms_eval_runs_a_hand_written_easysteer_file(tiny_root: Path, tmp_path: Path) -> None:

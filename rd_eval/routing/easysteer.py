@@ -234,6 +234,7 @@ def to_easysteer(item: InterventionSpec | ExpertSet, layer_map: LayerMap, *, str
     if grouped or layer_map.grouped:
         raise SpecError(f"{source}: expert groups (a text and a vision router per layer, e.g. ERNIE-4.5-VL) "
                         "cannot be written for EasySteer, whose layer_configs name one router per decoder layer")
+    _check_site_table(spec.experts, layer_map, source)
     band = set(spec.band.resolve(len(layer_map.moe_layers)))
     outside = sorted(le.moe_index for le in spec.experts.layers if le.experts and le.moe_index not in band)
     if outside:
@@ -256,6 +257,21 @@ def to_easysteer(item: InterventionSpec | ExpertSet, layer_map: LayerMap, *, str
     return {LAYER_CONFIGS: configs}
 
 
+def _check_site_table(experts: ExpertSet, layer_map: LayerMap, source: str) -> None:
+    """An expert set that records its model's site table must place each MoE layer on the decoder layer the
+    checkpoint's config does; otherwise it was made on another model and the file would steer other layers."""
+    table = getattr(experts, "sites", None)
+    if table is None or getattr(table, "legacy", False):
+        return
+    for row in table.rows:
+        if row.moe_index < len(layer_map.moe_layers) and row.layer == layer_map.moe_layers[row.moe_index]:
+            continue
+        where = (f"decoder layer {layer_map.moe_layers[row.moe_index]}" if row.moe_index < len(layer_map.moe_layers)
+                 else f"no layer (it has MoE layers 0..{len(layer_map.moe_layers) - 1})")
+        raise SpecError(f"{source}: the expert set's site table puts MoE layer {row.moe_index} on decoder layer "
+                        f"{row.layer}, this checkpoint's config on {where}: the set was made on another model")
+
+
 def load_intervention(path: str | os.PathLike[str], pretrained: str | os.PathLike[str] | None) -> InterventionSpec:
     """An intervention file, rd-eval's or EasySteer's (detected); an EasySteer file is mapped onto the checkpoint
     `pretrained` names (its config.json), which it needs."""
@@ -268,6 +284,15 @@ def load_intervention(path: str | os.PathLike[str], pretrained: str | os.PathLik
         raise SpecError(f"{path}: an EasySteer file names decoder layers; mapping them needs the checkpoint "
                         "(pretrained=DIR)")
     return from_easysteer(data, load_layer_map(pretrained), source=str(path))
+
+
+def load_expert_set(path: str | os.PathLike[str]) -> ExpertSet:
+    """An rd-eval expert set file; an EasySteer file here is named as such (it belongs in `intervention=`)."""
+    data = read_json(path)
+    if is_easysteer(data):
+        raise SpecError(f"{path} is an EasySteer file (layer_configs with modes and lambdas): pass it as "
+                        "intervention=FILE, not expert_set=")
+    return ExpertSet.from_json(data, source=str(path))
 
 
 def convert_file(path: str | os.PathLike[str], to: str, out: str | os.PathLike[str],

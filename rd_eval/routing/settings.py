@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rd_eval.jsonio import JsonFileError
-from rd_eval.routing.easysteer import load_intervention
+from rd_eval.routing.easysteer import load_expert_set, load_intervention
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, SpecError
 
 SETTING_KEYS = (
@@ -115,7 +115,7 @@ def pop_routing_settings(kwargs: dict[str, Any], *, response_cache: bool = False
                      lambda path: load_intervention(path, pretrained))
     elif "expert_set" in raw:
         spec = InterventionSpec(experts=_load("expert_set", parse_path("expert_set", raw["expert_set"]),
-                                              ExpertSet.load))
+                                              load_expert_set))
     elif inline:
         raise SpecError(
             f"model_args {sorted(inline)} need an expert set: add expert_set=<experts.json> or intervention=<spec.json>"
