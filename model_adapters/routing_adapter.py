@@ -49,6 +49,7 @@ from rd_eval.routing.records import (
 )
 from rd_eval.routing.session import RoutingHooksNotFiredError, routing_session
 from rd_eval.routing.settings import RoutingSettings, pop_routing_settings
+from rd_eval.routing.site_table import SiteTable
 from rd_eval.routing.sites import find_router_sites, image_token_ids
 from rd_eval.routing.validation import validate_intervention
 
@@ -201,6 +202,7 @@ class RoutingAdapterMixin:
         self.rd_pretrained = pretrained
         self.rd_checkpoint = CheckpointRef.of(pretrained)  # every record names it (identity computed once)
         self.rd_sites = find_router_sites(self.model)
+        self.rd_site_table = SiteTable.of_sites(self.rd_sites)  # named by every routing record
         if settings.intervention is not None:  # an impossible spec fails here, at model construction
             validate_intervention(settings.intervention, self.rd_sites, source=settings.source)
         self.rd_image_token_ids = image_token_ids(self.model)
@@ -217,7 +219,8 @@ class RoutingAdapterMixin:
                 output_path = output_path_from_argv(sys.argv[1:]) or "."
                 base = routing_folder(output_path, pretrained, settings.intervention_hash)
             self.rd_routing_dir = Path(base)
-            self.rd_shard = ShardWriter(self.rd_routing_dir, self.rank)  # fails now if the folder is unusable
+            # fails now if the folder is unusable
+            self.rd_shard = ShardWriter(self.rd_routing_dir, self.rank, sites=self.rd_site_table)
             self.rd_shard_rank = self.rank
         spec = settings.intervention
         policy: LoadPolicy = self.load_policy
@@ -253,7 +256,7 @@ class RoutingAdapterMixin:
         if self.rd_shard is not None and self.rd_shard_rank != self.rank:
             # lmms-eval injects the global rank after construction (launchers whose ranks all start as
             # single processes, e.g. torchrun without GPUs): each rank must write its own shard.
-            self.rd_shard = ShardWriter(self.rd_routing_dir, self.rank)
+            self.rd_shard = ShardWriter(self.rd_routing_dir, self.rank, sites=self.rd_site_table)
             self.rd_shard_rank = self.rank
         with routing_session(self.model, record=self.rd_shard is not None,
                              intervention=self.rd_settings.intervention, sites=self.rd_sites) as session:

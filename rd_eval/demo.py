@@ -113,17 +113,17 @@ def _load_for_probing(checkpoint: Path) -> tuple[Any, Any]:
 
 
 def identify_experts(checkpoint: Path, model_name: str, cfg: DemoConfig) -> InterventionSpec:
-    from rd_eval.routing.sites import find_router_sites
+    from rd_eval.expert_cli import default_top_n, model_site_table
 
     model, processor = _load_for_probing(checkpoint)
-    sites = find_router_sites(model)
-    band = cfg.band.resolve(len(sites))
+    sites = model_site_table(model)  # rows of Φ: the band and the set name (MoE layer, group), never a row index
+    band = cfg.band.resolve(sites.num_moe_layers)
     domain = [p.text_twin for p in generate_problems(cfg.probe_size, cfg.seed + DOMAIN_PROBE_SEED_OFFSET)]
     general = general_probe_texts()[: cfg.probe_size]
     phi_domain = selection_frequency(probe_routing(model, processor, domain), "prompt")
     phi_general = selection_frequency(probe_routing(model, processor, general), "prompt")
     experts = domain_expert_set(
-        phi_domain, phi_general, band=band, top_n=sites[0].top_k, model=model_name,
+        phi_domain, phi_general, band=band, top_n=default_top_n(sites, None), model=model_name, sites=sites,
         method={"domain_probe": f"rd_demo generator, seed {cfg.seed + DOMAIN_PROBE_SEED_OFFSET}, n={len(domain)}",
                 "general_probe": f"rd-eval general_probe.txt, n={len(general)}", "token_scope": "prompt"},
     )

@@ -2,7 +2,9 @@
 
 Pure functions of numpy arrays: no I/O, no global RNG, no torch. Conventions:
 
-- a *site* is one MoE layer (its position in the model's list of MoE layers); ``S`` sites, ``E`` experts;
+- a *site* is one router, a row of the routing arrays; ``S`` sites, ``E`` experts. Most families have one
+  router per MoE layer (site i = MoE layer i); ERNIE-4.5-VL has a text and a vision router per layer, so
+  which MoE layer and group a row is comes from the site table (:mod:`rd_eval.routing.site_table`);
 - selection counts ``[S, E]`` hold, per site, how many of a document's tokens (in one token scope) had
   expert ``e`` in their top-k; :func:`selection_distribution` normalises them per site, which is the
   selection frequency ``Φ`` divided by k, i.e. the share of the site's selections that went to ``e``;
@@ -20,9 +22,12 @@ import math
 import numbers
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rd_eval.routing.site_table import SiteTable
 
 __all__ = [
     "Correlation",
@@ -337,8 +342,14 @@ def divergence_correctness_correlation(mid_band_jsd: Any, img_correct: Any) -> C
     return Correlation(n=n, r=r, p=student_t_two_sided_p(t, n - 2), n_correct=n_correct)
 
 
-def band_sites(n_sites: int, fractions: tuple[float, float] = (0.25, 0.75)) -> tuple[int, ...]:
-    """MoE-site indices of the middle band (default fractions 0.25-0.75), as the intervention resolves them."""
+def band_sites(n_sites: int, fractions: tuple[float, float] = (0.25, 0.75), sites: SiteTable | None = None,
+               ) -> tuple[int, ...]:
+    """Site rows of the middle band (default fractions 0.25-0.75 of the MoE layers), as the intervention resolves
+    them: every site (each group) of a band MoE layer. Without a site table, row i is MoE layer i."""
     from rd_eval.routing.spec import LayerBand
 
-    return LayerBand(fractions=fractions).resolve(_check_int("n_sites", n_sites, minimum=1))
+    n_sites = _check_int("n_sites", n_sites, minimum=1)
+    if sites is None:
+        return LayerBand(fractions=fractions).resolve(n_sites)
+    sites.check_rows(n_sites, "band_sites")
+    return tuple(row.site for row in sites.rows_in(LayerBand(fractions=fractions).resolve(sites.num_moe_layers)))

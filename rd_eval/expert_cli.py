@@ -2,6 +2,8 @@
 
 Domain experts: ΔΦ = Φ(domain texts) − Φ(general texts) over prompt tokens, top-N per band layer with ΔΦ > 0.
 Visual experts: ΔΦ = Φ(image tokens) − Φ(text tokens) within image-form probes (rendered rd_demo problems).
+The band selects MoE layers of the model's site table; each site of a band layer (ERNIE: its text and its vision
+router) is ranked on its own row, and the set records the table.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.probes import IMAGE_PROBE_SETS, ProbeError, load_image_probes, load_probe_set
+from rd_eval.routing.site_table import SiteTable
 from rd_eval.routing.spec import ExpertSet, LayerBand
 
 if TYPE_CHECKING:  # the CLI imports this module for its error class: keep torch out of module import
@@ -97,20 +100,27 @@ def image_probe_routing(model: Any, processor: Any, probes: Sequence[tuple[Any, 
     return batches
 
 
-def _sites_band(model: Any, band: LayerBand) -> tuple[int, tuple[int, ...]]:
+def model_site_table(model: Any) -> SiteTable:
     from rd_eval.routing.sites import find_router_sites
 
-    sites = find_router_sites(model)
-    num_layers = 1 + max(site.moe_index for site in sites)
-    return sites[0].top_k, band.resolve(num_layers)
+    return SiteTable.of_sites(find_router_sites(model))
+
+
+def default_top_n(sites: SiteTable, top: int | None) -> int | None:
+    """--top, else the model's top-k (one number when every site has the same k; None: each site's own)."""
+    if top is not None:
+        return top
+    ks = {row.top_k for row in sites.rows}
+    return ks.pop() if len(ks) == 1 else None
 
 
 def identify(model: Any, processor: Any, cfg: ExpertsConfig, model_name: str) -> ExpertSet:
     """The domain (or, with cfg.visual, visual) expert set of a loaded model."""
-    from rd_eval.experts import domain_expert_set, probe_routing, selection_frequency, top_positive_experts
+    from rd_eval.experts import domain_expert_set, probe_routing, selection_frequency, visual_expert_set
 
-    top_k, band = _sites_band(model, cfg.band)
-    top_n = cfg.top if cfg.top is not None else top_k
+    sites = model_site_table(model)
+    band = cfg.band.resolve(sites.num_moe_layers)
+    top_n = default_top_n(sites, cfg.top)
     common = {"seed": cfg.seed, "band": cfg.band.to_json(), "token_scope": "prompt", "n": cfg.n}
     if cfg.visual:
         try:
@@ -118,11 +128,10 @@ def identify(model: Any, processor: Any, cfg: ExpertsConfig, model_name: str) ->
         except ProbeError as exc:
             raise ExpertsInputError(str(exc)) from None
         batches = image_probe_routing(model, processor, probes, batch_size=cfg.batch_size)
-        delta = selection_frequency(batches, "image") - selection_frequency(batches, "text")
-        return ExpertSet(model=model_name, kind="visual", layers=top_positive_experts(delta, band, top_n),
-                         method={"statistic": "delta_phi = phi(image tokens) - phi(text tokens), image-form probes",
-                                 "top_n": top_n, "band_layers": list(band), "image_probe": cfg.image_probe,
-                                 **common, "token_scope": "image vs text (prompt)"})
+        return visual_expert_set(selection_frequency(batches, "image"), selection_frequency(batches, "text"),
+                                 band=band, top_n=top_n, model=model_name, sites=sites,
+                                 method={"image_probe": cfg.image_probe, **common,
+                                         "token_scope": "image vs text (prompt)"})
     try:
         domain = load_probe_set(cfg.domain, cfg.n, cfg.seed, file=cfg.domain_file, file_flag="--domain-file")
         general = load_probe_set(cfg.general, cfg.n, cfg.seed, file=cfg.general_file, file_flag="--general-file")
@@ -130,7 +139,7 @@ def identify(model: Any, processor: Any, cfg: ExpertsConfig, model_name: str) ->
         raise ExpertsInputError(str(exc)) from None
     phi_domain = selection_frequency(probe_routing(model, processor, domain.texts, batch_size=cfg.batch_size))
     phi_general = selection_frequency(probe_routing(model, processor, general.texts, batch_size=cfg.batch_size))
-    return domain_expert_set(phi_domain, phi_general, band=band, top_n=top_n, model=model_name,
+    return domain_expert_set(phi_domain, phi_general, band=band, top_n=top_n, model=model_name, sites=sites,
                              method={**common, "domain_probe": domain.describe(),
                                      "general_probe": general.describe()})
 
@@ -155,6 +164,9 @@ def summary(experts: ExpertSet) -> str:
     lines = [f"{experts.kind} experts ({experts.method.get('statistic', '')}):"]
     for layer in experts.layers:
         scores = ", ".join(f"{e}:{s:+.3f}" for e, s in zip(layer.experts, layer.scores, strict=True))
-        lines.append(f"  MoE layer {layer.moe_index}: {scores or '(none with delta > 0)'}")
+        where = f"MoE layer {layer.moe_index}" + (f" ({layer.group})" if layer.group else "")
+        row = experts.sites.row_of(layer.moe_index, layer.group) if experts.sites is not None else None
+        where += f", decoder layer {row.layer}" if row is not None and row.layer != row.moe_index else ""
+        lines.append(f"  {where}: {scores or '(none with delta > 0)'}")
     return "\n".join(lines)
 

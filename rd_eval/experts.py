@@ -3,6 +3,11 @@
 Φ_l,i = fraction of the probe tokens whose top-k at MoE layer l contains expert i (pooled over the probe
 set's tokens in the chosen scope). Domain experts: the top-N experts per band layer by
 ΔΦ = Φ(domain text) − Φ(general text), keeping only ΔΦ > 0.
+
+Φ and ΔΦ are arrays of site rows ``[S, E]``; the model's site table (:mod:`rd_eval.routing.site_table`) says
+which MoE layer and expert group each row is. The band selects MoE layers, and every site of a band layer (both
+the text and the vision router of an ERNIE layer) gets its own entry, named by (MoE layer, group). Without a
+table, rows are taken as MoE layers (one router per layer), the meaning sets had before tables were recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rd_eval.routing.records import SCOPE_MEMBERS
+from rd_eval.routing.site_table import SiteTable
 from rd_eval.routing.spec import ExpertSet, LayerExperts
 
 if TYPE_CHECKING:  # identification from records needs no torch; probing a model imports it where used
@@ -66,29 +72,60 @@ def records_selection_frequency(records: Iterable[Mapping[str, Any]], token_scop
     return counts / tokens
 
 
-def top_positive_experts(delta: np.ndarray, band: Sequence[int], top_n: int) -> tuple[LayerExperts, ...]:
-    """Per band layer: the `top_n` experts with the largest ΔΦ, keeping only ΔΦ > 0 (ties: lower id first)."""
+def top_positive_experts(delta: np.ndarray, band: Sequence[int], top_n: int | None,
+                         sites: SiteTable | None = None) -> tuple[LayerExperts, ...]:
+    """Per site of each band MoE layer (band order; a layer's groups in row order): the `top_n` experts with the
+    largest ΔΦ, keeping only ΔΦ > 0 (ties: lower id first). `delta` is [site rows, experts]; `sites` says what
+    the rows are (None: row i is MoE layer i). `top_n` None: each site's own top-k (needs `sites`)."""
     if delta.ndim != 2:
         raise ValueError(f"delta must be [layers, experts], got shape {delta.shape}")
-    if top_n < 1:
+    if top_n is None and sites is None:
+        raise ValueError("top_n None (each site's top-k) needs the site table")
+    if top_n is not None and top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
+    table = sites if sites is not None else SiteTable.legacy_of(delta.shape[0])
+    table.check_rows(delta.shape[0], "delta")
     layers = []
     for layer in band:
-        row = delta[layer]
-        order = sorted(range(row.shape[0]), key=lambda e: (-row[e], e))[:top_n]
-        chosen = [e for e in order if row[e] > 0]
-        layers.append(LayerExperts(moe_index=int(layer), experts=tuple(int(e) for e in chosen),
-                                   scores=tuple(float(row[e]) for e in chosen)))
+        if sites is None:
+            site_rows = [table.rows[layer]]  # as before tables: a band index past the rows is an IndexError
+        else:
+            site_rows = list(table.rows_in((layer,)))
+            if not site_rows:
+                raise ValueError(f"band MoE layer {layer} is not in the site table (MoE layers "
+                                 f"0..{table.num_moe_layers - 1})")
+        for site in site_rows:
+            row = delta[site.site]
+            n = top_n if top_n is not None else site.top_k
+            order = sorted(range(row.shape[0]), key=lambda e: (-row[e], e))[:n]
+            chosen = [e for e in order if row[e] > 0]
+            layers.append(LayerExperts(moe_index=int(site.moe_index), experts=tuple(int(e) for e in chosen),
+                                       scores=tuple(float(row[e]) for e in chosen), group=site.group))
     return tuple(layers)
 
 
-def domain_expert_set(phi_domain: np.ndarray, phi_general: np.ndarray, *, band: Sequence[int], top_n: int,
-                      model: str, method: dict[str, Any]) -> ExpertSet:
+def domain_expert_set(phi_domain: np.ndarray, phi_general: np.ndarray, *, band: Sequence[int], top_n: int | None,
+                      model: str, method: dict[str, Any], sites: SiteTable | None = None) -> ExpertSet:
+    """Domain experts of Φ arrays [site rows, experts]; with `sites`, the set records the site table (version 2)
+    and names each entry by (MoE layer, group)."""
     if phi_domain.shape != phi_general.shape:
         raise ValueError(f"Φ shapes differ: domain {phi_domain.shape} vs general {phi_general.shape}")
-    layers = top_positive_experts(phi_domain - phi_general, band, top_n)
-    return ExpertSet(model=model, kind="domain", layers=layers,
-                     method={"statistic": "delta_phi = phi(domain) - phi(general)", "top_n": top_n,
+    layers = top_positive_experts(phi_domain - phi_general, band, top_n, sites)
+    return ExpertSet(model=model, kind="domain", layers=layers, sites=sites,
+                     method={"statistic": "delta_phi = phi(domain) - phi(general)",
+                             "top_n": top_n if top_n is not None else "top_k of each site",
+                             "band_layers": [int(b) for b in band], **method})
+
+
+def visual_expert_set(phi_image: np.ndarray, phi_text: np.ndarray, *, band: Sequence[int], top_n: int | None,
+                      model: str, method: dict[str, Any], sites: SiteTable | None = None) -> ExpertSet:
+    """Visual experts: ΔΦ = Φ(image tokens) − Φ(text tokens), per site of the band layers."""
+    if phi_image.shape != phi_text.shape:
+        raise ValueError(f"Φ shapes differ: image {phi_image.shape} vs text {phi_text.shape}")
+    layers = top_positive_experts(phi_image - phi_text, band, top_n, sites)
+    return ExpertSet(model=model, kind="visual", layers=layers, sites=sites,
+                     method={"statistic": "delta_phi = phi(image tokens) - phi(text tokens), image-form probes",
+                             "top_n": top_n if top_n is not None else "top_k of each site",
                              "band_layers": [int(b) for b in band], **method})
 
 

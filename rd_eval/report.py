@@ -13,8 +13,13 @@ and in the routing folder's name). Per setting it gives:
   ``routing_dir=`` when given), the run's own records among them (its model id, ``pretrained`` and intervention
   hash: a folder shared by several runs is never mixed), per benchmark:
 
-  * ``layers``: per MoE site, the mean over pairs of the JSD (bits) between the pair's image-form and
-    text-twin selection distributions in the chosen token scope, with a bootstrap CI over pairs;
+  * ``layers``: per routing site, the mean over pairs of the JSD (bits) between the pair's image-form and
+    text-twin selection distributions in the chosen token scope, with a bootstrap CI over pairs. Sites are the
+    rows of the records' site table (:mod:`rd_eval.routing.site_table`): one per MoE layer for most families;
+    where they are not (ERNIE-4.5-VL: a text and a vision router per layer; a dense layer before the MoE
+    layers), each site also names its MoE layer, group and decoder layer, the band is taken over MoE layers
+    (every group of a band layer), and a group's sites that no pair routes in both forms (ERNIE's vision
+    router never sees a text twin) are shown without a pair JSD instead of dropping every pair;
   * ``correlation``: point-biserial r and p between a pair's middle-band JSD (mean over the sites of the
     band 0.25-0.75 of the MoE layers) and its image-form correctness;
   * ``separation``: per site, the JSD between the pooled ``prompt_image`` and pooled ``prompt_text``
@@ -58,7 +63,14 @@ from rd_eval.gaps import benchmark_of, compare_runs, pair_forms
 from rd_eval.gaps import to_markdown as gaps_markdown
 from rd_eval.jsonio import canonical_hash
 from rd_eval.mdtable import md_row, split_md_row
-from rd_eval.routing.records import RecordOwner, checkpoint_label, merge_routing_records, select_records
+from rd_eval.routing.records import (
+    RecordOwner,
+    checkpoint_label,
+    merge_routing_records,
+    record_site_table,
+    select_records,
+)
+from rd_eval.routing.site_table import SiteTable
 from rd_eval.runs import ROUTING_SHARD_GLOB, RunRecord, find_runs, load_paired_samples, unfinished_run_message
 
 __all__ = [
@@ -504,22 +516,32 @@ def _benchmark_routing(
 
     shape: tuple[int, int] | None = None
     shape_where = ""
+    table: SiteTable | None = None  # what the site rows are: the records' site table (old records: row = layer)
 
     def counts_of(key: tuple[str, int], scopes: Iterable[str]) -> np.ndarray | None:
-        nonlocal shape, shape_where
+        nonlocal shape, shape_where, table
         hit = index.get(key)
         if hit is None or hit[0].get("error") is not None or hit[0].get("counts") is None:
             return None
         record, folder = hit
         where = f"{folder}: record task {key[0]!r} doc_id {key[1]}"
         arr = _scope_counts(record, scopes, where)
+        try:
+            own = record_site_table(record, arr.shape[0], where)
+        except ValueError as exc:
+            raise ReportInputError(str(exc)) from None
         if shape is None:
-            shape, shape_where = arr.shape, where
+            shape, shape_where, table = arr.shape, where, own
         elif arr.shape != shape:
             raise ReportInputError(
                 f"{where}: counts have [sites, experts] {list(arr.shape)} but {shape_where} has {list(shape)}; "
                 f"were records of different models mixed in one routing folder?"
             )
+        elif table is not None and not table.same_layout(own):
+            raise ReportInputError(f"{where}: its site table differs from that of {shape_where}; were records of "
+                                   f"different models mixed in one routing folder?")
+        elif table is not None and table.legacy:
+            table = own  # a recorded table says more than an old record's row = layer
         return arr
 
     def pair_counts() -> Iterable[tuple[np.ndarray | None, np.ndarray | None, int]]:
@@ -528,17 +550,13 @@ def _benchmark_routing(
             txt = counts_of(where_doc[(str(pair_id), "txt")], SCOPES[scope])
             yield img, txt, int(img_correct)
 
-    rows: list[np.ndarray] = []
-    img_correct: list[int] = []
-    no_record = no_mass = 0
+    all_rows: list[np.ndarray] = []
+    all_correct: list[int] = []
+    no_record = 0
     for jsd, correct, missing in _pair_jsd_chunks(pair_counts()):
         no_record += missing
-        if not len(correct):
-            continue
-        finite = np.isfinite(jsd).all(axis=1)
-        no_mass += int((~finite).sum())
-        rows.extend(jsd[finite])
-        img_correct.extend(c for c, ok in zip(correct, finite, strict=True) if ok)
+        all_rows.extend(jsd)
+        all_correct.extend(correct)
 
     # Separation pools every image-form document's counts: running sums, not a stack of all documents.
     image_total: np.ndarray | None = None
@@ -554,10 +572,21 @@ def _benchmark_routing(
             text_total = text_counts if text_total is None else text_total + text_counts
             n_separation += 1
 
-    if shape is None:
+    if shape is None or table is None:
         return None
     n_sites = shape[0]
-    band = band_sites(n_sites, BAND_FRACTIONS)
+    band = band_sites(n_sites, BAND_FRACTIONS, table)
+    # The sites a pair is compared on: all of them, but for a model with expert groups, not a group's sites that
+    # no pair routes in both forms (ERNIE's vision router never sees a text twin: its JSD is undefined for every
+    # pair, which would otherwise drop every pair).
+    jsd_all = np.stack(all_rows) if all_rows else np.zeros((0, n_sites))
+    compared = list(range(n_sites))
+    if table.grouped and len(jsd_all):
+        compared = [c for c in compared if np.isfinite(jsd_all[:, c]).any()] or compared
+    finite = np.isfinite(jsd_all[:, compared]).all(axis=1)
+    no_mass = int((~finite).sum())
+    rows = list(jsd_all[finite][:, compared])
+    img_correct = [c for c, ok in zip(all_correct, finite, strict=True) if ok]
     separation = (
         modality_separation(image_total, text_total) if image_total is not None and text_total is not None
         else np.full(n_sites, np.nan)
@@ -565,19 +594,25 @@ def _benchmark_routing(
     stacked = np.stack(rows) if rows else None
     summary = (layer_summary(stacked, n_boot, seed, level=LEVEL, weights_cache=boot_weights)
                if stacked is not None else None)
+    column = {site: i for i, site in enumerate(compared)}
+    plain = table.is_plain
     layers = []
     for site in range(n_sites):
+        at = column.get(site)
+        shown = summary is not None and at is not None
         layers.append({
             "site": site,
             "in_band": site in band,
-            "jsd_mean": summary.mean[site] if summary else None,
-            "ci_low": summary.ci_low[site] if summary else None,
-            "ci_high": summary.ci_high[site] if summary else None,
+            "jsd_mean": summary.mean[at] if shown else None,
+            "ci_low": summary.ci_low[at] if shown else None,
+            "ci_high": summary.ci_high[at] if shown else None,
             "separation": _nan_to_none(float(separation[site])),
-        })
+        } | ({} if plain else {"moe_layer": table.rows[site].moe_index, "group": table.rows[site].group,
+                                "decoder_layer": table.rows[site].layer}))
     correlation: dict[str, Any] | None = None
-    if stacked is not None:
-        mid = stacked[:, list(band)].mean(axis=1)
+    mid_cols = [column[site] for site in band if site in column]
+    if stacked is not None and mid_cols:
+        mid = stacked[:, mid_cols].mean(axis=1)
         corr = divergence_correctness_correlation(mid, np.asarray(img_correct))
         correlation = {
             "n": corr.n, "n_img_correct": corr.n_correct, "r": _nan_to_none(corr.r), "p": _nan_to_none(corr.p),
@@ -588,6 +623,8 @@ def _benchmark_routing(
         "n_sites": n_sites,
         "n_experts": shape[1],
         "band_sites": list(band),
+        **({} if plain else {"n_moe_layers": table.num_moe_layers, "groups": list(table.groups),
+                             "pair_sites": compared}),
         "n_pairs": len(rows),
         "n_pairs_without_record": no_record,
         "n_pairs_without_scope_tokens": no_mass,
@@ -773,6 +810,24 @@ def _shift_headings(text: str) -> str:
     return "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
 
 
+def _sites_text(bench: Mapping[str, Any]) -> str:
+    """How many sites a benchmark's routing has: MoE layers, or sites over layers and groups."""
+    if "n_moe_layers" not in bench:
+        return f"{bench['n_sites']} MoE layers"
+    groups = [g for g in bench["groups"] if g]
+    return (f"{bench['n_sites']} routing sites ({bench['n_moe_layers']} MoE layers"
+            + (f", groups {', '.join(groups)}" if groups else "") + f"; pair JSD over sites {bench['pair_sites']})")
+
+
+def _site_cell(layer: Mapping[str, Any]) -> str:
+    """A site as the per-site table shows it: its row, and where sites are not one per MoE layer, which MoE
+    layer (and group) and decoder layer it is."""
+    if "moe_layer" not in layer:
+        return str(layer["site"])
+    group = f" {layer['group']}" if layer["group"] else ""
+    return f"{layer['site']} (MoE {layer['moe_layer']}{group}, layer {layer['decoder_layer']})"
+
+
 def to_markdown(report: Mapping[str, Any]) -> str:
     """The report as markdown: gap tables per setting, then routing divergence per setting and benchmark."""
     report = _check_report(report)
@@ -819,7 +874,7 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                 f"### {b['benchmark']}: {s['label']}",
                 "",
                 f"- {b['n_pairs']} pairs ({b['n_pairs_without_record']} without routing records, "
-                f"{b['n_pairs_without_scope_tokens']} without tokens in scope); {b['n_sites']} MoE layers x "
+                f"{b['n_pairs_without_scope_tokens']} without tokens in scope); {_sites_text(b)} x "
                 f"{b['n_experts']} experts; band sites {b['band_sites']}; separation over "
                 f"{b['n_separation_docs']} image-form documents.",
             ]
@@ -842,7 +897,8 @@ def to_markdown(report: Mapping[str, Any]) -> str:
                     "–" if layer["jsd_mean"] is None
                     else f"{_f(layer['jsd_mean'])} [{_f(layer['ci_low'])}, {_f(layer['ci_high'])}]"
                 )
-                lines.append(md_row([layer["site"], "●" if layer["in_band"] else "", jsd, _f(layer["separation"])]))
+                lines.append(md_row([_site_cell(layer), "●" if layer["in_band"] else "", jsd,
+                                     _f(layer["separation"])]))
     if not any_routing:
         lines += ["", "No routing records found beside these runs (run with an rd_* model and record_routing on)."]
     lines += _flip_section(report)
@@ -878,7 +934,8 @@ n_pairs, acc_img, acc_txt, gap, gap_ci_low, gap_ci_high, gap_p_mcnemar: this set
 points; gap = acc_txt - acc_img) over pairs complete in both forms.
 gain, gain_ci_low, gain_ci_high, text_cost, recovery: intervened vs the plain setting (points), intervened rows only.
 routing_n_pairs, corr_r, corr_p: pairs with routing in both forms; point-biserial r / p of middle-band JSD vs
-image correctness. site, in_band, jsd_mean, jsd_ci_low, jsd_ci_high: per-site pair JSD (bits) and bootstrap CI;
+image correctness. site, in_band, jsd_mean, jsd_ci_low, jsd_ci_high: per-site pair JSD (bits) and bootstrap CI
+(site: the row of the routing arrays; which MoE layer and group it is: the JSON/markdown report's site table);
 separation: per-site JSD between pooled image-token and text-token routing of image-form documents."""
 
 

@@ -136,6 +136,9 @@ def test_python_m_lmms_eval_runs_rd_demo_with_routing_records(ernie_dir: Path, t
     records = list(by_doc(routing_dirs[0]).values())
     assert len(records) == 8 and {r["model"] for r in records} == {"rd_ernie4_5_vl_moe"}
     assert all(r["error"] is None and len(r["counts"]["prompt_text"]) == 2 * NUM_MOE for r in records)
+    # Every record names the adapter's site table: which MoE layer and group (text / vision) each row is.
+    assert all(r["site_table"] is not None and len(r["site_table"]) == 2 * NUM_MOE for r in records)
+    assert [row.group for row in records[0]["site_table"].rows] == ["text", "vision"] * NUM_MOE
     img = [r for r in records if r["form"] == "img"]
     txt = [r for r in records if r["form"] == "txt"]
     assert len(img) == len(txt) == 4

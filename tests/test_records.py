@@ -58,7 +58,7 @@ def test_round_trip_keeps_counts_exact_and_probability_sums_in_float32(tmp_path:
     assert records[3]["counts"]["prompt_text"].dtype == np.uint32
     assert records[0]["prob_sums"]["generated"].dtype == np.float32
     assert records[5]["error"] == "bad" and records[5]["counts"] is None and records[5]["tokens"] is None
-    assert {r["version"] for r in records} == {2}
+    assert {r["version"] for r in records} == {3}
     assert all("arrays" not in r for r in records)
     # The JSON lines stay small and readable: arrays live in the sidecars, counts apart from the sums.
     lines = (tmp_path / "routing_rank000.jsonl").read_text().splitlines()
@@ -83,7 +83,7 @@ def test_version_1_shards_are_still_read(tmp_path: Path) -> None:
     (tmp_path / "routing_rank000.jsonl").write_text("\n".join(lines) + "\n")
     ShardWriter(tmp_path, 0).append(records_of(routing, "old_txt", 2))  # a version 2 batch after them
     records = merge_routing_records(tmp_path)
-    assert [r["version"] for r in records] == [1, 1, 2, 2]
+    assert [r["version"] for r in records] == [1, 1, 3, 3]
     for record, row in zip(records, [0, 1, 0, 1], strict=True):
         np.testing.assert_array_equal(np.asarray(record["counts"]["prompt_image"]), routing.counts[row, :, 1, :])
         np.testing.assert_allclose(np.asarray(record["prob_sums"]["generated"]), routing.prob_sums[row, :, 2, :],

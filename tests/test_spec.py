@@ -185,7 +185,8 @@ def test_expert_set_json_round_trip(tmp_path: Any) -> None:
     [
         (lambda d: d.update(format=INTERVENTION_FORMAT), r"format 'rd-eval.intervention' is not 'rd-eval.expert-set'"),
         (lambda d: d.pop("format"), r"format None is not"),
-        (lambda d: d.update(version=2), r"version 2 unsupported; this rd-eval reads 1"),
+        (lambda d: d.update(version=3), r"version 3 unsupported; this rd-eval reads 1, 2"),
+        (lambda d: d.update(version=2), r"version 2 needs .sites."),
         (lambda d: d.update(version="1"), r"version '1' unsupported"),
         (lambda d: d.pop("kind"), r"malformed expert set"),
         (lambda d: d.pop("layers"), r"malformed expert set"),

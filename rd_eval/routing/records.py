@@ -6,7 +6,10 @@ A shard is three files written side by side:
   intervention hash), token counts per base scope and, for version 2, where its arrays lie in the sidecars;
 - ``routing_rank000.counts.bin``: per document, its selection counts ``[scope, layer, expert]``, raw
   little-endian, in the smallest unsigned integer type that holds them;
-- ``routing_rank000.probs.bin``: per document, its router-probability sums ``[scope, layer, expert]``, float32.
+- ``routing_rank000.probs.bin``: per document, its router-probability sums ``[scope, layer, expert]``, float32;
+- ``routing_rank000.sites.json`` (version 3): the site tables of the shard's lines, by digest. A line names its
+  table (``"site_table": digest``); the table says what each site row is (decoder layer, MoE-layer index, expert
+  group, module path, experts, k: :mod:`rd_eval.routing.site_table`), written once per shard, not per line.
 
 JSON text of 2 x 3 x 48 x 128 numbers per document made a 10k-pair run ~4 GB to parse into ~20 GB of Python
 floats. The sidecars are memory-mapped, so a reader touches only the arrays it uses, and counts (all the
@@ -29,7 +32,10 @@ before checkpoints were recorded carry neither key: they are taken as the record
 model and setting reads them, as before.
 
 Version 1 shards (arrays inline as JSON lists) are still read, and so are early version 2 shards, whose lines
-name no file because counts and sums shared one sidecar, ``routing_rank000.bin``.
+name no file because counts and sums shared one sidecar, ``routing_rank000.bin``. Lines of version 1 and 2 name
+no site table: readers take their site rows with the meaning they were written with, row i = MoE layer i, one
+router per layer (:meth:`SiteTable.legacy_of`; right for every family but ERNIE-4.5-VL, whose old records
+interleave text and vision rows and are refused where a band or group is needed: rerun to record a table).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
+
+from rd_eval.routing.site_table import SiteTable, SiteTableError
 
 if TYPE_CHECKING:  # readers (`rd-eval report`) must not pay for importing torch
     from rd_eval.routing.recording import BatchRouting
@@ -60,10 +68,12 @@ SCOPE_MEMBERS: dict[str, tuple[str, ...]] = {
 }
 
 RECORD_FORMAT = "rd-eval.routing-record"
-RECORD_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+RECORD_VERSION = 3  # 3: lines name their site table (sites sidecar)
+READABLE_VERSIONS = (1, 2, 3)
 SHARD_PATTERN = "routing_rank{rank:03d}.jsonl"
 SIDECAR_SUFFIXES = {"counts": ".counts.bin", "prob_sums": ".probs.bin"}
+SITES_SUFFIX = ".sites.json"
+SITES_FORMAT = "rd-eval.site-tables"
 # Early version 2 shards kept counts and sums in one sidecar and their lines name no file.
 SHARED_SIDECAR_SUFFIX = ".bin"
 PROB_DTYPE = "<f4"
@@ -108,6 +118,23 @@ def routing_folder(output_path: str | os.PathLike[str], pretrained: str, interve
 def sidecar_paths(shard: Path) -> dict[str, Path]:
     """The binary sidecars of a JSONL shard, by the record field they hold."""
     return {name: shard.with_suffix(suffix) for name, suffix in SIDECAR_SUFFIXES.items()}
+
+
+def sites_path(shard: Path) -> Path:
+    """The shard's site tables (JSON, by digest)."""
+    return shard.with_suffix(SITES_SUFFIX)
+
+
+def record_site_table(record: Mapping[str, Any], n_rows: int, where: str) -> SiteTable:
+    """What the site rows of a read record are: its own table, or for a record written before tables were
+    recorded (versions 1-2) the meaning it was written with, row i = MoE layer i (:meth:`SiteTable.legacy_of`)."""
+    table = record.get("site_table")
+    if table is None:
+        return SiteTable.legacy_of(n_rows)
+    if not isinstance(table, SiteTable):
+        raise ValueError(f"{where}: 'site_table' is not a site table (read records with read_routing_records)")
+    table.check_rows(n_rows, where)
+    return table
 
 
 @dataclass(frozen=True)
@@ -269,13 +296,44 @@ def _locked_for_append(path: Path) -> Iterator[BinaryIO]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def _read_site_tables(path: Path) -> dict[str, Any]:
+    """The tables of a sites sidecar by digest ({} when it does not exist yet)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: unreadable site tables ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != SITES_FORMAT or not isinstance(data.get("tables"), dict):
+        raise ValueError(f"{path}: not an rd-eval site-table file (format {SITES_FORMAT!r})")
+    return data["tables"]
+
+
+def _write_site_table(path: Path, table: SiteTable) -> str:
+    """Add `table` to the shard's sites sidecar (under the shard's lock), fsynced; its digest."""
+    digest = table.digest()
+    tables = _read_site_tables(path)
+    if digest not in tables:
+        tables[digest] = table.to_json()
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"format": SITES_FORMAT, "tables": tables}, fh, separators=(",", ":"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    return digest
+
+
 class ShardWriter:
     """Appends records to this rank's shard; each batch is appended under the shard's lock, flushed and fsynced
-    before generation goes on."""
+    before generation goes on. `sites`: the model's site table, written once into the shard's sites sidecar and
+    named by every line (None only for callers that write no routing arrays of a model, e.g. tests of old shards)."""
 
-    def __init__(self, directory: str | os.PathLike[str], rank: int) -> None:
+    def __init__(self, directory: str | os.PathLike[str], rank: int, sites: SiteTable | None = None) -> None:
         self.path = Path(directory) / SHARD_PATTERN.format(rank=rank)
         self.sidecars = sidecar_paths(self.path)
+        self.sites = sites
+        self._sites_digest: str | None = None
         try:
             import fcntl  # noqa: F401
         except ImportError:
@@ -290,10 +348,19 @@ class ShardWriter:
         if not records:
             return
         split = [_array_blocks(record) for record in records]
+        if self.sites is not None:
+            for entry in split:
+                if entry[1] is not None:
+                    self.sites.check_rows(entry[1].shape[1], f"routing shard {self.path}")
         with _locked_for_append(self.path) as shard:
             # Under the lock: a writer that died mid-line (this run's predecessor or a concurrent run) left a
             # torn line, and every offset below is the end of a sidecar no other writer is extending.
             _trim_torn_tail(self.path)
+            if self.sites is not None:
+                if self._sites_digest is None or not sites_path(self.path).is_file():
+                    self._sites_digest = _write_site_table(sites_path(self.path), self.sites)
+                for entry in split:
+                    entry[0]["site_table"] = self._sites_digest
             for name, index in (("counts", 1), ("prob_sums", 2)):
                 with open(self.sidecars[name], "ab") as fh:
                     offset = fh.seek(0, os.SEEK_END)  # bytes of a batch that died before its lines are skipped
@@ -349,6 +416,26 @@ class _ShardSidecars:
     def __init__(self, shard: Path) -> None:
         self.shard = shard
         self._open: dict[str, _Sidecar] = {}
+        self._tables: dict[str, SiteTable] = {}
+        self._table_json: dict[str, Any] | None = None
+
+    def site_table(self, digest: Any, where: str) -> SiteTable:
+        """The table a line names, read from the shard's sites sidecar (again when a new digest appears: the
+        shard may be growing while it is read)."""
+        table = self._tables.get(digest) if isinstance(digest, str) else None
+        if table is not None:
+            return table
+        if self._table_json is None or digest not in self._table_json:
+            self._table_json = _read_site_tables(sites_path(self.shard))
+        if not isinstance(digest, str) or digest not in self._table_json:
+            raise ValueError(f"{where}: names site table {digest!r}, which {sites_path(self.shard).name} lacks "
+                             f"(missing or corrupt sites sidecar)")
+        try:
+            table = SiteTable.from_json(self._table_json[digest], source=f"{sites_path(self.shard)} table {digest}")
+        except SiteTableError as exc:
+            raise ValueError(str(exc)) from None
+        self._tables[digest] = table
+        return table
 
     def get(self, name: Any) -> _Sidecar:
         sidecar = self._open.get(name) if isinstance(name, str) else None
@@ -389,6 +476,24 @@ def _attach_arrays(record: dict[str, Any], sidecars: _ShardSidecars, where: str)
     return record
 
 
+def _attach_site_table(record: dict[str, Any], sidecars: _ShardSidecars, where: str) -> dict[str, Any]:
+    """Replace a version 3 line's site-table digest by the table (checked against its arrays); None for older
+    lines (see :func:`record_site_table`)."""
+    digest = record.get("site_table")
+    if digest is None:
+        record["site_table"] = None
+        return record
+    table = sidecars.site_table(digest, where)
+    counts = record.get("counts")
+    if isinstance(counts, Mapping) and counts:
+        try:
+            table.check_rows(len(next(iter(counts.values()))), where)
+        except SiteTableError as exc:
+            raise ValueError(str(exc)) from None
+    record["site_table"] = table
+    return record
+
+
 def _shard_records(shard: Path) -> Iterator[dict[str, Any]]:
     sidecars = _ShardSidecars(shard)
     lines = shard.read_text(encoding="utf-8").splitlines()
@@ -406,14 +511,16 @@ def _shard_records(shard: Path) -> Iterator[dict[str, Any]]:
         if record.get("version", 1) not in READABLE_VERSIONS:
             raise ValueError(f"{shard}:{number}: routing record version {record.get('version')!r} is newer than "
                              f"this rd-eval reads ({max(READABLE_VERSIONS)}); upgrade rd-eval")
-        yield _attach_arrays(record, sidecars, f"{shard}:{number}")
+        where = f"{shard}:{number}"
+        yield _attach_site_table(_attach_arrays(record, sidecars, where), sidecars, where)
 
 
 def read_routing_records(directory: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """All records of a run's shards, in shard order. A torn last line (a crash mid-write) is skipped.
 
     Counts and probability sums come as {base scope: [L, E]} (read-only arrays mapped from the sidecar, or
-    the lists of a version 1 shard)."""
+    the lists of a version 1 shard); ``site_table`` is the record's :class:`SiteTable`, or None for a record
+    written before tables were recorded (:func:`record_site_table` gives its meaning)."""
     root = Path(directory)
     shards = sorted(root.glob("routing_rank*.jsonl"))
     if not shards:

@@ -15,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from rd_eval.jsonio import canonical_hash, read_json, write_json_atomic
+from rd_eval.routing.site_table import SiteTable, SiteTableError
 
 EXPERT_SET_FORMAT = "rd-eval.expert-set"
 INTERVENTION_FORMAT = "rd-eval.intervention"
 FORMAT_VERSION = 1
+# Expert sets: version 2 carries the model's site table ("sites"); version 1 (no table) still loads with its old
+# meaning, a layer entry naming a MoE layer (and group) with no record of the model's sites. A set without a table
+# is still written as version 1, so the hashes of interventions built from such sets do not change.
+EXPERT_SET_VERSION = 2
+EXPERT_SET_VERSIONS = (1, 2)
 
 MODES = ("soft", "soft_topk", "random", "force", "suppress", "selection_only")
 TOKEN_SCOPES = ("all", "prompt", "generated", "text", "image")
@@ -177,6 +183,9 @@ class ExpertSet:
     kind: str
     layers: tuple[LayerExperts, ...]
     method: Mapping[str, Any] = field(default_factory=dict)
+    # The site table of the model the set was identified on (None: a version 1 set, made before tables were
+    # recorded). With a table, every layer entry names a (MoE layer, group) of it, and its experts exist there.
+    sites: SiteTable | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in EXPERT_KINDS:
@@ -184,6 +193,18 @@ class ExpertSet:
         keys = [(layer.moe_index, layer.group) for layer in self.layers]
         if len(set(keys)) != len(keys):
             raise SpecError(f"expert set lists a layer twice: {[k[0] for k in keys]}")
+        if self.sites is not None:
+            for layer in self.layers:
+                row = self.sites.row_of(layer.moe_index, layer.group)
+                if row is None:
+                    have = sorted({f"{r.moe_index}/{r.group}" if r.group else str(r.moe_index)
+                                   for r in self.sites.rows}, key=lambda k: (int(k.split("/")[0]), k))
+                    raise SpecError(f"expert set layer {layer.moe_index} group {layer.group!r} is not a site of its "
+                                    f"site table; sites (MoE layer[/group]): {', '.join(have)}")
+                bad = [e for e in layer.experts if row.num_experts and e >= row.num_experts]
+                if bad:
+                    raise SpecError(f"expert set layer {row.label()}: experts {bad} out of range; that site has "
+                                    f"experts 0..{row.num_experts - 1}")
 
     def experts_by_layer(self) -> dict[int, tuple[int, ...]]:
         """Experts per MoE layer for families with one router per layer (group "")."""
@@ -198,9 +219,9 @@ class ExpertSet:
         return not any(layer.experts for layer in self.layers)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "format": EXPERT_SET_FORMAT,
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if self.sites is None else EXPERT_SET_VERSION,
             "model": self.model,
             "kind": self.kind,
             "method": dict(self.method),
@@ -210,11 +231,13 @@ class ExpertSet:
                 for le in self.layers
             ],
         }
+        return data if self.sites is None else data | {"sites": self.sites.to_json()}
 
     @classmethod
     def from_json(cls, data: Any, *, source: str = "expert set") -> ExpertSet:
-        _check_format(data, EXPERT_SET_FORMAT, source)
+        _check_format(data, EXPERT_SET_FORMAT, source, EXPERT_SET_VERSIONS)
         known = {"format", "version", "model", "kind", "method", "layers"}
+        known |= {"sites"} if data["version"] >= 2 else set()
         unknown = sorted(set(data) - known)
         if unknown:
             raise SpecError(f"{source}: unknown keys {unknown}; valid keys: {sorted(known)}")
@@ -228,9 +251,12 @@ class ExpertSet:
                 )
                 for item in data["layers"]
             )
+            if data["version"] >= 2 and "sites" not in data:
+                raise SpecError("version 2 needs 'sites' (the model's site table)")
+            sites = SiteTable.from_json(data["sites"], source="sites") if "sites" in data else None
             return cls(model=str(data.get("model", "")), kind=str(data["kind"]), layers=layers,
-                       method=dict(data.get("method", {})))
-        except SpecError as exc:
+                       method=dict(data.get("method", {})), sites=sites)
+        except (SpecError, SiteTableError) as exc:
             raise SpecError(f"{source}: {exc}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise SpecError(f"{source}: malformed expert set ({exc!r}); need 'kind' and 'layers' "
@@ -325,10 +351,12 @@ class InterventionSpec:
         return cls.from_json(read_json(path), source=str(path))
 
 
-def _check_format(data: Any, expected: str, source: str) -> None:
+def _check_format(data: Any, expected: str, source: str, versions: Sequence[int] = (FORMAT_VERSION,)) -> None:
     if not isinstance(data, Mapping):
         raise SpecError(f"{source}: expected a JSON object with \"format\": \"{expected}\"")
     if data.get("format") != expected:
         raise SpecError(f"{source}: format {data.get('format')!r} is not {expected!r}")
-    if data.get("version") != FORMAT_VERSION:
-        raise SpecError(f"{source}: version {data.get('version')!r} unsupported; this rd-eval reads {FORMAT_VERSION}")
+    version = data.get("version")
+    if not is_integer(version) or version not in versions:
+        raise SpecError(f"{source}: version {version!r} unsupported; this rd-eval reads "
+                        f"{', '.join(str(v) for v in versions)}")
