@@ -298,7 +298,7 @@ def load_expert_set(path: str | os.PathLike[str]) -> ExpertSet:
 def convert_file(path: str | os.PathLike[str], to: str, out: str | os.PathLike[str],
                  pretrained: str | os.PathLike[str] | None) -> tuple[Path, str]:
     """`rd-eval experts convert`: write `path` in the other format; returns (written path, one-line summary)."""
-    from rd_eval.routing.layer_map import load_layer_map
+    from rd_eval.routing.layer_map import format_layers, load_layer_map
 
     data = read_json(path)
     if pretrained is None or not str(pretrained).strip():
@@ -312,13 +312,13 @@ def convert_file(path: str | os.PathLike[str], to: str, out: str | os.PathLike[s
         item = InterventionSpec.from_json(data, source=str(path)) if is_spec else ExpertSet.from_json(data,
                                                                                                     source=str(path))
         result = to_easysteer(item, layer_map, source=str(path))
-        layers = ", ".join(result[LAYER_CONFIGS])
+        layers = format_layers(tuple(int(k) for k in result[LAYER_CONFIGS]))
         return write_json_atomic(out, result), f"EasySteer layer_configs for decoder layers {layers}"
     if to == "rd-eval":
         if not is_easysteer(data):
             raise SpecError(f"{path} is not an EasySteer file (no layer_configs); it is already rd-eval's format")
         spec = from_easysteer(data, layer_map, source=str(path))
-        moe = [le.moe_index for le in spec.experts.layers]
+        moe = format_layers(tuple(le.moe_index for le in spec.experts.layers))
         return spec.save(out), (f"rd-eval intervention spec, mode {spec.mode}, lambda {spec.strength:g}, "
                                 f"MoE layers {moe}, hash {spec.content_hash()}")
     raise SpecError(f"--to {to!r} invalid; use easysteer or rd-eval")

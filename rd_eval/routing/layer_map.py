@@ -50,11 +50,11 @@ class LayerMap:
         if decoder_layer not in self.moe_layers:
             kind = "a dense layer" if 0 <= decoder_layer < self.num_layers else "not a layer of this model"
             raise SpecError(f"decoder layer {decoder_layer} is {kind} of this {self.model_type} model; its MoE "
-                            f"decoder layers are {_ranges(self.moe_layers)}")
+                            f"decoder layers are {format_layers(self.moe_layers)}")
         return self.moe_layers.index(decoder_layer)
 
 
-def _ranges(layers: tuple[int, ...]) -> str:
+def format_layers(layers: tuple[int, ...]) -> str:
     """'1-45' or '1, 3, 5' for messages."""
     if layers == tuple(range(layers[0], layers[-1] + 1)) and len(layers) > 2:
         return f"{layers[0]}-{layers[-1]}"
