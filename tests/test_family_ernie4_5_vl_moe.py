@@ -190,7 +190,7 @@ def test_lambda_zero_reroute_reproduces_router(model: nn.Module, mode: str, grou
         output = router(hidden)
         logits = math.logits(router, hidden)
         steered = steer_logits(logits, mode=mode, strength=0.0, expert_mask=expert_mask, token_mask=token_mask,
-                               top_k=TOP_K)
+                               selected=math.selection_mask(router, logits))
         again = math.reroute(router, steered, logits if mode == "selection_only" else steered, output)
         pinned_nowhere = math.reroute(router, logits, logits, output, torch.zeros(53, NUM_EXPERTS))
     assert torch.equal(logits, output[0])
@@ -223,7 +223,7 @@ def test_pin_beats_a_strong_selection_bias(model: nn.Module, mode: str) -> None:
         output = router(hidden)
         logits = math.logits(router, hidden)
         steered = steer_logits(logits, mode=mode, strength=1.0, expert_mask=expert_mask,
-                               token_mask=token_mask.float(), top_k=TOP_K)
+                               token_mask=token_mask.float())
         unpinned = math.reroute(router, steered, steered, output)
         _, weights, selected = math.reroute(router, steered, steered, output, pin)
     in_set = torch.isin(selected, torch.tensor(chosen)).sum(dim=-1)

@@ -152,7 +152,8 @@ def test_reroute_at_lambda_zero_reproduces_the_router(model: nn.Module, mode: st
         output = router(hidden)
         logits = math.logits(router, hidden)
         steered = steer_logits(logits, mode=mode, strength=0.0, expert_mask=expert_mask,
-                               token_mask=(torch.rand(97, generator=generator) > 0.5).float(), top_k=TOP_K)
+                               token_mask=(torch.rand(97, generator=generator) > 0.5).float(),
+                               selected=math.selection_mask(router, logits))
         rerouted = math.reroute(router, steered, logits if mode == "selection_only" else steered, output)
         # The bias and the groups both matter on these inputs (else exactness above would prove less).
         unbiased = logits.sigmoid().topk(TOP_K, dim=-1).indices.sort(dim=-1).values

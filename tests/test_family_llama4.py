@@ -133,7 +133,7 @@ def test_lambda_zero_reroute_reproduces_router(model: nn.Module, mode: str, top_
         logits = math.logits(router, hidden)
         assert math.sizes(router) == (NUM_EXPERTS, top_k)
         steered = steer_logits(logits, mode=mode, strength=0.0, expert_mask=expert_mask, token_mask=token_mask,
-                               top_k=top_k)
+                               selected=math.selection_mask(router, logits))
         weight_source = logits if mode == "selection_only" else steered
         rerouted = math.reroute(router, steered, weight_source, output)
         selected = math.selection(output, router)

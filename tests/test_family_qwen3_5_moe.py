@@ -110,7 +110,7 @@ def test_lambda_zero_reroute_reproduces_router(model: nn.Module, mode: str) -> N
         output = router(hidden)
         logits = math.logits(router, hidden)
         steered = steer_logits(logits, mode=mode, strength=0.0, expert_mask=expert_mask, token_mask=token_mask,
-                               top_k=TOP_K)
+                               selected=math.selection_mask(router, logits))
         weight_source = logits if mode == "selection_only" else steered
         rerouted = math.reroute(router, steered, weight_source, output)
     assert torch.equal(steered, output[0])

@@ -131,7 +131,7 @@ def test_lambda_zero_hook_math_reproduces_router(tiny_model: nn.Module, mode: st
         _, router_weights, router_selected = output
         logits = F.linear(hidden, router.weight)
         steered = steer_logits(logits.float(), mode=mode, strength=0.0, expert_mask=expert_mask,
-                               token_mask=token_mask, top_k=TOP_K)
+                               token_mask=token_mask, selected=SoftmaxTopK().selection_mask(router, logits.float()))
         weight_source = logits.float() if mode == "selection_only" else steered
         _, weights, selected = SoftmaxTopK().reroute(router, steered, weight_source, output)
     assert torch.equal(steered, logits)

@@ -254,8 +254,10 @@ def test_is_noop() -> None:
 def test_intervention_json_round_trip(tmp_path: Any) -> None:
     spec = make_spec(band=LayerBand(fractions=None, layers=(6, 2)), mode="force", token_scope="image", seed=11)
     data = spec.to_json()
-    assert data["format"] == INTERVENTION_FORMAT and data["version"] == FORMAT_VERSION
-    assert set(data) == {"format", "version", "mode", "lambda", "band", "token_scope", "seed", "experts"}
+    assert data["format"] == INTERVENTION_FORMAT and data["version"] == 2  # records the std of the boost
+    assert set(data) == {"format", "version", "mode", "lambda", "band", "token_scope", "seed", "experts",
+                         "std_correction"}
+    assert data["std_correction"] == 1
     assert data["lambda"] == 1.5 and data["band"] == {"layers": [6, 2]}
     assert InterventionSpec.from_json(json.loads(json.dumps(data))) == spec
     path = spec.save(tmp_path / "spec.json")
@@ -267,7 +269,8 @@ def test_intervention_json_round_trip(tmp_path: Any) -> None:
 def test_intervention_from_json_defaults() -> None:
     data = {"format": INTERVENTION_FORMAT, "version": FORMAT_VERSION, "experts": make_set().to_json()}
     spec = InterventionSpec.from_json(data)
-    assert spec == InterventionSpec(experts=make_set())
+    # A version 1 file keeps its meaning: the population std.
+    assert spec == InterventionSpec(experts=make_set(), std_correction=0)
     assert (spec.mode, spec.strength, spec.band, spec.token_scope, spec.seed) == ("soft", 1.0, LayerBand(), "all", 0)
 
 

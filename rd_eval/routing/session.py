@@ -313,14 +313,17 @@ class RoutingSession:
                 return output
             # The full-batch mask is built once per forward call; a modality router's subset gets its own.
             token_mask = self._token_mask if layout is self._layout else layout.scope_mask(spec.token_scope)
+            # soft_topk: "already selected" by the family's own rule (biases, groups), not the top-k of the logits.
+            selected = math.selection_mask(router, logits) if spec.mode == "soft_topk" else None
             steered = steer_logits(logits, mode=spec.mode, strength=spec.strength, expert_mask=expert_mask,
-                                   token_mask=token_mask, top_k=site.top_k)
+                                   token_mask=token_mask, selected=selected, std_correction=spec.std_correction)
             weight_source = logits if spec.mode == "selection_only" else steered
             pin = None
             if spec.mode in ("force", "suppress"):
                 pin = expert_mask.unsqueeze(0) if token_mask is None else token_mask.unsqueeze(1) * expert_mask
                 pin = pin if spec.mode == "force" else -pin
-            rerouted = math.reroute(router, steered, weight_source, output, pin)
+            # With a pin, the free slots follow the family's own order of the unsteered logits.
+            rerouted = math.reroute(router, steered, weight_source, output, pin, unsteered=logits)
             own, after = math.selection(output, router), math.selection(rerouted, router)
             if effect is not None:
                 effect.add(site.site_index, layout, token_mask, own, after, expert_mask)

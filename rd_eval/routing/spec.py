@@ -20,6 +20,12 @@ from rd_eval.routing.site_table import SiteTable, SiteTableError
 EXPERT_SET_FORMAT = "rd-eval.expert-set"
 INTERVENTION_FORMAT = "rd-eval.intervention"
 FORMAT_VERSION = 1
+# Intervention specs: version 2 records the std of the soft boost ("std_correction": 1, torch's default sample
+# std as EasySteer computes it, or 0, the population std). A version 1 file meant the population std and still
+# loads with that meaning; a population-std spec is still written as version 1, so its content hash is unchanged.
+INTERVENTION_VERSION = 2
+INTERVENTION_VERSIONS = (1, 2)
+STD_CORRECTIONS = (0, 1)
 # Expert sets: version 2 carries the model's site table ("sites"); version 1 (no table) still loads with its old
 # meaning, a layer entry naming a MoE layer (and group) with no record of the model's sites. A set without a table
 # is still written as version 1, so the hashes of interventions built from such sets do not change.
@@ -282,6 +288,7 @@ class InterventionSpec:
     band: LayerBand = field(default_factory=LayerBand)
     token_scope: str = "all"
     seed: int = 0  # only the `random` control uses it
+    std_correction: int = 1  # the std of the soft boost: 1 sample std (torch's default, EasySteer's), 0 population
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -296,6 +303,10 @@ class InterventionSpec:
         if not is_integer(self.seed) or self.seed < 0:
             raise SpecError(f"intervention seed {self.seed!r} invalid; need an integer >= 0 (not a float or bool)")
         object.__setattr__(self, "seed", int(self.seed))
+        if not is_integer(self.std_correction) or self.std_correction not in STD_CORRECTIONS:
+            raise SpecError(f"intervention std_correction {self.std_correction!r} invalid; valid: 1 (sample std, "
+                            "the default) or 0 (population std)")
+        object.__setattr__(self, "std_correction", int(self.std_correction))
 
     @property
     def is_noop(self) -> bool:
@@ -304,9 +315,10 @@ class InterventionSpec:
         return self.experts.is_empty or (scaled and self.strength == 0.0)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        population = self.std_correction == 0  # exactly what a version 1 file means
+        data: dict[str, Any] = {
             "format": INTERVENTION_FORMAT,
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if population else INTERVENTION_VERSION,
             "mode": self.mode,
             "lambda": self.strength,
             "band": self.band.to_json(),
@@ -314,6 +326,7 @@ class InterventionSpec:
             "seed": self.seed,
             "experts": self.experts.to_json(),
         }
+        return data if population else data | {"std_correction": self.std_correction}
 
     def content_hash(self) -> str:
         """Identifies the intervention in routing records, run matching and lmms-eval's response cache."""
@@ -321,8 +334,9 @@ class InterventionSpec:
 
     @classmethod
     def from_json(cls, data: Any, *, source: str = "intervention spec") -> InterventionSpec:
-        _check_format(data, INTERVENTION_FORMAT, source)
+        _check_format(data, INTERVENTION_FORMAT, source, INTERVENTION_VERSIONS)
         known = {"format", "version", "mode", "lambda", "band", "token_scope", "seed", "experts"}
+        known |= {"std_correction"} if data["version"] >= 2 else set()
         unknown = sorted(set(data) - known)
         if unknown:
             raise SpecError(f"{source}: unknown keys {unknown}; valid keys: {sorted(known)}")
@@ -336,6 +350,9 @@ class InterventionSpec:
                 band=LayerBand.from_json(data.get("band", {"fractions": [0.25, 0.75]})),
                 token_scope=str(data.get("token_scope", "all")),
                 seed=json_int(data.get("seed", 0), "seed"),
+                # Version 1 files were written when the boost used the population std: they keep that meaning.
+                std_correction=json_int(data.get("std_correction", 1), "std_correction") if data["version"] >= 2
+                else 0,
             )
         except SpecError as exc:
             msg = str(exc)

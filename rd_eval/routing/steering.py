@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import torch
 
+SAMPLE_STD = 1  # torch's default, EasySteer's `logits.std(dim=-1, keepdim=True)`
+POPULATION_STD = 0  # what rd-eval used before intervention spec version 2
 
-def logit_std(logits: torch.Tensor) -> torch.Tensor:
-    """Per-token standard deviation over the experts (population std), shape [N, 1]."""
-    return logits.std(dim=-1, keepdim=True, correction=0)
+
+def logit_std(logits: torch.Tensor, correction: int = SAMPLE_STD) -> torch.Tensor:
+    """Per-token standard deviation over the experts, shape [N, 1]: sample std (correction 1) by default,
+    population std with correction 0."""
+    return logits.std(dim=-1, keepdim=True, correction=correction)
 
 
 def steer_logits(
@@ -21,23 +25,26 @@ def steer_logits(
     strength: float,
     expert_mask: torch.Tensor,
     token_mask: torch.Tensor | None,
-    top_k: int,
+    selected: torch.Tensor | None = None,
+    std_correction: int = SAMPLE_STD,
 ) -> torch.Tensor:
     """DESIGN §3.4 on float32 logits [N, E]; `expert_mask` [E] is 1.0 on the steered experts.
 
     soft / random / selection_only: z + λ·std(z) on the set. soft_topk: the same boost only where the
-    expert is not already in the token's top-k. force / suppress: shift the set above the row maximum or
-    below the row minimum, preserving the order inside the set, so the selection is decided by the mode.
+    expert is not already selected; `selected` [N, E] (1.0 where selected) is the family's own selection of
+    the unsteered logits (`RouterMath.selection_mask`: biases and expert groups included), required in
+    that mode. force / suppress: shift the set above the row maximum or below the row minimum, preserving
+    the order inside the set, so the selection is decided by the mode.
     """
     mask = expert_mask.unsqueeze(0)  # [1, E]
     if token_mask is not None:
         mask = mask * token_mask.unsqueeze(1)  # [N, E]
     if mode in ("soft", "random", "selection_only", "soft_topk"):
-        boost = strength * logit_std(logits) * mask
         if mode == "soft_topk":
-            already = torch.zeros_like(logits).scatter_(1, logits.topk(top_k, dim=-1).indices, 1.0)
-            boost = boost * (1.0 - already)
-        return logits + boost
+            if selected is None:
+                raise ValueError("soft_topk needs `selected`: the family's own selection mask of the logits")
+            mask = mask * (1.0 - selected)
+        return logits + strength * logit_std(logits, std_correction) * mask
     span = logits.amax(dim=-1, keepdim=True) - logits.amin(dim=-1, keepdim=True) + 1.0
     if mode == "force":
         return logits + span * mask

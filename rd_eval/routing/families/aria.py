@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rd_eval.routing.families import FamilyRouting
+from rd_eval.routing.families.llama4 import pinned_topk
 from rd_eval.routing.routers import SoftmaxTopK
 
 
@@ -21,18 +22,16 @@ class LogitTopKSoftmax(SoftmaxTopK):
 
     # Logits, probabilities (softmax over all experts) and the output layout are SoftmaxTopK's; only the
     # selection rule differs.
+    def select(self, router: nn.Module, logits: torch.Tensor, pin: torch.Tensor | None = None) -> torch.Tensor:
+        # The router's logits come out of F.linear in its weight's dtype.
+        return pinned_topk(logits.to(router.weight.dtype).float(), int(router.top_k), pin)
+
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
-                output: Any, pin: torch.Tensor | None = None) -> Any:
+                output: Any, pin: torch.Tensor | None = None, unsteered: torch.Tensor | None = None) -> Any:
         logits_dtype = output[0].dtype
-        top_k = int(router.top_k)
         # Rank in the router's dtype (what its topk sees), so lambda = 0 reproduces its selection exactly.
-        ranked = selection_logits.to(logits_dtype).float()
-        if pin is None:
-            indices = torch.topk(ranked, top_k, dim=-1).indices
-        else:
-            # Unbounded logits: a shift by the row's span (+1) puts pinned experts above (or below) all others.
-            span = ranked.amax(dim=-1, keepdim=True) - ranked.amin(dim=-1, keepdim=True) + 1.0
-            indices = torch.topk(ranked + span * pin, top_k, dim=-1).indices
+        ranked = self.ranking_logits(selection_logits, pin, unsteered)
+        indices = pinned_topk(ranked.to(logits_dtype).float(), int(router.top_k), pin)
         top_logits = weight_logits.to(logits_dtype).gather(1, indices)
         weights = F.softmax(top_logits, dim=-1).to(output[1].dtype)
         return selection_logits.to(logits_dtype), weights, indices.to(output[2].dtype)

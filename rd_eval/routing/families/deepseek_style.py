@@ -61,14 +61,23 @@ def group_limited_topk(choice: torch.Tensor, *, n_group: int, topk_group: int, t
     return torch.topk(torch.where(pinned_rows, tiered, masked), k=top_k, dim=-1, sorted=False)[1]
 
 
+def sigmoid_group_select(router: nn.Module, logits: torch.Tensor, pin: torch.Tensor | None, *, n_group: int,
+                         fill: float) -> torch.Tensor:
+    """Expert ids [N, k] the DeepSeek-V3 rule selects from float32 logits: sigmoid scores + correction bias,
+    within the best expert groups."""
+    choice = logits.sigmoid() + router.e_score_correction_bias
+    return group_limited_topk(choice, n_group=n_group, topk_group=int(router.topk_group), top_k=int(router.top_k),
+                              fill=fill, pin=pin)
+
+
 def sigmoid_group_route(router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
-                        pin: torch.Tensor | None, *, n_group: int, fill: float,
+                        pin: torch.Tensor | None, unsteered: torch.Tensor | None, *, n_group: int, fill: float,
                         renormalise: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(topk_indices int64 [N, k], topk_weights float32 [N, k]) of the DeepSeek-V3 rule on float32 logits."""
+    """(topk_indices int64 [N, k], topk_weights float32 [N, k]) of the DeepSeek-V3 rule on float32 logits; with a
+    pin, the free slots rank by the unsteered logits (when given)."""
     scores = selection_logits.sigmoid()
-    choice = scores + router.e_score_correction_bias
-    indices = group_limited_topk(choice, n_group=n_group, topk_group=int(router.topk_group), top_k=int(router.top_k),
-                                 fill=fill, pin=pin)
+    ranked = RouterMath.ranking_logits(selection_logits, pin, unsteered)
+    indices = sigmoid_group_select(router, ranked, pin, n_group=n_group, fill=fill)
     weight_scores = scores if weight_logits is selection_logits else weight_logits.sigmoid()
     weights = weight_scores.gather(1, indices)
     if renormalise:
@@ -93,9 +102,12 @@ class SigmoidGroupBiasTopK(RouterMath):
     def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
         return output[2]
 
+    def select(self, router: nn.Module, logits: torch.Tensor, pin: torch.Tensor | None = None) -> torch.Tensor:
+        return sigmoid_group_select(router, logits, pin, n_group=int(router.num_group), fill=NATIVE_FILL)
+
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
-                output: Any, pin: torch.Tensor | None = None) -> Any:
-        indices, weights = sigmoid_group_route(router, selection_logits, weight_logits, pin,
+                output: Any, pin: torch.Tensor | None = None, unsteered: torch.Tensor | None = None) -> Any:
+        indices, weights = sigmoid_group_route(router, selection_logits, weight_logits, pin, unsteered,
                                                n_group=int(router.num_group), fill=NATIVE_FILL,
                                                renormalise=bool(router.norm_topk_prob))
         return selection_logits.to(output[0].dtype), weights.to(output[1].dtype), indices
@@ -123,10 +135,13 @@ class RemoteMoEGate(SigmoidGroupBiasTopK):
     def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
         return output[0]
 
+    def select(self, router: nn.Module, logits: torch.Tensor, pin: torch.Tensor | None = None) -> torch.Tensor:
+        return sigmoid_group_select(router, logits, pin, n_group=int(router.n_group), fill=REMOTE_FILL)
+
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
-                output: Any, pin: torch.Tensor | None = None) -> Any:
+                output: Any, pin: torch.Tensor | None = None, unsteered: torch.Tensor | None = None) -> Any:
         renormalise = int(router.top_k) > 1 and bool(router.norm_topk_prob)
-        indices, weights = sigmoid_group_route(router, selection_logits, weight_logits, pin,
+        indices, weights = sigmoid_group_route(router, selection_logits, weight_logits, pin, unsteered,
                                                n_group=int(router.n_group), fill=REMOTE_FILL, renormalise=renormalise)
         return (indices.to(output[0].dtype), weights.to(output[1].dtype), *output[2:])
 

@@ -49,14 +49,25 @@ class SoftmaxBiasSelectTopK(RouterMath):
     def selection(self, output: Any, router: nn.Module) -> torch.Tensor:
         return output[2]
 
-    def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
-                output: Any, pin: torch.Tensor | None = None) -> Any:
-        probs = F.softmax(selection_logits, dim=1, dtype=torch.float)
+    @staticmethod
+    def _select_from_probs(router: nn.Module, probs: torch.Tensor, pin: torch.Tensor | None) -> torch.Tensor:
         choice = router.moe_statics(probs)  # + e_score_correction_bias: the selection-only bias
         if pin is not None:
             # Beyond any prob + bias: pinned experts win, pinned-out ones lose; unpinned rows are unchanged.
             choice = choice + pin * (choice.abs().amax(dim=-1, keepdim=True) * 2.0 + 2.0)
-        _, selected = torch.topk(choice, int(router.top_k), dim=-1)
+        return torch.topk(choice, int(router.top_k), dim=-1)[1]
+
+    def select(self, router: nn.Module, logits: torch.Tensor, pin: torch.Tensor | None = None) -> torch.Tensor:
+        return self._select_from_probs(router, F.softmax(logits, dim=1, dtype=torch.float), pin)
+
+    def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
+                output: Any, pin: torch.Tensor | None = None, unsteered: torch.Tensor | None = None) -> Any:
+        probs = F.softmax(selection_logits, dim=1, dtype=torch.float)
+        # With a pin, the free slots follow prob + bias of the UNSHIFTED logits: a softmax over the shifted
+        # ones would rescale every other prob against the bias and re-rank them.
+        ranked = self.ranking_logits(selection_logits, pin, unsteered)
+        selected = self._select_from_probs(router, probs if ranked is selection_logits else
+                                           F.softmax(ranked, dim=1, dtype=torch.float), pin)
         weight_probs = probs if weight_logits is selection_logits else F.softmax(weight_logits, dim=1,
                                                                                   dtype=torch.float)
         weights = torch.gather(weight_probs, dim=-1, index=selected)

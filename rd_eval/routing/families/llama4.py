@@ -46,13 +46,16 @@ class SigmoidTopKScores(RouterMath):
         # first). A selected logit below about -88 would underflow to 0 and tie; real routers never get there.
         return torch.topk(output[0], int(router.top_k), dim=-1).indices
 
+    def select(self, router: nn.Module, logits: torch.Tensor, pin: torch.Tensor | None = None) -> torch.Tensor:
+        # The router (an nn.Linear) ranks its logits in its weight's dtype.
+        return pinned_topk(logits.to(router.weight.dtype).float(), int(router.top_k), pin)
+
     def reroute(self, router: nn.Module, selection_logits: torch.Tensor, weight_logits: torch.Tensor,
-                output: Any, pin: torch.Tensor | None = None) -> Any:
+                output: Any, pin: torch.Tensor | None = None, unsteered: torch.Tensor | None = None) -> Any:
         scores_dtype, logits_dtype = output[0].dtype, output[1].dtype
-        top_k = int(router.top_k)
         # Rank and gate in the router's own dtype (as it does), so lambda = 0 reproduces its output exactly.
-        ranked = selection_logits.to(logits_dtype).float()
-        indices = pinned_topk(ranked, top_k, pin)
+        ranked = self.ranking_logits(selection_logits, pin, unsteered)
+        indices = pinned_topk(ranked.to(logits_dtype).float(), int(router.top_k), pin)
         gated = weight_logits.to(logits_dtype).gather(1, indices)
         scores = torch.full_like(selection_logits, float("-inf"), dtype=logits_dtype).scatter_(1, indices, gated)
         scores = torch.sigmoid(scores.float()).to(scores_dtype)
