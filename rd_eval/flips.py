@@ -118,6 +118,15 @@ def summary_line(summary: Mapping[str, Any]) -> str:
             f"{_num(summary['newly_selected_per_token'])} set experts newly selected per token")
 
 
+def _site_label(site: Mapping[str, Any]) -> str:
+    """A site row, and where sites are not one per MoE layer (a site table says so), its MoE layer, group and
+    decoder layer."""
+    if "moe_layer" not in site:
+        return str(site["site"])
+    group = f" {site['group']}" if site["group"] else ""
+    return f"{site['site']} (MoE {site['moe_layer']}{group}, layer {site['decoder_layer']})"
+
+
 def _pct(x: Any) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
@@ -137,7 +146,7 @@ def flip_markdown(summary: Mapping[str, Any], *, title: str) -> list[str]:
     lines += ["", "| site | tokens | flipped | flip rate | newly selected | per token |",
               "|---:|---:|---:|---:|---:|---:|"]
     for s in summary["sites"]:
-        lines.append(f"| {s['site']} | {s['tokens']} | {s['flipped']} | {_pct(s['flip_rate'])} | "
+        lines.append(f"| {_site_label(s)} | {s['tokens']} | {s['flipped']} | {_pct(s['flip_rate'])} | "
                      f"{s['newly_selected']} | {_num(s['newly_selected_per_token'])} |")
     lines.append(f"| band mean | | | {_pct(summary['flip_rate'])} | | {_num(summary['newly_selected_per_token'])} |")
     return lines

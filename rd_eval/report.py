@@ -657,6 +657,7 @@ def _setting_flips(setting: RunSetting, df: pd.DataFrame, cache: RoutingCache) -
         return None
     index = _record_index(setting, cache)
     by_benchmark: dict[str, list[Any]] = {}
+    table: SiteTable | None = None  # what the site rows are (the first record with an effect says)
     for task, doc_id in zip(df["task"].astype(str), df["doc_id"], strict=True):
         hit = index.get((task, int(doc_id)))
         if hit is None or hit[0].get("error") is not None or hit[0].get("counts") is None:
@@ -664,6 +665,8 @@ def _setting_flips(setting: RunSetting, df: pd.DataFrame, cache: RoutingCache) -
         where = f"{hit[1]}: record task {task!r} doc_id {int(doc_id)}"
         try:
             effect = flips.record_effect(hit[0], where)
+            if effect is not None and table is None:
+                table = record_site_table(hit[0], effect.shape[0], where)
         except ValueError as exc:
             raise ReportInputError(str(exc)) from None
         by_benchmark.setdefault(benchmark_of(task), []).append(effect)
@@ -674,6 +677,11 @@ def _setting_flips(setting: RunSetting, df: pd.DataFrame, cache: RoutingCache) -
         raise ReportInputError(f"setting {setting.key}: {exc}") from None
     if overall is None:
         return None
+    if table is not None and not table.is_plain:  # name each site's MoE layer, group and decoder layer
+        for summary in (overall, *benchmarks.values()):
+            for site in (summary or {}).get("sites", ()):
+                row = table.rows[site["site"]]
+                site |= {"moe_layer": row.moe_index, "group": row.group, "decoder_layer": row.layer}
     return {"overall": overall, "benchmarks": {k: v for k, v in benchmarks.items() if v is not None}}
 
 

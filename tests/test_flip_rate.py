@@ -32,6 +32,7 @@ from rd_eval.routing.records import (
     merge_routing_records,
 )
 from rd_eval.routing.session import routing_session
+from rd_eval.routing.site_table import SiteRow, SiteTable
 from rd_eval.routing.sites import find_router_sites, image_token_ids
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
 
@@ -201,24 +202,25 @@ N_PAIRS = 12
 CKPT = "rd-tiny-flip"
 
 
-def _write_setting(root: Path, name: str, hash_: str, model_args: str, effect: np.ndarray | None) -> None:
+def _write_setting(root: Path, name: str, hash_: str, model_args: str, effect: np.ndarray | None,
+                   sites: SiteTable | None = None) -> None:
     samples = {"fb_img": [(f"p{i:02d}", int(i % 2 == 0 or name != "plain"), "1", "1") for i in range(N_PAIRS)],
                "fb_txt": [(f"p{i:02d}", 1, "1", "1") for i in range(N_PAIRS)]}
     out = root / name
     write_run(out, "20250101_120000", samples, model_dir=CKPT, model_args=model_args, model="rd_qwen3_vl_moe")
-    shard = ShardWriter(out / "rd_routing" / f"{CKPT}__{hash_}", 0)
+    shard = ShardWriter(out / "rd_routing" / f"{CKPT}__{hash_}", 0, sites=sites)
     shard.append([document_record(DocIdentity(task, i, task[-3:]), _batch_routing(effect), 0,
                                   model="rd_qwen3_vl_moe", intervention_hash=hash_)
                   for task in ("fb_img", "fb_txt") for i in range(N_PAIRS)])
 
 
-def _runs(root: Path, flipped: int) -> Path:
+def _runs(root: Path, flipped: int, sites: SiteTable | None = None) -> Path:
     experts = ExpertSet(model=CKPT, kind="domain", layers=tuple(LayerExperts(s, SET) for s in BAND))
     spec = InterventionSpec(experts=experts, strength=3.0 if flipped else 0.0)
     spec_path = spec.save(root / "soft.json")
-    _write_setting(root / "runs", "plain", "none", f"pretrained={CKPT}", None)
+    _write_setting(root / "runs", "plain", "none", f"pretrained={CKPT}", None, sites)
     _write_setting(root / "runs", "soft", spec.content_hash(), f"pretrained={CKPT},intervention={spec_path}",
-                   _effect(flipped))
+                   _effect(flipped), sites)
     return root / "runs"
 
 
@@ -253,6 +255,17 @@ def test_report_calls_out_a_noop_intervention(tmp_path: Path) -> None:
     assert text.count(NO_OP) >= 2  # under the setting and in its flip section
     gain_row = next(line for line in text.splitlines() if line.startswith("| fb | ") and "→" in line)
     assert gain_row.endswith("| 0.0% (no-op) |")
+
+
+def test_flip_table_names_moe_layer_and_group_where_sites_are_not_layers(tmp_path: Path) -> None:
+    # ERNIE-like: a text and a vision router per MoE layer, decoder layer 0 dense (site 2m: text, 2m + 1: vision)
+    rows = tuple(SiteRow(site=2 * m + v, layer=m + 1, moe_index=m, group=("text", "vision")[v])
+                 for m in range(NUM_LAYERS // 2) for v in (0, 1))
+    report = build_report([_runs(tmp_path, 3, SiteTable(rows))], n_boot=200)
+    soft = next(s for s in report["settings"] if s["role"] == "intervened")
+    first = soft["flips"]["overall"]["sites"][0]
+    assert (first["site"], first["moe_layer"], first["group"], first["decoder_layer"]) == (2, 1, "text", 2)
+    assert f"| 2 (MoE 1 text, layer 2) | {2 * N_PAIRS * 10} |" in to_markdown(report)
 
 
 def test_gap_table_without_flip_rates_has_no_flip_column() -> None:
