@@ -34,8 +34,9 @@ model and setting reads them, as before.
 Version 1 shards (arrays inline as JSON lists) are still read, and so are early version 2 shards, whose lines
 name no file because counts and sums shared one sidecar, ``routing_rank000.bin``. Lines of version 1 and 2 name
 no site table: readers take their site rows with the meaning they were written with, row i = MoE layer i, one
-router per layer (:meth:`SiteTable.legacy_of`; right for every family but ERNIE-4.5-VL, whose old records
-interleave text and vision rows and are refused where a band or group is needed: rerun to record a table).
+router per layer (:meth:`SiteTable.legacy_of`). That is right for every family but ERNIE-4.5-VL, whose old
+records interleave text and vision rows: nothing in such a record tells them apart, so they are read the old (wrong)
+way too; rerun ERNIE to record a table.
 """
 
 from __future__ import annotations
