@@ -932,7 +932,7 @@ def _flip_section(report: Mapping[str, Any]) -> list[str]:
 CSV_COLUMNS = (
     "model_id", "checkpoint", "intervention", "role", "benchmark",
     "n_pairs", "acc_img", "acc_txt", "gap", "gap_ci_low", "gap_ci_high", "gap_p_mcnemar",
-    "gain", "gain_ci_low", "gain_ci_high", "text_cost", "recovery",
+    "gain", "gain_ci_low", "gain_ci_high", "text_cost", "recovery", "flip_rate",
     "routing_n_pairs", "corr_r", "corr_p",
     "site", "in_band", "jsd_mean", "jsd_ci_low", "jsd_ci_high", "separation",
 )
@@ -941,6 +941,8 @@ model_id, checkpoint, intervention: the setting (intervention 'none' = plain); r
 n_pairs, acc_img, acc_txt, gap, gap_ci_low, gap_ci_high, gap_p_mcnemar: this setting's own gap (percent,
 points; gap = acc_txt - acc_img) over pairs complete in both forms.
 gain, gain_ci_low, gain_ci_high, text_cost, recovery: intervened vs the plain setting (points), intervened rows only.
+flip_rate: the intervention's measured flip rate on the benchmark (share of steered tokens whose selected expert
+set changed, mean over the steered sites, 0-1; empty when its routing records do not carry it).
 routing_n_pairs, corr_r, corr_p: pairs with routing in both forms; point-biserial r / p of middle-band JSD vs
 image correctness. site, in_band, jsd_mean, jsd_ci_low, jsd_ci_high: per-site pair JSD (bits) and bootstrap CI
 (site: the row of the routing arrays; which MoE layer and group it is: the JSON/markdown report's site table);
@@ -967,6 +969,7 @@ def _csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "gain_ci_high": effect["gain"]["ci_high"] if effect else None,
                 "text_cost": effect["text_cost"]["diff"] if effect else None,
                 "recovery": effect["recovery"] if effect else None,
+                "flip_rate": (s["gaps"].get("flip_rates") or {}).get(row["benchmark"]) if effect else None,
             }
             bench = routing.get(row["benchmark"])
             if bench is None:

@@ -7,6 +7,8 @@ call-out in the report and in the adapter's log.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from torch import nn
 from rd_eval.flips import NO_OP, effect_summary, flip_rates_by_benchmark, noop_message, record_effect
 from rd_eval.gaps import compare_runs
 from rd_eval.gaps import to_markdown as gaps_markdown
-from rd_eval.report import build_report, to_markdown
+from rd_eval.report import build_report, to_csv, to_markdown
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
     EFFECT_KEY,
@@ -244,6 +246,10 @@ def test_report_shows_the_per_layer_flip_table_and_the_rate_beside_the_gain(tmp_
     gain_row = next(line for line in text.splitlines() if line.startswith("| fb | ") and "→" in line)
     assert gain_row.endswith("| 45.0% |")
     assert NO_OP not in text
+    csv_rows = list(csv.DictReader(io.StringIO(to_csv(report))))
+    intervened = [float(r["flip_rate"]) for r in csv_rows if r["role"] == "intervened"]
+    assert intervened and intervened == pytest.approx([0.45] * len(intervened))  # on each of its site rows
+    assert {r["flip_rate"] for r in csv_rows if r["role"] == "base"} == {""}
 
 
 def test_report_calls_out_a_noop_intervention(tmp_path: Path) -> None:
