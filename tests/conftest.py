@@ -52,3 +52,24 @@ def tiny_processor(tiny_dir: Path):
 def fresh_tiny_model(tiny_dir: Path):
     """A newly loaded tiny model that no other test has run or hooked."""
     return load_tiny_model(tiny_dir)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (`pytestmark = pytest.mark.usefixtures("one_thread")`): two threads on a
+    shared 2-core machine make tiny-model generation ~100x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def ernie_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random ERNIE-4.5-VL checkpoint (a text and a vision router per MoE layer), built once per session."""
+    from rd_eval.tiny import make_tiny
+
+    return make_tiny("ernie4_5_vl_moe", tmp_path_factory.mktemp("tiny") / "rd-tiny-ernie4_5_vl_moe", seed=0)
+

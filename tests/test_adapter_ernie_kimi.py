@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from lmms_eval.api.instance import Instance
 from PIL import Image, ImageDraw
 
@@ -39,20 +38,9 @@ VISION_SITES = [2 * m + 1 for m in range(NUM_MOE)]
 BAND = (1, 2, 3)  # the default band (fractions 0.25-0.75) of 5 MoE layers
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two intra-op threads on a shared 2-core machine make tiny-model generation ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def ernie_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
-
-    return make_tiny("ernie4_5_vl_moe", tmp_path_factory.mktemp("tiny") / "rd-tiny-ernie4_5_vl_moe", seed=0)
 
 
 def picture(seed: int) -> Image.Image:

@@ -22,20 +22,9 @@ from rd_eval.routing.sites import RouterSite, find_router_sites
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, LayerExperts, SpecError
 from rd_eval.routing.validation import validate_intervention
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def ernie_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
-
-    return make_tiny("ernie4_5_vl_moe", tmp_path_factory.mktemp("tiny") / "rd-tiny-ernie4_5_vl_moe", seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -50,12 +50,7 @@ ERNIE_BAND_ROWS = (2, 3, 4, 5, 6, 7)  # their text and vision sites
 N_DOCS = 6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ernie_table() -> SiteTable:
