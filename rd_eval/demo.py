@@ -182,8 +182,11 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
     say(f"[2/4] domain experts: {n_experts} across MoE layers "
         f"{[layer.moe_index for layer in spec.experts.layers]} -> {paths['expert_set']}")
 
+    # The hash pins the soft run to this spec's content: a later demo into the same --out rewrites the spec file,
+    # and the report must still name this run by the setting it ran with.
     settings = {"plain": f"pretrained={checkpoint}",
-                "soft": f"pretrained={checkpoint},intervention={paths['intervention']}"}
+                "soft": f"pretrained={checkpoint},intervention={paths['intervention']},"
+                        f"intervention_hash={spec.content_hash()}"}
     runs: dict[str, RunRecord] = {}
     for step, (name, model_args) in enumerate(settings.items(), start=3):
         run_dir, log = out / "runs" / name, out / "logs" / f"lmms_eval_{name}.log"

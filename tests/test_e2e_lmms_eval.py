@@ -83,6 +83,10 @@ def test_rd_eval_demo_end_to_end(tiny_dir: Path, tmp_path: Path) -> None:
     # The intervened run's routing records carry the spec's hash, the plain run's "none".
     hashes = {p.name.rsplit("__", 1)[1] for p in (out / "runs").glob("*/rd_routing/*")}
     assert hashes == {"none", table["demo"]["intervention_hash"]}
+    # The soft run is pinned to the spec's content, so a later demo into this --out cannot relabel it.
+    (soft_results,) = (out / "runs" / "soft").rglob("*_results.json")
+    model_args = json.loads(soft_results.read_text())["config"]["model_args"]
+    assert model_args.endswith(f",intervention_hash={table['demo']['intervention_hash']}")
 
 
 def test_report_and_leaderboard_of_the_demo_run(tiny_dir: Path, tmp_path: Path) -> None:
