@@ -104,29 +104,33 @@ def top_positive_experts(delta: np.ndarray, band: Sequence[int], top_n: int | No
     return tuple(layers)
 
 
+def _delta_expert_set(kind: str, statistic: str, plus: np.ndarray, minus: np.ndarray, names: tuple[str, str], *,
+                      band: Sequence[int], top_n: int | None, model: str, method: dict[str, Any],
+                      sites: SiteTable | None) -> ExpertSet:
+    """The experts of ΔΦ = `plus` − `minus` ([site rows, experts]) with ΔΦ > 0, top-N per site of the band."""
+    if plus.shape != minus.shape:
+        raise ValueError(f"Φ shapes differ: {names[0]} {plus.shape} vs {names[1]} {minus.shape}")
+    layers = top_positive_experts(plus - minus, band, top_n, sites)
+    return ExpertSet(model=model, kind=kind, layers=layers, sites=sites,
+                     method={"statistic": statistic,
+                             "top_n": top_n if top_n is not None else "top_k of each site",
+                             "band_layers": [int(b) for b in band], **method})
+
+
 def domain_expert_set(phi_domain: np.ndarray, phi_general: np.ndarray, *, band: Sequence[int], top_n: int | None,
                       model: str, method: dict[str, Any], sites: SiteTable | None = None) -> ExpertSet:
     """Domain experts of Φ arrays [site rows, experts]; with `sites`, the set records the site table (version 2)
     and names each entry by (MoE layer, group)."""
-    if phi_domain.shape != phi_general.shape:
-        raise ValueError(f"Φ shapes differ: domain {phi_domain.shape} vs general {phi_general.shape}")
-    layers = top_positive_experts(phi_domain - phi_general, band, top_n, sites)
-    return ExpertSet(model=model, kind="domain", layers=layers, sites=sites,
-                     method={"statistic": "delta_phi = phi(domain) - phi(general)",
-                             "top_n": top_n if top_n is not None else "top_k of each site",
-                             "band_layers": [int(b) for b in band], **method})
+    return _delta_expert_set("domain", "delta_phi = phi(domain) - phi(general)", phi_domain, phi_general,
+                             ("domain", "general"), band=band, top_n=top_n, model=model, method=method, sites=sites)
 
 
 def visual_expert_set(phi_image: np.ndarray, phi_text: np.ndarray, *, band: Sequence[int], top_n: int | None,
                       model: str, method: dict[str, Any], sites: SiteTable | None = None) -> ExpertSet:
     """Visual experts: ΔΦ = Φ(image tokens) − Φ(text tokens), per site of the band layers."""
-    if phi_image.shape != phi_text.shape:
-        raise ValueError(f"Φ shapes differ: image {phi_image.shape} vs text {phi_text.shape}")
-    layers = top_positive_experts(phi_image - phi_text, band, top_n, sites)
-    return ExpertSet(model=model, kind="visual", layers=layers, sites=sites,
-                     method={"statistic": "delta_phi = phi(image tokens) - phi(text tokens), image-form probes",
-                             "top_n": top_n if top_n is not None else "top_k of each site",
-                             "band_layers": [int(b) for b in band], **method})
+    return _delta_expert_set("visual", "delta_phi = phi(image tokens) - phi(text tokens), image-form probes",
+                             phi_image, phi_text, ("image", "text"), band=band, top_n=top_n, model=model,
+                             method=method, sites=sites)
 
 
 def probe_routing(model: Any, processor: Any, texts: Sequence[str], *, batch_size: int = 8,
