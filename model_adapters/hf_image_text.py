@@ -8,7 +8,7 @@ auto map offers only that, `AutoModelForCausalLM`) and `AutoProcessor` load, on 
 
 Remote code runs only when `trust_remote_code=true` is in `model_args` (lmms-eval's own classes pass it
 unconditionally); a checkpoint that needs it is refused with a message saying so. Hub kernels stay off unless
-`use_kernels=true` is in `model_args` (rd_eval.checkpoints.LoadPolicy).
+`use_kernels=true` is in `model_args` (rd_eval.models.checkpoints.LoadPolicy).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from rd_eval.checkpoints import LoadPolicy, checkpoint_config_dict, local_checkpoint
+from rd_eval.models.checkpoints import LoadPolicy, checkpoint_config_dict, local_checkpoint
 from rd_eval.routing.settings import parse_bool
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")

@@ -1,4 +1,4 @@
-"""lmms-eval's model constructors, made to load the way rd-eval's policy says (`rd_eval.checkpoints`).
+"""lmms-eval's model constructors, made to load the way rd-eval's policy says (`rd_eval.models.checkpoints`).
 
 lmms-eval's classes call `from_pretrained` themselves, with choices rd-eval must not inherit:
 - the Qwen3-VL / Qwen3.5 and Aria classes pass `trust_remote_code=True`: a checkpoint's `auto_map` would run its
@@ -27,7 +27,7 @@ from typing import Any
 import transformers
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, ProcessorMixin
 
-from rd_eval.checkpoints import LoadPolicy, checkpoint_config_dict
+from rd_eval.models.checkpoints import LoadPolicy, checkpoint_config_dict
 
 # lmms-eval 0.7.3's Qwen3-VL module picks its model class through this function (pretrained, is_moe).
 _RESOLVER_NAME = "_resolve_model_class"

@@ -34,9 +34,8 @@ from PIL import Image
 from rd_eval_adapters.loading import choose_checkpoint, lmms_loading_policy
 from tqdm import tqdm
 
-from rd_eval.checkpoints import LoadPolicy
-from rd_eval.doc_errors import error_response, is_error_response
-from rd_eval.flips import noop_message
+from rd_eval.analysis.flips import noop_message
+from rd_eval.models.checkpoints import LoadPolicy
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
     CheckpointRef,
@@ -52,6 +51,7 @@ from rd_eval.routing.settings import RoutingSettings, pop_routing_settings
 from rd_eval.routing.site_table import SiteTable
 from rd_eval.routing.sites import find_router_sites, image_token_ids
 from rd_eval.routing.validation import validate_intervention
+from rd_eval.scoring.doc_errors import error_response, is_error_response
 
 # A request tuple of lmms-eval's simple generate_until: (context, gen_kwargs, doc_to_visual, doc_id, task, split)
 Request = tuple[str, dict, Any, int, str, str]

@@ -24,7 +24,7 @@ CONTRACT_TESTS = ("tests/test_family_contract.py", "tests/test_routing.py")
 
 
 def smoke_demo(work: Path) -> str:
-    from rd_eval.demo import DemoConfig, run_demo
+    from rd_eval.commands.demo import DemoConfig, run_demo
 
     result = run_demo(DemoConfig(out_dir=work / "demo", limit=6), say=lambda line: None)
     rows = result.table["rows"]
@@ -32,9 +32,9 @@ def smoke_demo(work: Path) -> str:
 
 
 def smoke_family(family: str, work: Path) -> str:
-    from rd_eval.demo import tasks_dir
-    from rd_eval.lmms_runner import lmms_eval_command, run_lmms_eval
-    from rd_eval.tiny import make_tiny
+    from rd_eval.commands.demo import tasks_dir
+    from rd_eval.lmms.runner import lmms_eval_command, run_lmms_eval
+    from rd_eval.models.tiny import make_tiny
 
     checkpoint = make_tiny(family, work / family / "step_1000", seed=0)
     command = lmms_eval_command(f"rd_{family}", f"pretrained={checkpoint}", ["rd_demo"], work / family / "out",
@@ -53,7 +53,7 @@ def smoke_contract() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rd_eval.tiny import supported_tiny_families
+    from rd_eval.models.tiny import supported_tiny_families
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=None, help="folder for the smoke runs (default: a temporary folder)")

@@ -18,7 +18,7 @@ TINY_FOLDER = "rd-tiny-qwen3_vl_moe-A1B"
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Qwen3-VL-MoE checkpoint (8 MoE layers, 16 experts, top-4), built once per session."""
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     return make_tiny(TINY_FAMILY, tmp_path_factory.mktemp("tiny") / TINY_FOLDER, seed=0)
 
@@ -69,7 +69,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def ernie_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random ERNIE-4.5-VL checkpoint (a text and a vision router per MoE layer), built once per session."""
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     return make_tiny("ernie4_5_vl_moe", tmp_path_factory.mktemp("tiny") / "rd-tiny-ernie4_5_vl_moe", seed=0)
 

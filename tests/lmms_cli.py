@@ -18,6 +18,6 @@ def run(command: list[str], tmp_path: Path, timeout: int = 900, extra_env: dict[
 
 
 def tasks_path() -> str:
-    result = subprocess.run([sys.executable, "-m", "rd_eval.cli", "tasks-path"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "rd_eval", "tasks-path"], capture_output=True, text=True,
                             check=True)
     return result.stdout.strip()

@@ -138,7 +138,7 @@ def tiny_checkpoint_fixtures(family: str, folder: str, *, dir_fixture: str,
 
     @pytest.fixture(scope="module", name=dir_fixture)
     def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Any:
-        from rd_eval.tiny import make_tiny
+        from rd_eval.models.tiny import make_tiny
 
         return make_tiny(family, tmp_path_factory.mktemp(family) / folder, seed=0)
 

@@ -16,10 +16,10 @@ import pytest
 from lmms_eval.api.instance import Instance
 from PIL import Image, ImageDraw
 
-from rd_eval.doc_errors import error_reason, is_error_response
 from rd_eval.routing.records import merge_routing_records, read_routing_records
 from rd_eval.routing.settings import pop_routing_settings
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts, SpecError
+from rd_eval.scoring.doc_errors import error_reason, is_error_response
 
 GEN_KWARGS = {"max_new_tokens": 5, "temperature": 0, "do_sample": False, "until": ["\n\n"]}
 QUESTIONS = ["What is 12 + 30?", "Which is larger, 7 or 9?", "Total of 3 and 4?", "Name the tallest bar."]
@@ -203,7 +203,7 @@ def test_rd_qwen3_5_moe_records_routing_through_lmms_eval_class(tmp_path: Path) 
     from lmms_eval.models.simple.qwen3_5 import Qwen3_5
     from rd_eval_adapters.qwen3_vl_moe import RDQwen3_5Moe
 
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     checkpoint = make_tiny("qwen3_5_moe", tmp_path / "rd-tiny-qwen3_5_moe-A1B", seed=0)
     model = RDQwen3_5Moe(pretrained=str(checkpoint), batch_size=4, routing_dir=str(tmp_path / "routing"))

@@ -10,8 +10,8 @@ import pytest
 import torch
 from adapter_requests import N_DOCS, RD_DEMO_GEN, GenerateCalls, rd_demo_requests, records_of, run
 
-from rd_eval.doc_errors import error_reason, is_error_response
 from rd_eval.routing.spec import ExpertSet, LayerExperts
+from rd_eval.scoring.doc_errors import error_reason, is_error_response
 
 SHORT = 6  # tokens per answer in these tests (lmms-eval's Aria always asks for 1024)
 
@@ -26,7 +26,7 @@ class ShortGenerate(GenerateCalls):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     return make_tiny("aria", tmp_path_factory.mktemp("tiny") / "rd-tiny-aria", seed=0)
 

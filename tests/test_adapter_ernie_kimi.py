@@ -21,10 +21,10 @@ import pytest
 from lmms_eval.api.instance import Instance
 from PIL import Image, ImageDraw
 
-from rd_eval.doc_errors import error_reason, is_error_response
+from rd_eval.lmms.runs import find_runs, load_paired_samples
 from rd_eval.routing.records import merge_routing_records
 from rd_eval.routing.spec import ExpertSet, LayerExperts
-from rd_eval.runs import find_runs, load_paired_samples
+from rd_eval.scoring.doc_errors import error_reason, is_error_response
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 KIMI_CONFIG = Path(__file__).resolve().parents[2] / "shared/reference/configs/moonshotai__Kimi-VL-A3B-Instruct"
@@ -103,7 +103,7 @@ def text_experts(experts: tuple[int, ...]) -> ExpertSet:
 
 # -- lmms-eval's own command line ------------------------------------------------------------------------
 def test_python_m_lmms_eval_runs_rd_demo_with_routing_records(ernie_dir: Path, tmp_path: Path) -> None:
-    tasks_path = subprocess.run([sys.executable, "-m", "rd_eval.cli", "tasks-path"], capture_output=True, text=True,
+    tasks_path = subprocess.run([sys.executable, "-m", "rd_eval", "tasks-path"], capture_output=True, text=True,
                                 check=True).stdout.strip()
     out = tmp_path / "out"
     command = [sys.executable, "-m", "lmms_eval", "--model", "rd_ernie4_5_vl_moe", "--model_args",

@@ -27,8 +27,8 @@ from adapter_requests import (
     run,
 )
 
-from rd_eval.doc_errors import error_reason, is_error_response
 from rd_eval.routing.spec import ExpertSet, LayerExperts
+from rd_eval.scoring.doc_errors import error_reason, is_error_response
 
 SHORT_GEN = {**RD_DEMO_GEN, "max_new_tokens": 3}
 BAND = (1, 2)  # MoE-layer indices the force-mode intervention steers
@@ -62,7 +62,7 @@ def family(request: pytest.FixtureRequest) -> Family:
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     root = tmp_path_factory.mktemp("tiny")
     return {name: make_tiny(name, root / f"rd-tiny-{name}", seed=0) for name in FAMILIES}

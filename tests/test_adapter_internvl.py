@@ -12,15 +12,15 @@ import torch
 from adapter_requests import DOCS, N_DOCS, RD_DEMO_GEN, UTILS, GenerateCalls, rd_demo_requests, records_of, run
 from lmms_eval.api.instance import Instance
 
-from rd_eval.doc_errors import error_reason, is_error_response
 from rd_eval.routing.spec import ExpertSet, LayerExperts
+from rd_eval.scoring.doc_errors import error_reason, is_error_response
 
 GEN = {**RD_DEMO_GEN, "max_new_tokens": 4}
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     return make_tiny("internvl_moe", tmp_path_factory.mktemp("tiny") / "rd-tiny-internvl_moe", seed=0)
 

@@ -19,9 +19,9 @@ import pytest
 from lmms_cli import run, tasks_path
 from test_family_cli import FAMILY_OF_MODEL as OTHER_FAMILIES
 
-from rd_eval.doc_errors import is_error_response
+from rd_eval.lmms.runs import find_runs
 from rd_eval.routing.spec import SpecError
-from rd_eval.runs import find_runs
+from rd_eval.scoring.doc_errors import is_error_response
 
 # model id -> `rd-eval make-tiny` family; rd_kimi_vl is remote code only (no offline checkpoint) and keeps
 # requiring the opt-in (tests/test_adapter_ernie_kimi.py).
@@ -79,7 +79,7 @@ CASES.append(pytest.param("rd_qwen3_vl_moe", True, id="rd_qwen3_vl_moe-trust_rem
 @pytest.mark.parametrize(("model_id", "trust"), CASES)
 def test_step_1000_runs_through_lmms_eval_and_its_code_runs_only_with_opt_in(
         model_id: str, trust: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     checkpoint = make_tiny(FAMILY_OF_MODEL[model_id], tmp_path / "ckpt" / "step_1000", seed=0)
     marker = tmp_path / MARKER
@@ -125,7 +125,7 @@ def _spy(seen: dict[str, Any]):
 
 @pytest.fixture(scope="module")
 def ernie_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     return make_tiny("ernie4_5_vl_moe", tmp_path_factory.mktemp("ernie") / "step_1000", seed=0)
 
@@ -145,8 +145,8 @@ def test_routing_loads_have_hub_kernels_off_without_any_environment_variable(
     class, the demo's and `rd-eval experts`' probing loads) turn them off explicitly."""
     from transformers import AutoModelForImageTextToText
 
-    from rd_eval.demo import _load_for_probing
-    from rd_eval.expert_cli import load_model
+    from rd_eval.commands.demo import _load_for_probing
+    from rd_eval.commands.experts import load_model
 
     monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
     assert AutoModelForImageTextToText.from_pretrained(tiny_dir).use_kernels  # what a plain load would do
@@ -182,7 +182,7 @@ def test_use_kernels_true_in_model_args_reaches_from_pretrained(tiny_dir: Path, 
 
 # -- the loading policy itself -------------------------------------------------------------------------------
 def test_load_policy_reads_model_args_with_the_project_bool_parser() -> None:
-    from rd_eval.checkpoints import LoadPolicy
+    from rd_eval.models.checkpoints import LoadPolicy
 
     model_args: dict[str, Any] = {"trust_remote_code": "TRUE", "use_kernels": False, "batch_size": 2}
     assert LoadPolicy.pop_from(model_args) == LoadPolicy(trust_remote_code=True, use_kernels=False)
@@ -198,7 +198,7 @@ def test_a_constructor_that_loads_no_model_through_the_policy_fails_loudly() -> 
     from rd_eval_adapters.qwen3_vl_moe import RDQwen3VLMoe
     from transformers import Qwen3VLMoeForConditionalGeneration
 
-    from rd_eval.checkpoints import LoadPolicy
+    from rd_eval.models.checkpoints import LoadPolicy
 
     before = dict(vars(lmms_qwen))
     choice = CheckpointChoice("/ckpt/step_1000", "qwen3_vl_moe", Qwen3VLMoeForConditionalGeneration, LoadPolicy())

@@ -20,24 +20,24 @@ import pytest
 from lmms_eval.utils import simple_parse_args_string
 from test_leaderboard import outcomes, write_run
 
-import rd_eval.check
-import rd_eval.demo
-import rd_eval.expert_cli
-import rd_eval.leaderboard
-import rd_eval.report
-import rd_eval.tiny
-from rd_eval.cli import main
-from rd_eval.jsonio import write_text_atomic
+import rd_eval.commands.demo
+import rd_eval.commands.experts
+import rd_eval.models.tiny
+import rd_eval.reports.check
+import rd_eval.reports.leaderboard
+import rd_eval.reports.report
+from rd_eval.commands.main import main
+from rd_eval.fileio.jsonio import write_text_atomic
 from rd_eval.routing.settings import pop_routing_settings
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts, SpecError
 
 NOT_UTF8 = b'{"format": "caf\xe9"}'
 HEAVY = {  # the work each command does once its inputs are accepted
-    rd_eval.report: "build_report",
-    rd_eval.leaderboard: "build_leaderboard",
-    rd_eval.check: "write_baseline",
-    rd_eval.expert_cli: "load_model",
-    rd_eval.demo: "run_demo",
+    rd_eval.reports.report: "build_report",
+    rd_eval.reports.leaderboard: "build_leaderboard",
+    rd_eval.reports.check: "write_baseline",
+    rd_eval.commands.experts: "load_model",
+    rd_eval.commands.demo: "run_demo",
 }
 
 
@@ -67,8 +67,8 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for module, name in HEAVY.items():
         monkeypatch.setattr(module, name, refuse)
-    monkeypatch.setattr(rd_eval.tiny, "_builder", lambda family: refuse if family in rd_eval.tiny.TINY_BUILDERS
-                        else None)
+    tiny = rd_eval.models.tiny
+    monkeypatch.setattr(tiny, "_builder", lambda family: refuse if family in tiny.TINY_BUILDERS else None)
 
 
 @pytest.fixture
@@ -153,14 +153,14 @@ def test_make_tiny_overwrite_replaces_only_a_tiny_checkpoint(tmp_path: Path, mon
     def fake_build(out: Path, seed: int) -> None:
         (out / "config.json").write_text(json.dumps({"model_type": "qwen3_vl_moe", "seed": seed}))
 
-    monkeypatch.setattr(rd_eval.tiny, "_builder", lambda family: fake_build)
+    monkeypatch.setattr(rd_eval.models.tiny, "_builder", lambda family: fake_build)
     target = tmp_path / "tiny"
     assert main(["make-tiny", "qwen3_vl_moe", str(target)]) == 0
     one_clear_line(["make-tiny", "qwen3_vl_moe", str(target)], capsys, "already holds a tiny checkpoint",
                    "--overwrite")
     assert main(["make-tiny", "qwen3_vl_moe", str(target), "--seed", "3", "--overwrite"]) == 0
     assert json.loads((target / "config.json").read_text())["seed"] == 3
-    (target / rd_eval.tiny.PROVENANCE_FILE).unlink()  # no longer recognisably ours
+    (target / rd_eval.models.tiny.PROVENANCE_FILE).unlink()  # no longer recognisably ours
     one_clear_line(["make-tiny", "qwen3_vl_moe", str(target), "--overwrite"], capsys, "holds no tiny checkpoint")
     assert (target / "config.json").is_file()
     empty = tmp_path / "empty"
@@ -447,9 +447,9 @@ def test_make_tiny_folder_follows_the_umask(tmp_path: Path, monkeypatch: pytest.
     def build(out: Path, seed: int) -> None:
         (out / "config.json").write_text("{}")
 
-    monkeypatch.setattr(rd_eval.tiny, "_builder", lambda family: build)
+    monkeypatch.setattr(rd_eval.models.tiny, "_builder", lambda family: build)
     with umask(0o022):
-        assert mode(rd_eval.tiny.make_tiny("qwen3_vl_moe", tmp_path / "t")) == 0o755
+        assert mode(rd_eval.models.tiny.make_tiny("qwen3_vl_moe", tmp_path / "t")) == 0o755
 
 
 # -- argparse's own errors are one line too -------------------------------------------------------------------
@@ -457,7 +457,7 @@ def test_make_tiny_folder_follows_the_umask(tmp_path: Path, monkeypatch: pytest.
 def test_usage_errors_are_one_line() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for argv in (["check", "run"], ["make-tiny"], ["report", "x", "--format", "pdf"]):
-        result = subprocess.run([sys.executable, "-m", "rd_eval.cli", *argv], capture_output=True, text=True,
+        result = subprocess.run([sys.executable, "-m", "rd_eval", *argv], capture_output=True, text=True,
                                 env=env, timeout=300, check=False)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.returncode == 2 and len(lines) == 1, result.stderr

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_leaderboard import outcomes, write_run
 
-from rd_eval.check import BASELINE_FORMAT, CheckInputError, baseline_from_run, check_run, load_baseline
-from rd_eval.cli import main
+from rd_eval.commands.main import main
+from rd_eval.reports.check import BASELINE_FORMAT, CheckInputError, baseline_from_run, check_run, load_baseline
 
 ARGS = "pretrained=org/ckpt-a"
 

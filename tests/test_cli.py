@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "rd_eval.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rd_eval", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=600, check=False)
 
 

@@ -25,12 +25,10 @@ import rd_eval_tasks.rd_gsm8k.utils as gsm_utils
 import rd_eval_tasks.rd_math500.utils as math_utils
 from PIL import Image
 
-from rd_eval import data_provenance
 from rd_eval.benchmarks import BENCHMARKS, mathvision
-from rd_eval.data_provenance import COLUMN, ITEM_KEY, DataRecord
-from rd_eval.data_sources import ENV_VAR as DATA_ENV
-from rd_eval.data_sources import HubSplit, declaration, load_hub, load_split
-from rd_eval.dataset_revisions import (
+from rd_eval.data import provenance as data_provenance
+from rd_eval.data.provenance import COLUMN, ITEM_KEY, DataRecord
+from rd_eval.data.revisions import (
     COMMIT,
     ENV_VAR,
     PINNED,
@@ -40,8 +38,10 @@ from rd_eval.dataset_revisions import (
     RevisionError,
     requested,
 )
-from rd_eval.report import build_report, to_markdown
-from rd_eval.runs import find_runs
+from rd_eval.data.sources import ENV_VAR as DATA_ENV
+from rd_eval.data.sources import HubSplit, declaration, load_hub, load_split
+from rd_eval.lmms.runs import find_runs
+from rd_eval.reports.report import build_report, to_markdown
 
 TASKS_DIR = Path(rd_eval_tasks.__file__).parent
 SHA_A, SHA_B = "a" * 40, "b" * 40

@@ -1,4 +1,4 @@
-"""rd_eval.divergence against scipy (the oracle) and hand-computed cases."""
+"""rd_eval.analysis.divergence against scipy (the oracle) and hand-computed cases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import pointbiserialr
 from scipy.stats import t as student_t
 
-from rd_eval.divergence import (
+from rd_eval.analysis.divergence import (
     band_sites,
     divergence_correctness_correlation,
     jsd_base2,
@@ -20,7 +20,7 @@ from rd_eval.divergence import (
     selection_distribution,
     student_t_two_sided_p,
 )
-from rd_eval.stats import paired_bootstrap_ci
+from rd_eval.analysis.stats import paired_bootstrap_ci
 
 
 def test_jsd_matches_scipy_on_random_distributions() -> None:
@@ -157,7 +157,7 @@ def test_band_sites_is_the_middle_half() -> None:
 
 
 def test_layer_summary_weights_cache_gives_identical_summaries(monkeypatch: pytest.MonkeyPatch) -> None:
-    import rd_eval.divergence as divergence
+    import rd_eval.analysis.divergence as divergence
 
     monkeypatch.setattr(divergence, "_MAX_BOOT_CELLS", 700)  # several chunks per call
     rng = np.random.default_rng(3)

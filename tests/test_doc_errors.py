@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rd_eval.doc_errors import error_reason, error_response, is_error_response
+from rd_eval.scoring.doc_errors import error_reason, error_response, is_error_response
 
 
 @pytest.mark.parametrize("reason", ["image check failed: no image tokens", "", "  multi\nline\treason  "])

@@ -14,13 +14,13 @@ import torch
 import transformers
 from lmms_cli import run, tasks_path
 
-from rd_eval.cli import main
+from rd_eval.commands.main import main
+from rd_eval.models.tiny import make_tiny
 from rd_eval.routing.easysteer import from_easysteer, to_easysteer
 from rd_eval.routing.layer_map import layer_map_from_config, load_layer_map
 from rd_eval.routing.settings import pop_routing_settings
 from rd_eval.routing.sites import find_router_sites
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, LayerExperts, SpecError
-from rd_eval.tiny import make_tiny
 
 REFERENCE = Path("/work/shared/reference/configs")
 GLM_REAL = REFERENCE / "zai-org__GLM-4.5V"

@@ -27,9 +27,10 @@ import rd_eval_tasks.rd_math500.utils as math_utils
 from lmms_cli import run, tasks_path
 from PIL import Image, ImageOps
 
-from rd_eval import data_sources, scoring
-from rd_eval.data_sources import ENV_VAR, LocalDataError, content_pair_id, local_path, read_jsonl
-from rd_eval.doc_errors import error_response
+from rd_eval.data import sources as data_sources
+from rd_eval.data.sources import ENV_VAR, LocalDataError, content_pair_id, local_path, read_jsonl
+from rd_eval.scoring import answers as scoring
+from rd_eval.scoring.doc_errors import error_response
 from rd_eval.twins import perception
 from rd_eval.twins.perception import attribute_failures, extract_numbers, judge_transcript, levenshtein, similarity
 from rd_eval.twins.render import (
@@ -338,7 +339,7 @@ def test_gsm8k_scores_right_and_wrong_with_real_answers(loaded: dict[str, Any], 
 
 def test_math500_scores_right_and_wrong_with_real_answers(loaded: dict[str, Any], data_dir: Path) -> None:
     if "expression" not in scoring.ANSWER_TYPES:
-        pytest.skip("rd_eval.scoring has no 'expression' answer type yet")
+        pytest.skip("rd_eval.scoring.answers has no 'expression' answer type yet")
     records = _records(data_dir, "math500")
     for name, form in (("rd_math500_img", "img"), ("rd_math500_txt", "txt")):
         task = loaded["tasks"][name]
@@ -637,7 +638,7 @@ def test_pair_ids_depend_only_on_the_text() -> None:
 
 
 def test_lmms_eval_runs_gsm8k_twins_and_perception(tiny_dir: Path, data_dir: Path, tmp_path: Path) -> None:
-    from rd_eval.runs import find_runs, load_paired_samples
+    from rd_eval.lmms.runs import find_runs, load_paired_samples
 
     out = tmp_path / "out"
     command = [sys.executable, "-m", "lmms_eval", "--model", "rd_qwen3_vl_moe", "--model_args",

@@ -24,10 +24,10 @@ import torch
 from conftest import load_tiny_model, load_tiny_processor
 from routing_contract import encode, record_forward
 
-from rd_eval.divergence import pair_divergence
-from rd_eval.expert_cli import ExpertsConfig, ExpertsInputError, identify, run_experts
-from rd_eval.experts import probe_routing
-from rd_eval.probes import (
+from rd_eval.analysis.divergence import pair_divergence
+from rd_eval.commands.experts import ExpertsConfig, ExpertsInputError, identify, run_experts
+from rd_eval.experts.identify import probe_routing
+from rd_eval.experts.probes import (
     PROBE_DIR_ENV,
     ProbeError,
     load_image_probes,
@@ -226,7 +226,7 @@ def test_cli_recovers_planted_experts(planted: dict[str, Any], tmp_path: Path) -
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run(
         # The interface: the lmms-eval model id and its model_args name the checkpoint.
-        [sys.executable, "-m", "rd_eval.cli", "experts", "--model", "rd_qwen3_vl_moe", "--model_args",
+        [sys.executable, "-m", "rd_eval", "experts", "--model", "rd_qwen3_vl_moe", "--model_args",
          f"pretrained={planted['dir']},device=cpu", "--domain", "rd_demo",
          "--general", "general", "--n", str(N_PROBES), "--out", str(out)],
         capture_output=True, text=True, env=env, check=False, timeout=120,
@@ -284,7 +284,7 @@ def test_visual_experts_avoid_planted_sets(planted: dict[str, Any]) -> None:
 # -- CLI errors -------------------------------------------------------------------------------------------
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", PROBE_DIR_ENV: ""}
-    return subprocess.run([sys.executable, "-m", "rd_eval.cli", "experts", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "rd_eval", "experts", *args], capture_output=True, text=True,
                           env=env, check=False, timeout=120)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from torch import nn
 
-from rd_eval.experts import (
+from rd_eval.experts.identify import (
     domain_expert_set,
     general_probe_texts,
     probe_routing,

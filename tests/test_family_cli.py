@@ -10,7 +10,7 @@ import pytest
 from lmms_cli import run
 from test_multiprocess_cache import LIMIT, accelerate, lmms_args, outcome, plain, routing_records
 
-from rd_eval.doc_errors import is_error_response
+from rd_eval.scoring.doc_errors import is_error_response
 
 # model id -> `rd-eval make-tiny` family (rd_kimi_vl has no offline checkpoint: Kimi-VL is remote code only).
 FAMILY_OF_MODEL = {
@@ -26,7 +26,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # two ranks on two cores: no oversubscrip
 
 @pytest.mark.parametrize("model_id", sorted(FAMILY_OF_MODEL))
 def test_family_runs_rd_demo_in_one_and_two_processes(model_id: str, tmp_path: Path) -> None:
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     checkpoint = make_tiny(FAMILY_OF_MODEL[model_id], tmp_path / f"rd-tiny-{FAMILY_OF_MODEL[model_id]}", seed=0)
     one, two = tmp_path / "one", tmp_path / "two"

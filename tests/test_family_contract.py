@@ -95,7 +95,7 @@ def case(request: pytest.FixtureRequest) -> FamilyCase:
 
 @pytest.fixture(scope="module")
 def family_dir(case: FamilyCase, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     return make_tiny(case.family, tmp_path_factory.mktemp(case.family) / case.folder, seed=0)
 

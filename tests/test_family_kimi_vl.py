@@ -95,7 +95,7 @@ def batch() -> dict[str, torch.Tensor]:
 def test_remote_gate_math_matches_transformers_native_deepseek_v3_router(tmp_path: Path) -> None:
     from transformers import DeepseekV3ForCausalLM
 
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     native_model = DeepseekV3ForCausalLM.from_pretrained(make_tiny("deepseek_v3", tmp_path / "ds", seed=0),
                                                    use_kernels=False).eval()

@@ -21,10 +21,10 @@ from routing_contract import drawn_image, encode, expert_set, routers, tiny_chec
 from test_runs import write_run
 from torch import nn
 
-from rd_eval.flips import NO_OP, effect_summary, flip_rates_by_benchmark, noop_message, record_effect
-from rd_eval.gaps import compare_runs
-from rd_eval.gaps import to_markdown as gaps_markdown
-from rd_eval.report import build_report, to_csv, to_markdown
+from rd_eval.analysis.flips import NO_OP, effect_summary, flip_rates_by_benchmark, noop_message, record_effect
+from rd_eval.analysis.gaps import compare_runs
+from rd_eval.analysis.gaps import to_markdown as gaps_markdown
+from rd_eval.reports.report import build_report, to_csv, to_markdown
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
     EFFECT_KEY,
@@ -318,7 +318,7 @@ def test_adapter_logs_the_flip_rate_or_warns_of_a_noop(tiny_dir: Path, tmp_path:
 
 
 def test_demo_reads_the_soft_runs_flip_rates(tmp_path: Path) -> None:
-    from rd_eval.demo import _flip_rates
+    from rd_eval.commands.demo import _flip_rates
     from rd_eval.routing.records import routing_folder
 
     spec, checkpoint, output = _soft(3.0), tmp_path / "ckpt", tmp_path / "runs" / "soft"

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from rd_eval.gaps import PairingReport, benchmark_of, compare_runs, pair_forms, to_markdown
-from rd_eval.runs import find_runs, load_paired_samples
+from rd_eval.analysis.gaps import PairingReport, benchmark_of, compare_runs, pair_forms, to_markdown
+from rd_eval.lmms.runs import find_runs, load_paired_samples
 
 ERR = None  # an outcome of None in the dicts below marks a doc the model could not run (an error row)
 

@@ -27,7 +27,7 @@ from routing_contract import (
 from skipped_routers import router_skipped, skip_routers_of_class
 from torch import nn
 
-from rd_eval.experts import probe_routing
+from rd_eval.experts.identify import probe_routing
 from rd_eval.routing.firing import FiringCheck, RoutingHooksNotFiredError
 from rd_eval.routing.session import routing_session
 from rd_eval.routing.sites import RouterSite, UnsupportedModelError, find_router_sites
@@ -229,7 +229,7 @@ def test_rd_eval_experts_stops_with_one_line(tiny_dir: Path, tmp_path: Path, mon
                                              capsys: pytest.CaptureFixture[str]) -> None:
     from transformers.models.qwen3_vl_moe import modeling_qwen3_vl_moe
 
-    from rd_eval.cli import main
+    from rd_eval.commands.main import main
 
     skip_routers_of_class(monkeypatch, modeling_qwen3_vl_moe.Qwen3VLMoeTextSparseMoeBlock)
     out = tmp_path / "experts.json"
@@ -266,7 +266,7 @@ def test_adapter_run_stops_instead_of_answering_each_document(tiny_dir: Path, tm
 def glm(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     path = make_tiny("glm4v_moe", tmp_path_factory.mktemp("glm") / "rd-tiny-glm4v_moe", seed=0)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, use_kernels=False).eval()
@@ -292,7 +292,7 @@ def test_glm_stops_when_a_router_is_skipped(glm: tuple[nn.Module, Any], record: 
 def ernie(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Any]:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     path = make_tiny("ernie4_5_vl_moe", tmp_path_factory.mktemp("ernie") / "rd-tiny-ernie4_5_vl_moe", seed=0)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32, use_kernels=False).eval()

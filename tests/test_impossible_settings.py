@@ -16,7 +16,7 @@ import pytest
 import torch
 from lmms_cli import run, tasks_path
 
-from rd_eval.lmms_runner import logged_error
+from rd_eval.lmms.runner import logged_error
 from rd_eval.routing.session import routing_session
 from rd_eval.routing.sites import RouterSite, find_router_sites
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, LayerExperts, SpecError

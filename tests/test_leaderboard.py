@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from test_runs import results_json, sample_line
 
-from rd_eval.cli import main
-from rd_eval.leaderboard import (
+from rd_eval.commands.main import main
+from rd_eval.reports.leaderboard import (
     SIX_BENCHMARKS,
     LeaderboardInputError,
     build_leaderboard,

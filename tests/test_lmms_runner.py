@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rd_eval import cli
-from rd_eval.lmms_runner import LmmsEvalRunError, failure_line, logged_error, run_lmms_eval
+from rd_eval.commands import main as cli
+from rd_eval.lmms.runner import LmmsEvalRunError, failure_line, logged_error, run_lmms_eval
 
 # What lmms-eval 0.7.3's CLI prints (with loguru's colours) when an evaluation fails; it then exits 0.
 LOGGED_ERROR = (
@@ -79,7 +79,7 @@ def test_demo_with_a_failing_lmms_eval_run_exits_non_zero_with_one_line(tmp_path
                                                                           monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     """A real lmms-eval run with a failure injected (a task it cannot find): it logs the error and exits 0."""
-    import rd_eval.demo as demo
+    import rd_eval.commands.demo as demo
 
     real_command = demo.lmms_eval_command
 
@@ -107,7 +107,7 @@ def test_demo_with_a_failing_lmms_eval_run_exits_non_zero_with_one_line(tmp_path
 
 def test_transcribe_passes_gen_kwargs_to_lmms_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    import rd_eval.twins.transcribe_cli as transcribe_cli
+    import rd_eval.commands.transcribe as transcribe_cli
 
     seen: list[list[str]] = []
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from lmms_cli import run, tasks_path
 
+from rd_eval.lmms.runs import find_runs
 from rd_eval.routing.records import merge_routing_records
 from rd_eval.routing.settings import pop_routing_settings
 from rd_eval.routing.spec import ExpertSet, LayerExperts
-from rd_eval.runs import find_runs
 
 LIMIT = 4
 

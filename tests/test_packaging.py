@@ -27,13 +27,13 @@ def test_wheel_contents(tmp_path: Path) -> None:
         "rd_eval_tasks/rd_demo/_default_template_rd_demo",
         "rd_eval_tasks/rd_demo/rd_demo.jsonl",
         "rd_eval_tasks/rd_demo/utils.py",
-        "rd_eval/data/general_probe.txt",
+        "rd_eval/experts/general_probe.txt",
         "rd_eval_adapters/manifests.py",
         "rd_eval_adapters/qwen3_vl_moe.py",
     ):
         assert path in names, path
     entry_points = wheel.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "rd-eval = rd_eval.cli:main" in entry_points
+    assert "rd-eval = rd_eval.commands.main:main" in entry_points
     assert "[lmms_eval.models]" in entry_points and "rd_eval_adapters.manifests:MANIFESTS" in entry_points
 
 

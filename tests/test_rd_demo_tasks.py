@@ -11,7 +11,7 @@ import rd_eval_tasks
 from lmms_eval.tasks import TaskManager, get_task_dict
 from PIL import Image
 
-from rd_eval.doc_errors import error_response
+from rd_eval.scoring.doc_errors import error_response
 from rd_eval.twins.demo_bench import from_record
 
 TASKS_DIR = os.path.dirname(rd_eval_tasks.__file__)

@@ -193,7 +193,7 @@ def test_readers_do_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, rd_eval.report, rd_eval.experts; print('torch' in sys.modules)"
+    code = "import sys, rd_eval.reports.report, rd_eval.experts.identify; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

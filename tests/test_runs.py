@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from rd_eval.runs import SAMPLE_COLUMNS, RunRecord, find_runs, load_paired_samples, read_run
+from rd_eval.lmms.runs import SAMPLE_COLUMNS, RunRecord, find_runs, load_paired_samples, read_run
 
 MODEL_ARGS = "pretrained=Qwen/Qwen3-VL-30B-A3B-Instruct,dtype=bfloat16"
 

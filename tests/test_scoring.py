@@ -6,7 +6,14 @@ import time
 
 import pytest
 
-from rd_eval.scoring import ANSWER_TYPES, extract_answer, extract_choice, extract_letters, extract_number, is_correct
+from rd_eval.scoring.answers import (
+    ANSWER_TYPES,
+    extract_answer,
+    extract_choice,
+    extract_letters,
+    extract_number,
+    is_correct,
+)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rd_eval.scoring import extract_answer, is_correct
+from rd_eval.scoring.answers import extract_answer, is_correct
 
 DATA = Path(__file__).parents[2] / "shared" / "data"
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared sample data not found at {DATA}")

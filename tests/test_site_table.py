@@ -21,11 +21,11 @@ import torch
 from conftest import load_tiny_model, load_tiny_processor
 from test_runs import write_run
 
-from rd_eval.divergence import band_sites
-from rd_eval.expert_cli import ExpertsConfig, identify, image_probe_routing, load_model, run_experts, summary
-from rd_eval.experts import domain_expert_set, probe_routing, selection_frequency, top_positive_experts
-from rd_eval.probes import load_image_probes
-from rd_eval.report import build_report, to_csv, to_json, to_markdown
+from rd_eval.analysis.divergence import band_sites
+from rd_eval.commands.experts import ExpertsConfig, identify, image_probe_routing, load_model, run_experts, summary
+from rd_eval.experts.identify import domain_expert_set, probe_routing, selection_frequency, top_positive_experts
+from rd_eval.experts.probes import load_image_probes
+from rd_eval.reports.report import build_report, to_csv, to_json, to_markdown
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
     CheckpointRef,
@@ -193,7 +193,7 @@ PLANTED = {1: (2, 9, 11, 14), 2: (0, 5, 6, 13), 3: (1, 3, 8, 12)}  # vision expe
 def ernie(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The tiny ERNIE with PLANTED vision experts: their selection bias (`e_score_correction_bias`, used by
     ERNIE's selection only) raised so far that every image token picks them at the band layers."""
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     folder = make_tiny("ernie4_5_vl_moe", tmp_path_factory.mktemp("tiny") / "rd-tiny-ernie4_5_vl_moe", seed=0)
     model, processor = load_model(folder)
@@ -311,7 +311,7 @@ def test_qwen_expert_sets_are_the_same_with_the_table(tiny_dir: Path) -> None:
 
 
 def load_probe_texts(name: str, n: int) -> tuple[str, ...]:
-    from rd_eval.probes import load_probe_set
+    from rd_eval.experts.probes import load_probe_set
 
     return load_probe_set(name, n, 0).texts
 

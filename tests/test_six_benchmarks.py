@@ -23,13 +23,13 @@ import rd_eval_tasks
 from lmms_cli import run, tasks_path
 from PIL import Image
 
+from rd_eval.analysis.gaps import compare_runs, to_markdown
 from rd_eval.benchmarks import BENCHMARKS, TRANSCRIPT_TWINS, common, dynamath, mathverse, mathvision, mathvista
 from rd_eval.benchmarks.common import LETTERS, BenchDoc, mean_correct, numeric_answer, worst_case_accuracy
-from rd_eval.data_sources import LocalDataError
-from rd_eval.dataset_revisions import PINS, UNPINNED
-from rd_eval.doc_errors import error_response
-from rd_eval.gaps import compare_runs, to_markdown
-from rd_eval.runs import find_runs, load_paired_samples
+from rd_eval.data.revisions import PINS, UNPINNED
+from rd_eval.data.sources import LocalDataError
+from rd_eval.lmms.runs import find_runs, load_paired_samples
+from rd_eval.scoring.doc_errors import error_response
 from rd_eval.twins.transcripts import TRANSCRIBE_PROMPT, TranscriptError, TranscriptSet
 
 TASKS_DIR = Path(rd_eval_tasks.__file__).parent
@@ -653,7 +653,7 @@ SMALL_IMAGES = 64 * 32 * 32  # pixels: a few dozen image tokens per image
 
 def test_transcribe_then_evaluate_mathvision_end_to_end(env: dict[str, Any], tiny_dir: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from rd_eval import cli
+    from rd_eval.commands import main as cli
 
     transcripts = tmp_path / "T"
     monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(tmp_path / "datasets_cache"))

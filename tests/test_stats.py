@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from rd_eval.stats import PairedDifference, mcnemar_exact, paired_bootstrap_ci, paired_difference
+from rd_eval.analysis.stats import PairedDifference, mcnemar_exact, paired_bootstrap_ci, paired_difference
 
 
 @pytest.mark.parametrize("b", [0, 1, 2, 3, 5, 8, 13, 21, 40, 77, 150])
@@ -54,7 +54,7 @@ def test_bootstrap_ci_leaves_global_rng_alone() -> None:
 
 def test_bootstrap_ci_chunking_matches_single_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     # Chunked resampling must give a valid CI even when many chunks are used.
-    import rd_eval.stats as stats
+    import rd_eval.analysis.stats as stats
 
     monkeypatch.setattr(stats, "_MAX_BOOT_CELLS", 50)
     x = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0, 1])

@@ -54,7 +54,7 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], n
     """One float32 tiny model per family, built and loaded on first use in this module."""
     import transformers
 
-    from rd_eval.tiny import make_tiny
+    from rd_eval.models.tiny import make_tiny
 
     def get(family: str) -> nn.Module:
         if family not in _models:

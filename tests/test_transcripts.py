@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rd_eval.doc_errors import error_response
+from rd_eval.scoring.doc_errors import error_response
 from rd_eval.twins.transcripts import (
     TRANSCRIPT_METRIC,
     TRANSCRIPTS_ENV,
@@ -107,7 +107,7 @@ def test_from_logged_samples_keeps_failed_documents_apart() -> None:
     (" , ", "give at least one rd_<benchmark>_img task"),
 ])
 def test_transcribe_command_input_errors(tasks: str, message: str, tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "rd_eval.cli", "twins", "transcribe", "--model", "rd_aria",
+    result = subprocess.run([sys.executable, "-m", "rd_eval", "twins", "transcribe", "--model", "rd_aria",
                              "--model_args", "pretrained=x", "--tasks", tasks, "--out", str(tmp_path)],
                             capture_output=True, text=True, check=False, timeout=120)
     assert result.returncode == 2
@@ -115,7 +115,7 @@ def test_transcribe_command_input_errors(tasks: str, message: str, tmp_path: Pat
 
 
 def test_failed_transcriptions_round_trip_and_name_themselves(tmp_path: Path) -> None:
-    from rd_eval.jsonio import canonical_hash
+    from rd_eval.fileio.jsonio import canonical_hash
     from rd_eval.twins.transcripts import failed_transcriptions
 
     plain = a_set()
@@ -155,7 +155,7 @@ def test_malformed_failures_are_refused_with_their_path(tmp_path: Path, failed: 
 
 
 def test_transcribe_summary_counts_failures(tmp_path: Path) -> None:
-    from rd_eval.twins.transcribe_cli import summary
+    from rd_eval.commands.transcribe import summary
 
     ok = a_set(benchmark="mathvista").save(tmp_path)
     with_failure = a_set(benchmark="logicvista", failed={"11": "image check failed"}).save(tmp_path)

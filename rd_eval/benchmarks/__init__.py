@@ -2,7 +2,7 @@
 
 One module per benchmark turns its dataset's records into the common :class:`~rd_eval.benchmarks.common.BenchDoc`
 schema and loads a form's documents (``load(form)``) from the Hugging Face dataset lmms-eval's own task uses,
-or from a local mirror when ``RD_EVAL_DATA_DIR`` is set (:mod:`rd_eval.data_sources`).
+or from a local mirror when ``RD_EVAL_DATA_DIR`` is set (:mod:`rd_eval.data.sources`).
 
 ========== ============================ =========================================== ======================
 benchmark  image form                   text twin                                   pair_id
@@ -22,7 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from rd_eval.benchmarks import dynamath, logicvista, mathverse, mathvision, mathvista, wemath
-from rd_eval.data_sources import declaration
+from rd_eval.data.sources import declaration
 
 BENCHMARKS: dict[str, ModuleType] = {
     m.NAME: m for m in (mathverse, mathvista, mathvision, wemath, logicvista, dynamath)
@@ -40,7 +40,7 @@ def benchmark(name: str) -> ModuleType:
 
 def dataset_declaration(name: str) -> dict[str, Any]:
     """The data source a benchmark's tasks declare (``metadata.rd_data_source``): its local mirror folder, or
-    its Hub dataset and the revision requested (:func:`rd_eval.data_sources.declaration`)."""
+    its Hub dataset and the revision requested (:func:`rd_eval.data.sources.declaration`)."""
     module = benchmark(name)
     hub = next(iter(module.HUB.values())) if isinstance(module.HUB, dict) else module.HUB
     return declaration(module.NAME, hub.path, module.FOLDER)

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rd_eval.data_provenance import with_record
-from rd_eval.data_sources import HubSplit, MirrorReader, load_hub
-from rd_eval.doc_errors import error_reason
-from rd_eval.scoring import ANSWER_TYPES, extract_answer, is_correct
+from rd_eval.data.provenance import with_record
+from rd_eval.data.sources import HubSplit, MirrorReader, load_hub
+from rd_eval.scoring.answers import ANSWER_TYPES, extract_answer, is_correct
+from rd_eval.scoring.doc_errors import error_reason
 
 if TYPE_CHECKING:  # datasets is imported lazily: building documents needs it, the pure helpers do not
     import datasets
@@ -80,7 +80,7 @@ class BenchDoc:
 
     ``pair_id`` is stable across forms (and across runs); ``question`` is the problem text of this form
     without the image content; ``answer``/``answer_type``/``choices``/``precision`` are what
-    :func:`rd_eval.scoring.is_correct` scores against. ``group_id`` groups documents scored together by a
+    :func:`rd_eval.scoring.answers.is_correct` scores against. ``group_id`` groups documents scored together by a
     worst-case metric (DynaMath: the seed question; elsewhere the pair itself). ``show_choices`` False keeps
     ``choices`` for scoring only, where the options are already in the question text or in the image.
     ``image`` is a local file (documents from a local mirror) or None (Hugging Face documents carry their
@@ -310,10 +310,10 @@ def prompt_txt(doc: BenchDoc, kwargs: Mapping[str, Any] | None = None, transcrip
 
 
 def score_response(doc: BenchDoc, response: str, form: str) -> dict[str, Any]:
-    """The ``rd_acc`` item of one document (the rd_demo contract read by ``rd_eval.runs``).
+    """The ``rd_acc`` item of one document (the rd_demo contract read by ``rd_eval.lmms.runs``).
 
     ``{pair_id, form, correct, pred, answer, error}``: ``correct`` 0/1 and ``error`` None for a scored
-    response; for an error response (``rd_eval.doc_errors``: the model could not run the document)
+    response; for an error response (``rd_eval.scoring.doc_errors``: the model could not run the document)
     ``correct`` and ``pred`` are None and ``error`` holds the reason, so it is never counted as wrong.
     """
     if form not in FORMS:
@@ -467,7 +467,7 @@ def image_form(form: str, forms: Sequence[str] = FORMS) -> bool:
 @dataclass(frozen=True)
 class HubSource:
     """Where lmms-eval's own task for the benchmark loads it: ``load_dataset(path, name, split=split)``, at the
-    revision :mod:`rd_eval.dataset_revisions` pins for the benchmark."""
+    revision :mod:`rd_eval.data.revisions` pins for the benchmark."""
 
     path: str
     name: str | None

@@ -25,7 +25,7 @@ from rd_eval.benchmarks.common import (
     image_form,
     read_json,
 )
-from rd_eval.data_sources import MirrorReader
+from rd_eval.data.sources import MirrorReader
 
 if TYPE_CHECKING:
     import datasets

@@ -41,8 +41,8 @@ from rd_eval.benchmarks.common import (
     read_json,
     to_dataset,
 )
-from rd_eval.data_provenance import with_record
-from rd_eval.data_sources import MirrorReader, load_hub, read_jsonl
+from rd_eval.data.provenance import with_record
+from rd_eval.data.sources import MirrorReader, load_hub, read_jsonl
 
 if TYPE_CHECKING:
     import datasets

@@ -27,7 +27,7 @@ from rd_eval.benchmarks.common import (
     option_index,
     strip_image_tags,
 )
-from rd_eval.data_sources import MirrorReader, read_jsonl
+from rd_eval.data.sources import MirrorReader, read_jsonl
 
 if TYPE_CHECKING:
     import datasets

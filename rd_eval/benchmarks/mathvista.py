@@ -27,7 +27,7 @@ from rd_eval.benchmarks.common import (
     option_index,
     read_json,
 )
-from rd_eval.data_sources import MirrorReader
+from rd_eval.data.sources import MirrorReader
 
 if TYPE_CHECKING:
     import datasets

@@ -1,7 +1,7 @@
 """The lmms-eval callables of one paired benchmark's tasks, which the task folders' ``utils.py`` re-export.
 
 Each rd_acc item carries the record of the documents' source (``data_source``, see
-:mod:`rd_eval.data_provenance`), so every logged sample says which data it was scored on.
+:mod:`rd_eval.data.provenance`), so every logged sample says which data it was scored on.
 
 Each benchmark has an image form (``rd_<b>_img``), a text twin (``rd_<b>_txt``) and, for transcript twins, a
 transcription task (``rd_<b>_transcribe``: the image form with :data:`TRANSCRIBE_PROMPT` as its text, whose
@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.benchmarks.common import BenchDoc, prompt_img, prompt_txt, score_response
-from rd_eval.data_provenance import ITEM_KEY, item_source
+from rd_eval.data.provenance import ITEM_KEY, item_source
 from rd_eval.twins.transcripts import TRANSCRIBE_PROMPT, failed_transcriptions, transcript_for, transcript_result
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rd_eval.jsonio import read_json, write_json_atomic
+from rd_eval.fileio.jsonio import read_json, write_json_atomic
 from rd_eval.routing.layer_map import LayerMap
 from rd_eval.routing.spec import (
     INTERVENTION_FORMAT,

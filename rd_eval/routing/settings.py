@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rd_eval.jsonio import JsonFileError
+from rd_eval.fileio.jsonio import JsonFileError
 from rd_eval.routing.easysteer import load_expert_set, load_intervention
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, SpecError
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rd_eval.jsonio import canonical_hash
+from rd_eval.fileio.jsonio import canonical_hash
 
 SITE_COLUMNS = ("site", "layer", "moe_index", "group", "module_path", "num_experts", "top_k")
 

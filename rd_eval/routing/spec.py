@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rd_eval.jsonio import canonical_hash, read_json, write_json_atomic
+from rd_eval.fileio.jsonio import canonical_hash, read_json, write_json_atomic
 from rd_eval.routing.site_table import SiteTable, SiteTableError
 
 EXPERT_SET_FORMAT = "rd-eval.expert-set"

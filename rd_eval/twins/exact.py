@@ -15,10 +15,10 @@ from typing import Any, TypeAlias
 
 from PIL import Image
 
-from rd_eval.data_provenance import ITEM_KEY, item_source, with_record
-from rd_eval.data_sources import DataSource, content_pair_id, load_split
-from rd_eval.doc_errors import error_reason
-from rd_eval.scoring import extract_answer, is_correct
+from rd_eval.data.provenance import ITEM_KEY, item_source, with_record
+from rd_eval.data.sources import DataSource, content_pair_id, load_split
+from rd_eval.scoring.answers import extract_answer, is_correct
+from rd_eval.scoring.doc_errors import error_reason
 from rd_eval.twins.perception import DEFAULT_SEEN_THRESHOLD, check_threshold, judge_transcript, similarity
 from rd_eval.twins.render import displayable_text, render_twin
 
@@ -128,7 +128,7 @@ class ExactTwin:
 
     # -- scoring of the two forms (rd_acc) ------------------------------------------------------------------
     def score_response(self, doc: Doc, response: str, form: str) -> dict[str, Any]:
-        """One rd_acc record, with the documents' data source; an error response (``rd_eval.doc_errors``) is
+        """One rd_acc record, with the documents' data source; an error response (``rd_eval.scoring.doc_errors``) is
         recorded, never scored as wrong."""
         if form not in FORMS:
             raise ValueError(f"unknown form {form!r}; valid forms: {list(FORMS)}")

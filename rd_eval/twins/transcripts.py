@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from rd_eval.jsonio import JsonFileError, canonical_hash, read_json, write_json_atomic
+from rd_eval.fileio.jsonio import JsonFileError, canonical_hash, read_json, write_json_atomic
 
 TRANSCRIPTS_ENV = "RD_EVAL_TRANSCRIPTS"
 TRANSCRIPT_FORMAT = "rd-eval-transcripts"
@@ -190,7 +190,7 @@ def failed_transcriptions(benchmark: str, folder: str | os.PathLike[str] | None 
 
 def transcript_result(pair_id: str, response: str) -> dict[str, dict[str, Any]]:
     """`process_results` value of a transcribe task: the transcript travels in the logged samples."""
-    from rd_eval.doc_errors import error_reason, is_error_response
+    from rd_eval.scoring.doc_errors import error_reason, is_error_response
 
     error = error_reason(response) if is_error_response(response) else None
     return {TRANSCRIPT_METRIC: {"pair_id": str(pair_id), "transcript": "" if error else response, "error": error}}

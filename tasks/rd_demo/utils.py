@@ -12,9 +12,9 @@ from typing import Any, TypeAlias
 
 from PIL import Image
 
-from rd_eval.data_provenance import mirror_record
-from rd_eval.doc_errors import error_reason
-from rd_eval.scoring import extract_answer, is_correct
+from rd_eval.data.provenance import mirror_record
+from rd_eval.scoring.answers import extract_answer, is_correct
+from rd_eval.scoring.doc_errors import error_reason
 from rd_eval.twins.demo_bench import from_record, render_problem
 
 IMG_LEAD = "Solve the problem shown in the image."
@@ -69,7 +69,7 @@ def doc_to_target(doc: Doc) -> str:
 def score_response(doc: Doc, response: str, form: str) -> dict[str, Any]:
     """One per-sample record; pair_id and form let the two forms be joined per problem afterwards.
 
-    An error response (``rd_eval.doc_errors.error_response``: the model could not run this doc) is
+    An error response (``rd_eval.scoring.doc_errors.error_response``: the model could not run this doc) is
     not scored: ``correct`` and ``pred`` are None and ``error`` holds the reason, so the doc is
     reported as an error and never counted as wrong. Scored responses have ``error`` None.
     """

@@ -8,7 +8,7 @@ asks for a transcription (DESIGN §3.2).
 
 Data: lmms-eval loads only ``placeholder.jsonl``; :func:`process_docs` replaces it with the real split, from
 the Hub (``HuggingFaceH4/MATH-500``, split ``test``) or, when ``RD_EVAL_DATA_DIR`` is set, from
-``$RD_EVAL_DATA_DIR/math500/test.jsonl`` (see ``rd_eval.data_sources``).
+``$RD_EVAL_DATA_DIR/math500/test.jsonl`` (see ``rd_eval.data.sources``).
 
 lmms-eval loads this file by path, so it imports only from the installed ``rd_eval`` library.
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rd_eval.data_sources import DataSource, HubSplit, content_pair_id, declaration, local_path
+from rd_eval.data.sources import DataSource, HubSplit, content_pair_id, declaration, local_path
 
 # The aggregations are named by the YAMLs (`!function utils.<name>`): re-exported on purpose.
 from rd_eval.twins.exact import PLACEHOLDER_KEY, ExactTwin, mean_correct, mean_seen, mean_similarity  # noqa: F401

@@ -1,1 +1,0 @@
-"""rd-eval performance benchmarks: `python benchmarks/run.py [--quick] --json OUT.json` (see docs/performance.md)."""

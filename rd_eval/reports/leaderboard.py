@@ -1,0 +1,295 @@
+"""`rd-eval leaderboard`: one row per (model, checkpoint, intervention setting) over many lmms-eval runs.
+
+Runs are grouped into settings exactly as ``rd-eval report`` groups them (:mod:`rd_eval.reports.report`: lmms-eval
+model id, checkpoint, intervention hash; ``"none"`` for a plain run). Per benchmark (task name without
+``_img``/``_txt``, :func:`rd_eval.analysis.gaps.benchmark_of`) a row gives, in percent over complete pairs
+(:func:`rd_eval.analysis.gaps.pair_forms`: both forms present, no error in either):
+
+- ``img``, ``txt``: accuracy of the image form and of the text twin;
+- ``gap`` = txt - img (DESIGN §3.1);
+- ``gain``: image-form accuracy of this setting minus that of the same model/checkpoint's plain setting, on the
+  pairs complete in both; empty for plain rows and for settings with no plain setting to compare with.
+
+The ``six`` columns are the mean over the six benchmarks of DESIGN §5 when the row has all six, otherwise
+``n/a (k of 6)``. Renderers: markdown, CSV and one self-contained HTML page (inline CSS, bar chart as a base64
+PNG, no external resources). Bad input raises :class:`LeaderboardInputError` naming the file and what is valid.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rd_eval.analysis.gaps import benchmark_of, pair_forms
+from rd_eval.rendering.mdtable import md_row
+from rd_eval.reports.report import (
+    NO_INTERVENTION,
+    ReportInputError,
+    RoutingCache,
+    RunSetting,
+    figure_png,
+    find_settings,
+)
+from rd_eval.reports.report import samples_of_setting as _report_setting_samples
+
+__all__ = [
+    "FORMATS",
+    "SIX_BENCHMARKS",
+    "BenchmarkCell",
+    "Leaderboard",
+    "LeaderboardInputError",
+    "LeaderboardRow",
+    "build_leaderboard",
+    "group_settings",
+    "setting_samples",
+    "to_csv",
+    "to_frame",
+    "to_html",
+    "to_markdown",
+]
+
+SIX_BENCHMARKS = ("rd_mathvista", "rd_mathverse", "rd_mathvision", "rd_wemath", "rd_logicvista", "rd_dynamath")
+METRICS = ("img", "txt", "gap", "gain")
+SIX_LABEL = "six"
+FORMATS = ("md", "csv", "html")
+
+
+class LeaderboardInputError(ValueError):
+    """Runs that cannot be put on a leaderboard; the message names the file and what is valid."""
+
+
+@dataclass(frozen=True)
+class BenchmarkCell:
+    """One setting on one benchmark, in percent over complete pairs; ``gain`` None when not applicable."""
+
+    n_pairs: int
+    acc_img: float
+    acc_txt: float
+    gap: float
+    gain: float | None
+    n_gain_pairs: int
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    model_id: str
+    checkpoint: str
+    intervention: str
+    cells: Mapping[str, BenchmarkCell]
+
+    @property
+    def setting(self) -> str:
+        return "plain" if self.intervention == NO_INTERVENTION else self.intervention
+
+    @property
+    def label(self) -> str:
+        return f"{self.checkpoint} [{self.setting}]"
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    rows: tuple[LeaderboardRow, ...]
+    benchmarks: tuple[str, ...]
+    inputs: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Settings (shared with `rd-eval check`): thin public wrappers over rd_eval.reports.report's grouping
+
+
+def group_settings(run_dirs: Sequence[Path]) -> list[RunSetting]:
+    """The settings of every run under ``run_dirs``, grouped as ``rd-eval report`` does (plain first per model)."""
+    try:
+        return find_settings([Path(p) for p in run_dirs], RoutingCache())
+    except ReportInputError as exc:
+        raise LeaderboardInputError(str(exc)) from None
+
+
+def setting_samples(setting: RunSetting) -> pd.DataFrame:
+    """All samples of a setting's runs (a doc run again by a later run takes the later outcome)."""
+    try:
+        return _report_setting_samples(setting)[0]
+    except ValueError as exc:
+        raise LeaderboardInputError(str(exc)) from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Building
+
+
+def _paired_by_benchmark(df: pd.DataFrame, where: str) -> dict[str, pd.DataFrame]:
+    out: dict[str, pd.DataFrame] = {}
+    bench = df["task"].astype(str).map(benchmark_of)
+    for name, part in df.groupby(bench, sort=True):
+        try:
+            paired, _ = pair_forms(part)
+        except ValueError as exc:
+            raise LeaderboardInputError(f"{where}: benchmark {name!r}: {exc}") from None
+        if len(paired):
+            out[str(name)] = paired
+    return out
+
+
+def _pct(values: Any) -> float:
+    return float(np.mean(np.asarray(values, dtype=float)) * 100.0)
+
+
+def _benchmark_order(names: set[str]) -> tuple[str, ...]:
+    six = [b for b in SIX_BENCHMARKS if b in names]
+    return tuple(six + sorted(names - set(SIX_BENCHMARKS)))
+
+
+def build_leaderboard(run_dirs: Sequence[Path]) -> Leaderboard:
+    """The leaderboard of every lmms-eval run (with ``--log_samples``) under ``run_dirs``."""
+    if isinstance(run_dirs, (str, Path)) or not run_dirs:
+        raise LeaderboardInputError("run_dirs must be a non-empty list of lmms-eval output folders")
+    settings = group_settings(run_dirs)
+    paired: dict[str, dict[str, pd.DataFrame]] = {}
+    for s in settings:
+        where = f"setting {s.key} ({', '.join(str(r.results_path) for r in s.runs)})"
+        paired[s.key] = _paired_by_benchmark(setting_samples(s), where)
+    plain = {(s.model_id, s.checkpoint): s.key for s in settings if s.intervention == NO_INTERVENTION}
+    rows = []
+    names: set[str] = set()
+    for s in settings:
+        base_key = plain.get((s.model_id, s.checkpoint)) if s.intervention != NO_INTERVENTION else None
+        base = paired.get(base_key, {}) if base_key else {}
+        cells = {}
+        for name, p in paired[s.key].items():
+            gain, n_gain = None, 0
+            if name in base:
+                common = p.index.intersection(base[name].index)
+                if len(common):
+                    n_gain = len(common)
+                    gain = _pct(p.loc[common, "img"]) - _pct(base[name].loc[common, "img"])
+            acc_img, acc_txt = _pct(p["img"]), _pct(p["txt"])
+            cells[name] = BenchmarkCell(len(p), acc_img, acc_txt, acc_txt - acc_img, gain, n_gain)
+        names |= set(cells)
+        rows.append(LeaderboardRow(s.model_id, s.checkpoint, s.intervention, MappingProxyType(cells)))
+    if not names:
+        raise LeaderboardInputError(
+            f"no complete pairs (an _img and a _txt sample sharing a pair_id) in any run under "
+            f"{[str(p) for p in run_dirs]}; run both forms of each benchmark"
+        )
+    return Leaderboard(tuple(rows), _benchmark_order(names), tuple(str(p) for p in run_dirs))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
+
+
+def _cell_values(cell: BenchmarkCell) -> dict[str, float | None]:
+    return {"img": cell.acc_img, "txt": cell.acc_txt, "gap": cell.gap, "gain": cell.gain}
+
+
+def six_mean(row: LeaderboardRow) -> dict[str, float | None] | None:
+    """Mean img/txt/gap/gain over the six benchmarks (gain None for plain rows), or None unless all six are in."""
+    if not all(b in row.cells for b in SIX_BENCHMARKS):
+        return None
+    out: dict[str, float | None] = {}
+    for metric in METRICS:
+        values = [_cell_values(row.cells[b])[metric] for b in SIX_BENCHMARKS]
+        out[metric] = None if any(v is None for v in values) else float(np.mean([float(v) for v in values]))
+    return out
+
+
+def to_frame(board: Leaderboard) -> pd.DataFrame:
+    """The leaderboard as strings: model, checkpoint, setting, then '<benchmark> <metric>' and 'six <metric>'."""
+    records = []
+    for row in board.rows:
+        rec: dict[str, str] = {"model": row.model_id, "checkpoint": row.checkpoint, "setting": row.setting}
+        for b in board.benchmarks:
+            values = _cell_values(row.cells[b]) if b in row.cells else dict.fromkeys(METRICS)
+            for metric in METRICS:
+                rec[f"{b} {metric}"] = _fmt(values[metric])
+        mean = six_mean(row)
+        k = sum(b in row.cells for b in SIX_BENCHMARKS)
+        for metric in METRICS:
+            if mean is None:
+                rec[f"{SIX_LABEL} {metric}"] = f"n/a ({k} of 6)"
+            else:
+                rec[f"{SIX_LABEL} {metric}"] = _fmt(mean[metric])
+        records.append(rec)
+    columns = ["model", "checkpoint", "setting"]
+    columns += [f"{b} {m}" for b in board.benchmarks for m in METRICS] + [f"{SIX_LABEL} {m}" for m in METRICS]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _note() -> str:
+    return (
+        "Percent over complete pairs; gap = txt - img; gain = img accuracy minus the same checkpoint's plain "
+        f"setting on shared pairs (empty for plain rows). '{SIX_LABEL}' = mean over "
+        f"{', '.join(SIX_BENCHMARKS)} when all six are present."
+    )
+
+
+def to_markdown(board: Leaderboard) -> str:
+    frame = to_frame(board)
+    cols = list(frame.columns)
+
+    out = ["# rd-eval leaderboard", "", _note(), "", md_row(cols), "|" + "|".join("---" for _ in cols) + "|"]
+    out += [md_row(list(r)) for r in frame.itertuples(index=False)]
+    return "\n".join(out) + "\n"
+
+
+def to_csv(board: Leaderboard) -> str:
+    return str(to_frame(board).to_csv(index=False, lineterminator="\n"))
+
+
+def _chart(board: Leaderboard) -> str:
+    labels = [row.label for row in board.rows]
+
+    def draw(fig: Any) -> None:
+        ax = fig.subplots()
+        x = np.arange(len(labels))
+        width = 0.8 / max(1, len(board.benchmarks))
+        for j, b in enumerate(board.benchmarks):
+            gaps = [row.cells[b].gap if b in row.cells else np.nan for row in board.rows]
+            ax.bar(x + (j - (len(board.benchmarks) - 1) / 2) * width, gaps, width, label=b)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)
+        ax.set_ylabel("gap txt - img (points)")
+        ax.set_title("Seeing-vs-thinking gap per setting", fontsize=10)
+        ax.legend(fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+
+    return figure_png(draw)
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+table{border-collapse:collapse;font-size:.8em}th,td{border:1px solid #ccc;padding:3px 6px}
+th{background:#f2f2f2}td{text-align:right}img{max-width:100%}p.note{color:#555;font-size:.9em}"""
+
+
+def to_html(board: Leaderboard) -> str:
+    """One self-contained page: the table and a bar chart of the gap per row (base64 PNG)."""
+    table = to_frame(board).to_html(index=False, escape=True, border=0)
+    png = _chart(board)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>rd-eval leaderboard</title>'
+        f"<style>{_STYLE}</style></head><body>\n<h1>rd-eval leaderboard</h1>\n"
+        f'<p class="note">{html.escape(_note())}</p>\n{table}\n'
+        f'<figure><img alt="gap per setting" src="data:image/png;base64,{png}"></figure>\n</body></html>\n'
+    )
+
+
+RENDERERS = {"md": to_markdown, "csv": to_csv, "html": to_html}
+
+
+def render(board: Leaderboard, fmt: str) -> str:
+    if fmt not in RENDERERS:
+        raise LeaderboardInputError(f"format {fmt!r} invalid; valid: {', '.join(FORMATS)}")
+    return RENDERERS[fmt](board)
