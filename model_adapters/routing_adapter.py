@@ -43,7 +43,6 @@ from rd_eval.routing.records import (
     ShardWriter,
     document_record,
     error_record,
-    form_of_task,
     routing_folder,
 )
 from rd_eval.routing.session import RoutingHooksNotFiredError, routing_session
@@ -52,6 +51,7 @@ from rd_eval.routing.site_table import SiteTable
 from rd_eval.routing.sites import find_router_sites, image_token_ids
 from rd_eval.routing.validation import validate_intervention
 from rd_eval.scoring.doc_errors import error_response, is_error_response
+from rd_eval.vocabulary.task_names import form_of_task
 
 # A request tuple of lmms-eval's simple generate_until: (context, gen_kwargs, doc_to_visual, doc_id, task, split)
 Request = tuple[str, dict, Any, int, str, str]

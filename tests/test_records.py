@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rd_eval.routing.recording import BASE_SCOPES, BatchRouting
+from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
     DocIdentity,
     ShardWriter,
@@ -18,6 +18,7 @@ from rd_eval.routing.records import (
     read_routing_records,
     sidecar_paths,
 )
+from rd_eval.vocabulary.scopes import BASE_SCOPES
 
 LAYERS, EXPERTS = 5, 7
 
@@ -182,11 +183,15 @@ def test_ranks_are_merged_and_a_rerun_record_wins(tmp_path: Path) -> None:
 
 
 def test_scope_names_match_the_recorder() -> None:
-    from rd_eval.routing import recording, records
+    from rd_eval.routing import recording
+    from rd_eval.vocabulary import scopes
 
-    assert records.BASE_SCOPES == recording.BASE_SCOPES
-    assert records.SCOPE_MEMBERS == {name: tuple(recording.BASE_SCOPES[i] for i in members)
-                                     for name, members in recording.SCOPE_UNIONS.items()}
+    assert recording.BASE_SCOPES == scopes.BASE_SCOPES == ("prompt_text", "prompt_image", "generated")
+    assert scopes.SCOPE_MEMBERS == {name: tuple(recording.BASE_SCOPES[i] for i in members)
+                                    for name, members in recording.SCOPE_UNIONS.items()}
+    assert scopes.SCOPE_MEMBERS == {"all": ("prompt_text", "prompt_image", "generated"),
+                                    "prompt": ("prompt_text", "prompt_image"), "generated": ("generated",),
+                                    "text": ("prompt_text", "generated"), "image": ("prompt_image",)}
 
 
 def test_readers_do_not_import_torch() -> None:

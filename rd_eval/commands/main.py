@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from rd_eval.fileio.outpaths import PathArgumentError, check_output_dir, check_output_file, require_input
+from rd_eval.vocabulary.scopes import DEFAULT_PAIR_SCOPE, SCOPES_DEFAULT_FIRST
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -96,11 +97,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_experts(args: argparse.Namespace) -> int:
     from rd_eval.commands.experts import ExpertsConfig, ExpertsInputError, run_experts, summary
-    from rd_eval.reports.report import parse_model_args
     from rd_eval.routing.spec import LayerBand
+    from rd_eval.vocabulary.model_args import parse_model_args, pretrained_of
 
     out = check_output_file(args.out, "--out")
-    pretrained = args.pretrained or parse_model_args(args.model_args or "").get("pretrained")
+    pretrained = args.pretrained or pretrained_of(parse_model_args(args.model_args))
     if not pretrained:
         raise ExpertsInputError("give the checkpoint: --pretrained DIR or --model_args pretrained=DIR,...")
     cfg = ExpertsConfig(
@@ -117,11 +118,11 @@ def _cmd_experts(args: argparse.Namespace) -> int:
 
 
 def _cmd_experts_convert(args: argparse.Namespace) -> int:
-    from rd_eval.reports.report import parse_model_args
     from rd_eval.routing.easysteer import convert_file
+    from rd_eval.vocabulary.model_args import parse_model_args, pretrained_of
 
     out = check_output_file(args.out, "--out")
-    pretrained = parse_model_args(args.model_args or "").get("pretrained")
+    pretrained = pretrained_of(parse_model_args(args.model_args))
     path, summary = convert_file(require_input(args.file, "FILE"), args.to, out, pretrained)
     print(summary)
     print(f"Written: {path}")
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=sorted(REPORT_EXTENSIONS), default="md",
                    help="md (printed; also DIR/report.md with --out), csv, json, html (always a file)")
     p.add_argument("--out", default=None, metavar="DIR", help="write DIR/report.<ext> (html default: current folder)")
-    p.add_argument("--scope", default="prompt", choices=["prompt", "generated", "text", "image", "all"],
+    p.add_argument("--scope", default=DEFAULT_PAIR_SCOPE, choices=SCOPES_DEFAULT_FIRST,
                    help="token scope of the pair divergence (default prompt)")
     p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -286,12 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rd_eval.routing.sites import UnsupportedModelError
     from rd_eval.routing.spec import SpecError
     from rd_eval.twins.transcripts import TranscriptError
+    from rd_eval.vocabulary.model_args import ModelArgsError
 
     try:
         return int(args.func(args))
     except (DemoError, TinyModelError, SpecError, JsonFileError, UnsupportedModelError, ReportInputError,
             ExpertsInputError, PathArgumentError,
-            LeaderboardInputError, CheckInputError, TranscribeInputError, TranscriptError) as exc:
+            LeaderboardInputError, CheckInputError, TranscribeInputError, TranscriptError, ModelArgsError) as exc:
         print(f"rd-eval {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (DemoRunError, LmmsEvalRunError) as exc:

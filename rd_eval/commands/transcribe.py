@@ -5,7 +5,6 @@ benchmark, which the text-twin tasks read through RD_EVAL_TRANSCRIPTS."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +12,7 @@ from pathlib import Path
 from rd_eval.fileio.outpaths import check_output_dir
 from rd_eval.lmms.runner import LmmsEvalRunError, lmms_eval_command, run_lmms_eval
 from rd_eval.twins.transcripts import TRANSCRIPTS_ENV, TranscriptSet, transcripts_from_samples
-
-_IMAGE_TASK = re.compile(r"^rd_(?P<benchmark>[a-z0-9_]+?)_img$")
+from rd_eval.vocabulary.task_names import image_task_name
 
 
 class TranscribeInputError(ValueError):
@@ -34,15 +32,16 @@ class TranscribeRequest:
 
     @property
     def benchmarks(self) -> tuple[str, ...]:
-        return tuple(benchmark_of(task) for task in self.image_tasks)
+        return tuple(transcribed_benchmark(task) for task in self.image_tasks)
 
 
-def benchmark_of(image_task: str) -> str:
-    match = _IMAGE_TASK.match(image_task)
-    if match is None:
+def transcribed_benchmark(image_task: str) -> str:
+    """The bare benchmark name (``mathvista``) an image-form task's transcripts are filed under."""
+    name = image_task_name(image_task)
+    if name is None:
         raise TranscribeInputError(f"--tasks {image_task!r}: give image-form tasks named rd_<benchmark>_img "
                                    "(e.g. rd_mathvista_img)")
-    return match.group("benchmark")
+    return name
 
 
 def parse_tasks(text: str) -> tuple[str, ...]:
@@ -50,7 +49,7 @@ def parse_tasks(text: str) -> tuple[str, ...]:
     if not tasks:
         raise TranscribeInputError("--tasks: give at least one rd_<benchmark>_img task")
     for task in tasks:
-        benchmark_of(task)
+        transcribed_benchmark(task)
     return tasks
 
 

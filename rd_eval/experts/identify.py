@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rd_eval.routing.records import SCOPE_MEMBERS
 from rd_eval.routing.site_table import SiteTable
 from rd_eval.routing.spec import ExpertSet, LayerExperts
+from rd_eval.vocabulary.scopes import SCOPE_MEMBERS
 
 if TYPE_CHECKING:  # identification from records needs no torch; probing a model imports it where used
     from rd_eval.routing.recording import BatchRouting

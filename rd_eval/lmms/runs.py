@@ -22,8 +22,9 @@ from typing import Any
 
 import pandas as pd
 
+from rd_eval.vocabulary.task_names import PAIRED_FORMS, is_auxiliary
+
 __all__ = [
-    "FORMS",
     "SAMPLE_COLUMNS",
     "RunRecord",
     "find_runs",
@@ -35,9 +36,6 @@ RESULTS_SUFFIX = "_results.json"
 ROUTING_SHARD_GLOB = "routing_rank*.jsonl"  # rd_eval.routing.records.SHARD_PATTERN's shards
 SAMPLES_INFIX = "_samples_"
 SAMPLES_SUFFIX = ".jsonl"
-FORMS = ("img", "txt")
-# Tasks that run beside a benchmark's pairs (perception checks, transcription) and are not paired forms.
-AUXILIARY_TASK_SUFFIXES = ("_see", "_transcribe")
 SAMPLE_COLUMNS = ("task", "form", "pair_id", "doc_id", "correct", "pred", "answer", "error", "model", "model_args")
 
 
@@ -167,8 +165,8 @@ def _parse_metric(
     if isinstance(pair_id, bool) or not isinstance(pair_id, (str, int)) or str(pair_id) == "":
         raise ValueError(f"{where}: '{metric}.pair_id' must be a non-empty string, got {pair_id!r}")
     form = entry["form"]
-    if form not in FORMS:
-        raise ValueError(f"{where}: '{metric}.form' must be one of {list(FORMS)}, got {form!r}")
+    if form not in PAIRED_FORMS:
+        raise ValueError(f"{where}: '{metric}.form' must be one of {list(PAIRED_FORMS)}, got {form!r}")
     error = entry.get("error")
     if error is not None and (not isinstance(error, str) or not error):
         raise ValueError(
@@ -209,7 +207,7 @@ def load_paired_samples(run: RunRecord, metric: str = "rd_acc") -> pd.DataFrame:
         )
     rows: list[dict[str, Any]] = []
     for task in sorted(run.samples):
-        if task.endswith(AUXILIARY_TASK_SUFFIXES):
+        if is_auxiliary(task):
             continue  # perception and transcription tasks run beside the pairs; they carry no answers
         path = Path(run.samples[task])
         try:

@@ -13,15 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-BASE_SCOPES = ("prompt_text", "prompt_image", "generated")
-PROMPT_TEXT, PROMPT_IMAGE, GENERATED = range(3)
-SCOPE_UNIONS: dict[str, tuple[int, ...]] = {
-    "all": (PROMPT_TEXT, PROMPT_IMAGE, GENERATED),
-    "prompt": (PROMPT_TEXT, PROMPT_IMAGE),
-    "generated": (GENERATED,),
-    "text": (PROMPT_TEXT, GENERATED),
-    "image": (PROMPT_IMAGE,),
-}
+from rd_eval.vocabulary.scopes import BASE_SCOPES
+from rd_eval.vocabulary.scopes import SCOPE_INDICES as SCOPE_UNIONS
+
+PROMPT_TEXT, PROMPT_IMAGE, GENERATED = (BASE_SCOPES.index(s) for s in ("prompt_text", "prompt_image", "generated"))
 
 
 @dataclass(frozen=True)

@@ -53,20 +53,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 
 from rd_eval.routing.site_table import SiteTable, SiteTableError
+from rd_eval.vocabulary.scopes import BASE_SCOPES
 
 if TYPE_CHECKING:  # readers (`rd-eval report`) must not pay for importing torch
     from rd_eval.routing.recording import BatchRouting
 
-# The base token scopes and DESIGN §3.3's scopes as their unions; equal to rd_eval.routing.recording's
-# BASE_SCOPES / SCOPE_UNIONS (a test checks), spelled out here to keep torch out of the readers.
-BASE_SCOPES = ("prompt_text", "prompt_image", "generated")
-SCOPE_MEMBERS: dict[str, tuple[str, ...]] = {
-    "all": BASE_SCOPES,
-    "prompt": ("prompt_text", "prompt_image"),
-    "generated": ("generated",),
-    "text": ("prompt_text", "generated"),
-    "image": ("prompt_image",),
-}
 
 RECORD_FORMAT = "rd-eval.routing-record"
 RECORD_VERSION = 3  # 3: lines name their site table (sites sidecar)
@@ -143,13 +134,6 @@ class DocIdentity:
     task: str
     doc_id: int
     form: str  # "img", "txt", or "" when the task is not a paired form
-
-
-def form_of_task(task: str) -> str:
-    for form in ("img", "txt", "see"):
-        if task.endswith(f"_{form}"):
-            return form
-    return ""
 
 
 def _record_header(identity: DocIdentity, model: str, intervention_hash: str, error: str | None,

@@ -16,6 +16,7 @@ from typing import Any
 
 from rd_eval.fileio.jsonio import canonical_hash, read_json, write_json_atomic
 from rd_eval.routing.site_table import SiteTable, SiteTableError
+from rd_eval.vocabulary.scopes import TOKEN_SCOPES
 
 EXPERT_SET_FORMAT = "rd-eval.expert-set"
 INTERVENTION_FORMAT = "rd-eval.intervention"
@@ -33,7 +34,6 @@ EXPERT_SET_VERSION = 2
 EXPERT_SET_VERSIONS = (1, 2)
 
 MODES = ("soft", "soft_topk", "random", "force", "suppress", "selection_only")
-TOKEN_SCOPES = ("all", "prompt", "generated", "text", "image")
 EXPERT_KINDS = ("domain", "visual")
 
 
