@@ -22,10 +22,9 @@ import pytest
 import rd_eval_tasks
 import rd_eval_tasks.rd_demo.utils as demo_utils
 import rd_eval_tasks.rd_gsm8k.utils as gsm_utils
-import rd_eval_tasks.rd_math500.utils as math_utils
 from PIL import Image
 
-from rd_eval.benchmarks import BENCHMARKS, mathvision
+from rd_eval.benchmarks import BENCHMARKS, gsm8k, math500, mathvision
 from rd_eval.data import provenance as data_provenance
 from rd_eval.data.provenance import COLUMN, ITEM_KEY, DataRecord
 from rd_eval.data.revisions import (
@@ -42,6 +41,7 @@ from rd_eval.data.sources import ENV_VAR as DATA_ENV
 from rd_eval.data.sources import HubSplit, declaration, load_hub, load_split
 from rd_eval.lmms.runs import find_runs
 from rd_eval.reports.report import build_report, to_markdown
+from rd_eval.twins.exact import PLACEHOLDER_KEY
 
 TASKS_DIR = Path(rd_eval_tasks.__file__).parent
 SHA_A, SHA_B = "a" * 40, "b" * 40
@@ -80,7 +80,7 @@ class FakeHub:
 
 
 def test_every_hub_benchmark_declares_a_revision() -> None:
-    sources = set(BENCHMARKS) | {gsm_utils.SOURCE.benchmark, math_utils.SOURCE.benchmark}
+    sources = set(BENCHMARKS) | {gsm8k.SOURCE.benchmark, math500.SOURCE.benchmark}
     assert set(PINS) == sources
     assert all(p.revision == UNPINNED or COMMIT.fullmatch(p.revision) for p in PINS.values())
     assert {"mathverse", "mathvista", "math500"} <= {b for b, p in PINS.items() if p.revision != UNPINNED}
@@ -122,13 +122,13 @@ def test_hub_loads_pass_the_revision_and_record_it(monkeypatch: pytest.MonkeyPat
     hub = FakeHub([{"question": "q", "answer": "x #### 1"}])
     monkeypatch.setattr(datasets, "load_dataset", hub)
     monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(tmp_path / "cache"))
-    loaded = load_split(gsm_utils.SOURCE, environ={ENV_VAR: f"gsm8k={SHA_A}"})
+    loaded = load_split(gsm8k.SOURCE, environ={ENV_VAR: f"gsm8k={SHA_A}"})
     assert (hub.calls[-1]["path"], hub.calls[-1]["name"], hub.calls[-1]["revision"]) == ("openai/gsm8k", "main",
                                                                                           SHA_A)
     assert (loaded.record.revision, loaded.record.origin, loaded.record.read) == (SHA_A, ENV_VAR, None)
-    loaded = load_split(math_utils.SOURCE, environ={})
+    loaded = load_split(math500.SOURCE, environ={})
     assert hub.calls[-1]["revision"] == PINS["math500"].revision and loaded.record.origin == PINNED
-    loaded = load_split(gsm_utils.SOURCE, environ={})
+    loaded = load_split(gsm8k.SOURCE, environ={})
     assert hub.calls[-1]["revision"] is None and (loaded.record.revision, loaded.record.origin) == (UNPINNED,
                                                                                                   UNPINNED)
 
@@ -179,13 +179,13 @@ def test_an_offline_cache_of_another_commit_is_refused(monkeypatch: pytest.Monke
 
 
 def test_mirror_record_is_the_content_of_the_files_read(tmp_path: Path) -> None:
-    one = load_split(gsm_utils.SOURCE, environ={DATA_ENV: str(_gsm8k_mirror(tmp_path / "one"))}).record
+    one = load_split(gsm8k.SOURCE, environ={DATA_ENV: str(_gsm8k_mirror(tmp_path / "one"))}).record
     assert (one.source, one.dataset, one.files, one.origin) == ("local", str(tmp_path / "one" / "gsm8k"), 1,
                                                                 "RD_EVAL_DATA_DIR")
     assert one.revision is not None and one.revision.startswith("sha256:")
-    moved = load_split(gsm_utils.SOURCE, environ={DATA_ENV: str(_gsm8k_mirror(tmp_path / "two"))}).record
+    moved = load_split(gsm8k.SOURCE, environ={DATA_ENV: str(_gsm8k_mirror(tmp_path / "two"))}).record
     assert moved.revision == one.revision  # same files elsewhere: same content hash
-    edited = load_split(gsm_utils.SOURCE, environ={DATA_ENV: str(_gsm8k_mirror(tmp_path / "three", "5"))}).record
+    edited = load_split(gsm8k.SOURCE, environ={DATA_ENV: str(_gsm8k_mirror(tmp_path / "three", "5"))}).record
     assert edited.revision != one.revision
 
 
@@ -213,7 +213,7 @@ def test_a_revision_for_a_mirrored_benchmark_is_refused(tmp_path: Path) -> None:
     env = {DATA_ENV: str(_gsm8k_mirror(tmp_path)), ENV_VAR: f"gsm8k={SHA_A}"}
     with pytest.raises(RevisionError, match=f"{ENV_VAR} sets a Hub revision for gsm8k, but {DATA_ENV}=.* would do "
                                             "nothing; unset one of the two"):
-        load_split(gsm_utils.SOURCE, environ=env)
+        load_split(gsm8k.SOURCE, environ=env)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -254,7 +254,7 @@ def test_lmms_eval_task_config_and_items_carry_the_source(gsm8k_manager: Any, mo
 
 def _fake_run(out: Path, stamp: str, mirror: Path) -> None:
     """One run of rd_gsm8k's two forms on the mirror, written as lmms-eval writes it (answers all right)."""
-    docs = gsm_utils.process_docs(datasets.Dataset.from_list([{gsm_utils.PLACEHOLDER_KEY: "x"}]))
+    docs = gsm_utils.process_docs(datasets.Dataset.from_list([{PLACEHOLDER_KEY: "x"}]))
     folder = out / "fake"
     folder.mkdir(parents=True, exist_ok=True)
     declared = {"metadata": {COLUMN: declaration("gsm8k", "openai/gsm8k", "gsm8k")}}

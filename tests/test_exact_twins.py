@@ -27,11 +27,13 @@ import rd_eval_tasks.rd_math500.utils as math_utils
 from lmms_cli import run, tasks_path
 from PIL import Image, ImageOps
 
+from rd_eval.benchmarks import gsm8k, math500
 from rd_eval.data import sources as data_sources
 from rd_eval.data.sources import ENV_VAR, LocalDataError, content_pair_id, local_path, read_jsonl
 from rd_eval.scoring import answers as scoring
 from rd_eval.scoring.doc_errors import error_response
 from rd_eval.twins import perception
+from rd_eval.twins.exact import PLACEHOLDER_KEY
 from rd_eval.twins.perception import attribute_failures, extract_numbers, judge_transcript, levenshtein, similarity
 from rd_eval.twins.render import (
     LINE_SPACING,
@@ -51,10 +53,11 @@ from rd_eval.twins.render import (
 
 SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
 TASKS_DIR = Path(rd_eval_tasks.__file__).parent
-BENCH = {  # benchmark -> (utils module, img, txt, see)
-    "gsm8k": (gsm_utils, "rd_gsm8k_img", "rd_gsm8k_txt", "rd_gsm8k_see"),
-    "math500": (math_utils, "rd_math500_img", "rd_math500_txt", "rd_math500_see"),
+BENCH = {  # benchmark -> (benchmark module, img, txt, see)
+    "gsm8k": (gsm8k, "rd_gsm8k_img", "rd_gsm8k_txt", "rd_gsm8k_see"),
+    "math500": (math500, "rd_math500_img", "rd_math500_txt", "rd_math500_see"),
 }
+UTILS = {"gsm8k": gsm_utils, "math500": math_utils}  # the task folders' utils.py, as lmms-eval binds them
 ALL_TASKS = [name for _, *names in BENCH.values() for name in names]
 GROUPS = {"rd_gsm8k": ["rd_gsm8k_img", "rd_gsm8k_txt"], "rd_math500": ["rd_math500_img", "rd_math500_txt"]}
 # Legibility floor, in image pixels: digit height, x-height, and digit height after the image is shrunk to a
@@ -576,15 +579,14 @@ def test_read_jsonl_names_the_bad_line(tmp_path: Path) -> None:
 def test_process_docs_reads_the_variable_and_names_a_missing_file(tmp_path: Path, bench: str) -> None:
     import datasets
 
-    mod = BENCH[bench][0]
-    placeholder = datasets.Dataset.from_list([{mod.PLACEHOLDER_KEY: "x"}])
+    placeholder = datasets.Dataset.from_list([{PLACEHOLDER_KEY: "x"}])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(ENV_VAR, str(tmp_path))
         with pytest.raises(LocalDataError) as err:
-            mod.process_docs(placeholder)
+            UTILS[bench].process_docs(placeholder)
     assert str(tmp_path / bench / "test.jsonl") in str(err.value) and ENV_VAR in str(err.value)
     with pytest.raises(ValueError, match="placeholder"):
-        mod.process_docs(datasets.Dataset.from_list([{"question": "q"}]))
+        UTILS[bench].process_docs(datasets.Dataset.from_list([{"question": "q"}]))
 
 
 def test_a_missing_local_file_stops_task_loading_with_that_message(tmp_path: Path) -> None:
@@ -616,7 +618,7 @@ def test_without_the_variable_docs_come_from_the_hub(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(tmp_path / "hf_datasets"))
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    docs = mod.process_docs(datasets.Dataset.from_list([{mod.PLACEHOLDER_KEY: "x"}]))
+    docs = UTILS[bench].process_docs(datasets.Dataset.from_list([{PLACEHOLDER_KEY: "x"}]))
     assert calls == [hub] and len(docs) == 3 and all(d["pair_id"].startswith(f"{bench}-") for d in docs)
 
     def offline(*args: Any, **kwargs: Any) -> None:
@@ -676,4 +678,4 @@ def test_env_var_name_is_documented() -> None:
     for folder in ("rd_gsm8k", "rd_math500"):
         template = next((TASKS_DIR / folder).glob("_default_template_*")).read_text()
         assert ENV_VAR in template and "placeholder.jsonl" in template
-    assert os.path.basename(data_sources.__file__) == "data_sources.py" and ENV_VAR in data_sources.__doc__
+    assert os.path.basename(data_sources.__file__) == "sources.py" and ENV_VAR in data_sources.__doc__

@@ -23,13 +23,16 @@ import rd_eval_tasks
 from lmms_cli import run, tasks_path
 from PIL import Image
 
-from rd_eval.analysis.gaps import compare_runs, to_markdown
-from rd_eval.benchmarks import BENCHMARKS, TRANSCRIPT_TWINS, common, dynamath, mathverse, mathvision, mathvista
-from rd_eval.benchmarks.common import LETTERS, BenchDoc, mean_correct, numeric_answer, worst_case_accuracy
+from rd_eval.analysis.gaps import compare_runs
+from rd_eval.benchmarks import BENCHMARKS, TRANSCRIPT_TWINS, dynamath, gold, mathverse, mathvision, mathvista, prompts
+from rd_eval.benchmarks.gold import LETTERS, numeric_answer
+from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.data.revisions import PINS, UNPINNED
 from rd_eval.data.sources import LocalDataError
 from rd_eval.lmms.runs import find_runs, load_paired_samples
+from rd_eval.rendering.gaps_markdown import gaps_markdown
 from rd_eval.scoring.doc_errors import error_response
+from rd_eval.scoring.item import mean_correct, worst_case_accuracy
 from rd_eval.twins.transcripts import TRANSCRIBE_PROMPT, TranscriptError, TranscriptSet
 
 TASKS_DIR = Path(rd_eval_tasks.__file__).parent
@@ -320,13 +323,13 @@ def test_both_forms_share_the_wording_and_the_gold(env: dict[str, Any], benchmar
         for key in ("answer", "answer_type", "choices", "precision"):
             assert img_doc[key] == txt_doc[key], (img_doc["pair_id"], key)
         if benchmark in TRANSCRIPT_TWINS:
-            assert img_prompt.startswith(common.LEAD + "\n\n") and txt_prompt.startswith(common.LEAD + "\n\n")
+            assert img_prompt.startswith(prompts.LEAD + "\n\n") and txt_prompt.startswith(prompts.LEAD + "\n\n")
             assert f"{benchmark} {txt_doc['pair_id']}]" in txt_prompt  # the transcript stands in for the image
-            problem = img_prompt[len(common.LEAD):-len(instruction)].strip()
+            problem = img_prompt[len(prompts.LEAD):-len(instruction)].strip()
             assert problem and problem in txt_prompt  # the same question and choices in both forms
         else:
-            assert common.TRANSCRIPT_LABEL not in txt_prompt
-            assert img_doc["question"] == "" and img_prompt.startswith(common.LEAD_IMAGE_ONLY)  # Vision-Only
+            assert prompts.TRANSCRIPT_LABEL not in txt_prompt
+            assert img_doc["question"] == "" and img_prompt.startswith(prompts.LEAD_IMAGE_ONLY)  # Vision-Only
             assert txt_doc["question"] and txt_doc["question"] in txt_prompt  # Text-Only states it all
 
 
@@ -431,7 +434,7 @@ def test_failed_transcriptions_are_left_out_of_the_text_twin(env: dict[str, Any]
     TranscriptSet(benchmark="logicvista", transcriber="m", model_args="", prompt=TRANSCRIBE_PROMPT,
                   entries={pid: "a figure" for pid in ids[2:]}, failed=failed).save(tmp_path)
     monkeypatch.setenv("RD_EVAL_TRANSCRIPTS", str(tmp_path))
-    with caplog.at_level("WARNING", logger="rd_eval.benchmarks.tasks"):
+    with caplog.at_level("WARNING", logger="rd_eval.benchmarks.six"):
         built = get_task_dict(["rd_logicvista_txt"], env["manager"])["rd_logicvista_txt"]
     kept = [str(d["pair_id"]) for d in built.test_docs_no_media()]
     assert kept == ids[2:]  # the image form keeps all; the two pairs become image-only in the report
@@ -583,13 +586,13 @@ def test_numeric_gold(answer: str, number: str | None) -> None:
 
 
 def test_option_helpers() -> None:
-    assert common.parse_lettered_options("A. 300, 400;B. 400, 300; C. 1") == ["300, 400", "400, 300", "1"]
-    assert common.parse_lettered_options("A:40°\nB:60°") == ["40°", "60°"]
-    assert common.parse_lettered_options("B. 1;A. 2") is None
-    assert common.choice_letters("A, C") == "A, C" and common.choice_letters("C and A") == "A, C"
-    assert common.choice_letters("Area") is None and common.choice_letter("(b)") == "B"
-    assert common.choice_letter("E", 4) is None
-    assert common.strip_image_tags("<image1>\nIn the picture above") == "In the picture above"
+    assert gold.parse_lettered_options("A. 300, 400;B. 400, 300; C. 1") == ["300, 400", "400, 300", "1"]
+    assert gold.parse_lettered_options("A:40°\nB:60°") == ["40°", "60°"]
+    assert gold.parse_lettered_options("B. 1;A. 2") is None
+    assert gold.choice_letters("A, C") == "A, C" and gold.choice_letters("C and A") == "A, C"
+    assert gold.choice_letters("Area") is None and gold.choice_letter("(b)") == "B"
+    assert gold.choice_letter("E", 4) is None
+    assert gold.strip_image_tags("<image1>\nIn the picture above") == "In the picture above"
     repeated = "Find the bearing.\nChoice:\nA. 090^\\circ T\nB. 180^\\circ T\nChoice:\nA. 090^\\circ T\nB. 180^\\circ T"
     assert mathverse.question_choices(repeated) == ["090^\\circ T", "180^\\circ T"]
     assert mathverse.question_choices("Choices:\nA:40°\nB:60°") == ["40°", "60°"]
@@ -637,7 +640,7 @@ def test_unpaired_ids_are_counted_never_averaged(env: dict[str, Any], tmp_path: 
     assert row["benchmark"] == "rd_mathvision"
     assert (row["base"]["n_pairs"], row["base"]["img_only"], row["base"]["txt_only"]) == (n - 2, 1, 1)
     assert (row["base"]["acc_img"], row["base"]["acc_txt"]) == (0.0, 100.0)  # over the n - 2 pairs only
-    assert f"| rd_mathvision | base | {n - 2} | 1 / 1 |" in to_markdown(table, title="t")
+    assert f"| rd_mathvision | base | {n - 2} | 1 / 1 |" in gaps_markdown(table, title="t")
     # A benchmark whose forms share no id at all is an error naming the counts, not a silent number.
     one_sided = _fake_run(tmp_path / "one_sided", {"rd_mathvision_img": samples["rd_mathvision_img"]})
     with pytest.raises(ValueError, match=rf"no pair_id has both .*img-only {n - 1}, txt-only 0"):
@@ -684,7 +687,7 @@ def test_transcribe_then_evaluate_mathvision_end_to_end(env: dict[str, Any], tin
         "rd_mathvision", 2, 0, 0)
     lines = run_record.samples["rd_mathvision_txt"].read_text().splitlines()
     txt_inputs = [json.loads(line)["input"] for line in lines if line.strip()]
-    assert all(common.TRANSCRIPT_LABEL in text for text in txt_inputs)
+    assert all(prompts.TRANSCRIPT_LABEL in text for text in txt_inputs)
     # The data source: declared in the task config of the results JSON, and read (with the mirror's content
     # hash) in every logged rd_acc item.
     configs = json.loads(run_record.results_path.read_text())["configs"]

@@ -1,8 +1,11 @@
 """The six visual reasoning benchmarks as paired documents (image form + text twin), for the rd_* lmms-eval tasks.
 
-One module per benchmark turns its dataset's records into the common :class:`~rd_eval.benchmarks.common.BenchDoc`
+One module per benchmark turns its dataset's records into the common :class:`~rd_eval.benchmarks.schema.BenchDoc`
 schema and loads a form's documents (``load(form)``) from the Hugging Face dataset lmms-eval's own task uses,
-or from a local mirror when ``RD_EVAL_DATA_DIR`` is set (:mod:`rd_eval.data.sources`).
+or from a local mirror when ``RD_EVAL_DATA_DIR`` is set (:mod:`rd_eval.data.sources`), and states its lmms-eval
+tasks as ``TASK`` (:mod:`rd_eval.benchmarks.six`, on the one task layer :mod:`rd_eval.benchmarks.task`).
+The exact twins (:mod:`rd_eval.benchmarks.gsm8k`, :mod:`rd_eval.benchmarks.math500`) and the demo
+(:mod:`rd_eval.benchmarks.demo`) are benchmarks of the same layer, not of these six.
 
 ========== ============================ =========================================== ======================
 benchmark  image form                   text twin                                   pair_id
@@ -19,10 +22,8 @@ dynamath   original                     transcript                              
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
 
 from rd_eval.benchmarks import dynamath, logicvista, mathverse, mathvision, mathvista, wemath
-from rd_eval.data.sources import declaration
 
 BENCHMARKS: dict[str, ModuleType] = {
     m.NAME: m for m in (mathverse, mathvista, mathvision, wemath, logicvista, dynamath)
@@ -37,10 +38,3 @@ def benchmark(name: str) -> ModuleType:
     except KeyError:
         raise ValueError(f"unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}") from None
 
-
-def dataset_declaration(name: str) -> dict[str, Any]:
-    """The data source a benchmark's tasks declare (``metadata.rd_data_source``): its local mirror folder, or
-    its Hub dataset and the revision requested (:func:`rd_eval.data.sources.declaration`)."""
-    module = benchmark(name)
-    hub = next(iter(module.HUB.values())) if isinstance(module.HUB, dict) else module.HUB
-    return declaration(module.NAME, hub.path, module.FOLDER)

@@ -8,7 +8,7 @@ k = 1..10 (dicts keyed by seed question id), images at ``dynamath/10trials/trial
 variant number is k.
 
 ``pair_id`` is ``<question>-v<variant>`` (each variant has its own image, so its own twin) and ``group_id``
-the question, over which :func:`rd_eval.benchmarks.common.worst_case_accuracy` counts a question as solved
+the question, over which :func:`rd_eval.scoring.item.worst_case_accuracy` counts a question as solved
 only when all of its variants are. Documents are ordered by question, then variant, so ``--limit`` takes whole
 questions first. Answers: ``multiple choice`` -> a letter; ``float`` -> a number, asked for and scored at
 :data:`FLOAT_PRECISION` decimal places (DynaMath's own evaluation asks for "a three-digit floating-point
@@ -22,24 +22,18 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rd_eval.benchmarks.common import (
-    BenchDoc,
-    HubSource,
-    build_form,
-    choice_letter,
-    free_form_gold,
-    image_form,
-    numeric_answer,
-    read_json,
-)
-from rd_eval.data.sources import MirrorReader
+from rd_eval.benchmarks.documents import build_form, image_form
+from rd_eval.benchmarks.gold import choice_letter, free_form_gold, numeric_answer
+from rd_eval.benchmarks.schema import BenchDoc
+from rd_eval.benchmarks.six import six_task
+from rd_eval.data.sources import HubSplit, MirrorReader, read_json
 
 if TYPE_CHECKING:
     import datasets
 
 NAME = "dynamath"
 FOLDER = "dynamath"
-HUB = HubSource(path="kcz358/DynaMath", name=None, split="test", image_column="decoded_image")
+HUB = HubSplit(path="kcz358/DynaMath", name=None, split="test", image_column="decoded_image")
 N_VARIANTS = 10
 FLOAT_PRECISION = 3
 
@@ -102,3 +96,6 @@ def load(form: str) -> datasets.Dataset:
     """``img`` (with images) or ``txt`` (the same documents, no image column)."""
     return build_form(image_form(form), benchmark=NAME, folder=FOLDER, mirror=mirror_docs, hub=HUB,
                       to_docs=docs_from_records)
+
+
+TASK = six_task(NAME, load, hub=HUB, folder=FOLDER, worst_case=True)

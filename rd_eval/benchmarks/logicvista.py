@@ -15,24 +15,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rd_eval.benchmarks.common import (
-    BenchDoc,
-    HubSource,
-    build_form,
-    choice_letter,
-    choice_letters,
-    free_form_gold,
-    image_form,
-    read_json,
-)
-from rd_eval.data.sources import MirrorReader
+from rd_eval.benchmarks.documents import build_form, image_form
+from rd_eval.benchmarks.gold import choice_letter, choice_letters, free_form_gold
+from rd_eval.benchmarks.schema import BenchDoc
+from rd_eval.benchmarks.six import six_task
+from rd_eval.data.sources import HubSplit, MirrorReader, read_json
 
 if TYPE_CHECKING:
     import datasets
 
 NAME = "logicvista"
 FOLDER = "logicvista"
-HUB = HubSource(path="lscpku/LogicVista", name=None, split="test", image_column="image")
+HUB = HubSplit(path="lscpku/LogicVista", name=None, split="test", image_column="image")
 MIRROR_RECORDS = "dataset.json"
 
 
@@ -80,3 +74,6 @@ def load(form: str) -> datasets.Dataset:
     """``img`` (with images) or ``txt`` (the same documents, no image column)."""
     return build_form(image_form(form), benchmark=NAME, folder=FOLDER, mirror=mirror_docs, hub=HUB,
                       to_docs=docs_from_records)
+
+
+TASK = six_task(NAME, load, hub=HUB, folder=FOLDER)

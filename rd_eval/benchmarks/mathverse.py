@@ -28,21 +28,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rd_eval.benchmarks.common import (
-    LETTERS,
-    BenchDoc,
-    HubSource,
-    choice_letter,
-    docs_from_hf,
-    free_form_gold,
-    image_form,
-    option_index,
-    parse_lettered_options,
-    read_json,
-    to_dataset,
-)
+from rd_eval.benchmarks.documents import docs_from_hf, image_form, to_dataset
+from rd_eval.benchmarks.gold import LETTERS, choice_letter, free_form_gold, option_index, parse_lettered_options
+from rd_eval.benchmarks.schema import BenchDoc
+from rd_eval.benchmarks.six import six_task
 from rd_eval.data.provenance import with_record
-from rd_eval.data.sources import MirrorReader, load_hub, read_jsonl
+from rd_eval.data.sources import HubSplit, MirrorReader, load_hub, read_json, read_jsonl
 
 if TYPE_CHECKING:
     import datasets
@@ -52,10 +43,10 @@ FOLDER = "mathverse"
 FORMS: tuple[str, ...] = ("img", "vd_img", "txt")
 VERSIONS: dict[str, str] = {"img": "Vision Only", "vd_img": "Vision Dominant", "txt": "Text Only"}
 _HUB_PATH = "CaraJ/MathVerse-lmmseval"
-HUB: dict[str, HubSource] = {
-    "img": HubSource(path=_HUB_PATH, name="testmini_version_split", split="vision_only", image_column="image"),
-    "vd_img": HubSource(path=_HUB_PATH, name="testmini_version_split", split="vision_dominant", image_column="image"),
-    "txt": HubSource(path=_HUB_PATH, name="testmini_text_only", split="text_only", image_column="image"),
+HUB: dict[str, HubSplit] = {
+    "img": HubSplit(path=_HUB_PATH, name="testmini_version_split", split="vision_only", image_column="image"),
+    "vd_img": HubSplit(path=_HUB_PATH, name="testmini_version_split", split="vision_dominant", image_column="image"),
+    "txt": HubSplit(path=_HUB_PATH, name="testmini_text_only", split="text_only", image_column="image"),
 }
 _CHOICES_HEAD = re.compile(r"(?:^|\n)\s*Choices?\s*[:：]?\s*\n")
 _OPTION_PREFIX = re.compile(r"^\s*([A-H])\s*[.:：]\s*")
@@ -172,14 +163,17 @@ def load(form: str) -> datasets.Dataset:
     reader = MirrorReader.from_env(NAME, FOLDER)
     if reader is not None:
         return with_record(to_dataset(mirror_docs(form, with_image, reader), with_image=with_image), reader.record())
-    text_only = load_hub(NAME, HUB["txt"].split_ref)
+    text_only = load_hub(NAME, HUB["txt"])
     if form == "txt":
         source, twins = text_only, None
     else:
-        source = load_hub(NAME, HUB[form].split_ref)
+        source = load_hub(NAME, HUB[form])
         columns = [c for c in ("problem_index", "sample_index", "question", "answer", "question_type")
                    if c in text_only.dataset.column_names]
         twins = text_only.dataset.select_columns(columns).to_list()
     table = docs_from_hf(source.dataset, lambda records: hub_docs(form, records, twins),
                          image_column=HUB[form].image_column if with_image else None)
     return with_record(table, source.record)
+
+
+TASK = six_task(NAME, load, hub=HUB["img"], folder=FOLDER, forms=FORMS, transcripts=False)

@@ -16,25 +16,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rd_eval.benchmarks.common import (
-    LETTERS,
-    BenchDoc,
-    HubSource,
-    build_form,
-    choice_letter,
-    free_form_gold,
-    image_form,
-    option_index,
-    strip_image_tags,
-)
-from rd_eval.data.sources import MirrorReader, read_jsonl
+from rd_eval.benchmarks.documents import build_form, image_form
+from rd_eval.benchmarks.gold import LETTERS, choice_letter, free_form_gold, option_index, strip_image_tags
+from rd_eval.benchmarks.schema import BenchDoc
+from rd_eval.benchmarks.six import six_task
+from rd_eval.data.sources import HubSplit, MirrorReader, read_jsonl
 
 if TYPE_CHECKING:
     import datasets
 
 NAME = "mathvision"
 FOLDER = "math_vision"
-HUB = HubSource(path="MathLLMs/MathVision", name=None, split="testmini", image_column="decoded_image")
+HUB = HubSplit(path="MathLLMs/MathVision", name=None, split="testmini", image_column="decoded_image")
 MIRROR_RECORDS = "testmini.jsonl"
 
 
@@ -72,3 +65,6 @@ def load(form: str) -> datasets.Dataset:
     """``img`` (with images) or ``txt`` (the same documents, no image column)."""
     return build_form(image_form(form), benchmark=NAME, folder=FOLDER, mirror=mirror_docs, hub=HUB,
                       to_docs=docs_from_records)
+
+
+TASK = six_task(NAME, load, hub=HUB, folder=FOLDER)

@@ -15,23 +15,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rd_eval.benchmarks.common import (
-    BenchDoc,
-    HubSource,
-    build_form,
-    choice_letter,
-    image_form,
-    parse_lettered_options,
-    read_json,
-)
-from rd_eval.data.sources import MirrorReader
+from rd_eval.benchmarks.documents import build_form, image_form
+from rd_eval.benchmarks.gold import choice_letter, parse_lettered_options
+from rd_eval.benchmarks.schema import BenchDoc
+from rd_eval.benchmarks.six import six_task
+from rd_eval.data.sources import HubSplit, MirrorReader, read_json
 
 if TYPE_CHECKING:
     import datasets
 
 NAME = "wemath"
 FOLDER = "we_math"
-HUB = HubSource(path="We-Math/We-Math", name=None, split="testmini", image_column="image_path")
+HUB = HubSplit(path="We-Math/We-Math", name=None, split="testmini", image_column="image_path")
 MIRROR_RECORDS = "testmini.json"
 
 
@@ -70,3 +65,6 @@ def load(form: str) -> datasets.Dataset:
     """``img`` (with images) or ``txt`` (the same documents, no image column)."""
     return build_form(image_form(form), benchmark=NAME, folder=FOLDER, mirror=mirror_docs, hub=HUB,
                       to_docs=docs_from_records)
+
+
+TASK = six_task(NAME, load, hub=HUB, folder=FOLDER)

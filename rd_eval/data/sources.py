@@ -102,6 +102,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file of a local mirror; errors name the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not a readable JSON file ({err})") from None
+
+
 def content_pair_id(prefix: str, text: str) -> str:
     """A pair id that depends only on the problem text: ``<prefix>-<12 hex digits of sha256>``.
 
@@ -115,11 +123,13 @@ def content_pair_id(prefix: str, text: str) -> str:
 
 @dataclass(frozen=True)
 class HubSplit:
-    """A split of a Hugging Face Hub dataset: ``datasets.load_dataset(path, name, split=split)``."""
+    """A split of a Hugging Face Hub dataset: ``datasets.load_dataset(path, name, split=split)``, as lmms-eval's
+    own task for the benchmark loads it; ``image_column`` names the column holding the image forms' images."""
 
     path: str
     name: str | None
     split: str
+    image_column: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Exact twins (DESIGN §5): a text benchmark rendered into an image by our deterministic renderer, paired with
 its original text, plus a perception task that asks for a transcription of the same image (§3.2).
 
-One `ExactTwin` holds a benchmark's settings; its methods are the lmms-eval callables the task YAMLs name
-(`!function utils.<name>`, where the task's `utils.py` binds them), so GSM8K, MATH-500 and any later text
-benchmark share one implementation.
+:class:`ExactTwin` holds a text benchmark's settings and is its :class:`~rd_eval.benchmarks.task.PairedDocs`;
+:func:`exact_twin_task` makes its tasks on the one task layer (:class:`~rd_eval.benchmarks.task.PairedTask`),
+with the perception task's callables (``rd_<b>_see``) as auxiliary exports. GSM8K and MATH-500
+(:mod:`rd_eval.benchmarks.gsm8k`, :mod:`rd_eval.benchmarks.math500`) and any later text benchmark share it.
 """
 
 from __future__ import annotations
@@ -11,40 +12,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from rd_eval.data.provenance import ITEM_KEY, item_source, with_record
-from rd_eval.data.sources import DataSource, content_pair_id, load_split
-from rd_eval.scoring.answers import extract_answer, is_correct
+from rd_eval.benchmarks.prompts import with_affixes
+from rd_eval.benchmarks.task import Doc, Kwargs, PairedTask
+from rd_eval.data.provenance import with_record
+from rd_eval.data.sources import DataSource, content_pair_id, declaration, load_split, local_path
 from rd_eval.scoring.doc_errors import error_reason
+from rd_eval.scoring.item import Gold, first_response
 from rd_eval.twins.perception import DEFAULT_SEEN_THRESHOLD, check_threshold, judge_transcript, similarity
 from rd_eval.twins.render import displayable_text, render_twin
 
-Doc: TypeAlias = Mapping[str, Any]
-Kwargs: TypeAlias = Mapping[str, Any] | None
+if TYPE_CHECKING:
+    import datasets
+
 PLACEHOLDER_KEY = "rd_eval_placeholder"  # the one column of a task's placeholder.jsonl (never a doc)
-FORMS: tuple[str, ...] = ("img", "txt")
+SEEN_METRIC = "rd_seen"
+SIMILARITY_METRIC = "rd_similarity"
 log = logging.getLogger(__name__)
-
-
-def _affix(body: str, kwargs: Kwargs) -> str:
-    kwargs = kwargs or {}
-    return f"{kwargs.get('pre_prompt', '')}{body}{kwargs.get('post_prompt', '')}"
-
-
-def _first(results: Sequence[str]) -> str:
-    return results[0] if results else ""  # an empty generation scores as wrong, not as an error
-
-
-def mean_correct(items: Sequence[Mapping[str, Any]]) -> float:
-    """Fraction correct over scored items (error items, ``correct`` None, are skipped); 0.0 if none."""
-    flags = [item["correct"] for item in items if item["correct"] is not None]
-    bad = [f for f in flags if f not in (0, 1)]
-    if bad:
-        raise ValueError(f"'correct' must be 0, 1 or None (error) in every rd_acc item, got {bad[:5]!r}")
-    return sum(flags) / len(flags) if flags else 0.0
 
 
 def mean_seen(items: Sequence[Mapping[str, Any]]) -> float:
@@ -78,9 +65,9 @@ class ExactTwin:
     see_prompt: str
 
     # -- docs -----------------------------------------------------------------------------------------------
-    def process_docs(self, placeholder: Any) -> Any:
+    def load(self, form: str, placeholder: datasets.Dataset) -> datasets.Dataset:
         """Swap the placeholder split for the real one (Hub at the benchmark's revision, or RD_EVAL_DATA_DIR
-        when set), with the record of its source in column ``rd_data_source``.
+        when set), with the record of its source in column ``rd_data_source``; the same for every form.
 
         An exact repeat of an earlier problem is dropped (logged): one problem is one pair.
         """
@@ -103,53 +90,37 @@ class ExactTwin:
             docs.append(doc)
         return with_record(datasets.Dataset.from_list(docs), loaded.record)
 
-    # -- prompts and visuals --------------------------------------------------------------------------------
-    def doc_to_visual_img(self, doc: Doc) -> list[Image.Image]:
+    def declare(self) -> dict[str, Any]:
+        """The source the tasks declare (``metadata.rd_data_source``), checked when a ``utils.py`` binds them:
+        lmms-eval imports it while it reads the task YAML, before its dataset loading (which retries every error
+        for ~10 s and then reports only "RetryError"). With RD_EVAL_DATA_DIR set, the file must be there; a bad
+        RD_EVAL_DATASET_REVISIONS fails here too."""
+        local_path(self.source.benchmark, self.source.relative)
+        return declaration(self.source.benchmark, self.source.hub.path, self.source.benchmark)
+
+    # -- PairedDocs -----------------------------------------------------------------------------------------
+    def visual(self, doc: Doc) -> list[Image.Image]:
         return [render_twin(doc[self.source_key])]
 
-    def doc_to_visual_txt(self, doc: Doc) -> list[Image.Image]:
-        return []
+    def prompt(self, doc: Doc, form: str, kwargs: Kwargs) -> str:
+        if form == "img":
+            return with_affixes(f"{self.img_lead}\n{self.instruction}", kwargs)
+        return with_affixes(f"{self.txt_lead}\n\n{doc[self.source_key]}\n\n{self.instruction}", kwargs)
 
-    def doc_to_text_img(self, doc: Doc, lmms_eval_specific_kwargs: Kwargs = None) -> str:
-        return _affix(f"{self.img_lead}\n{self.instruction}", lmms_eval_specific_kwargs)
-
-    def doc_to_text_txt(self, doc: Doc, lmms_eval_specific_kwargs: Kwargs = None) -> str:
-        return _affix(f"{self.txt_lead}\n\n{doc[self.source_key]}\n\n{self.instruction}", lmms_eval_specific_kwargs)
-
-    def doc_to_text_see(self, doc: Doc, lmms_eval_specific_kwargs: Kwargs = None) -> str:
-        return _affix(self.see_prompt, lmms_eval_specific_kwargs)
-
-    def doc_to_target(self, doc: Doc) -> str:
+    def target(self, doc: Doc) -> str:
         return doc[self.target_key]
+
+    def gold(self, doc: Doc) -> Gold:
+        return Gold(doc[self.target_key], self.answer_type)
+
+    # -- perception (the _see task): metric functions lmms-eval calls with the YAML's metric kwargs ----------
+    def doc_to_text_see(self, doc: Doc, lmms_eval_specific_kwargs: Kwargs = None) -> str:
+        return with_affixes(self.see_prompt, lmms_eval_specific_kwargs)
 
     def doc_to_target_see(self, doc: Doc) -> str:
         """The source text: the reference a transcription is judged against (pair_id is derived from it)."""
         return doc[self.source_key]
 
-    # -- scoring of the two forms (rd_acc) ------------------------------------------------------------------
-    def score_response(self, doc: Doc, response: str, form: str) -> dict[str, Any]:
-        """One rd_acc record, with the documents' data source; an error response (``rd_eval.scoring.doc_errors``) is
-        recorded, never scored as wrong."""
-        if form not in FORMS:
-            raise ValueError(f"unknown form {form!r}; valid forms: {list(FORMS)}")
-        answer = self.doc_to_target(doc)
-        reason = error_reason(response)
-        source = item_source(doc)
-        if reason is not None:
-            return {"pair_id": doc["pair_id"], "form": form, "correct": None, "pred": None, "answer": answer,
-                    "error": reason, ITEM_KEY: source}
-        return {"pair_id": doc["pair_id"], "form": form,
-                "correct": int(is_correct(response, answer, self.answer_type)),
-                "pred": extract_answer(response, self.answer_type), "answer": answer, "error": None,
-                ITEM_KEY: source}
-
-    def process_results_img(self, doc: Doc, results: Sequence[str]) -> dict[str, dict[str, Any]]:
-        return {"rd_acc": self.score_response(doc, _first(results), "img")}
-
-    def process_results_txt(self, doc: Doc, results: Sequence[str]) -> dict[str, dict[str, Any]]:
-        return {"rd_acc": self.score_response(doc, _first(results), "txt")}
-
-    # -- perception (the _see task): metric functions lmms-eval calls with the YAML's metric kwargs ----------
     def seen_item(self, reference: str, transcript: str, threshold: float = DEFAULT_SEEN_THRESHOLD) -> dict[str, Any]:
         """The rd_seen record of one doc: judged against the text the image shows (``displayable_text``)."""
         pair_id = content_pair_id(self.benchmark, reference)
@@ -163,10 +134,21 @@ class ExactTwin:
 
     def rd_seen(self, references: Sequence[str], predictions: Sequence[str],
                 threshold: float = DEFAULT_SEEN_THRESHOLD) -> dict[str, dict[str, Any]]:
-        return {"rd_seen": self.seen_item(references[0], _first(predictions), threshold)}
+        return {SEEN_METRIC: self.seen_item(references[0], first_response(predictions), threshold)}
 
     def rd_similarity(self, references: Sequence[str], predictions: Sequence[str]) -> dict[str, float | None]:
-        transcript = _first(predictions)
+        transcript = first_response(predictions)
         if error_reason(transcript) is not None:
-            return {"rd_similarity": None}
-        return {"rd_similarity": similarity(displayable_text(references[0]), transcript)}
+            return {SIMILARITY_METRIC: None}
+        return {SIMILARITY_METRIC: similarity(displayable_text(references[0]), transcript)}
+
+
+def exact_twin_task(twin: ExactTwin) -> PairedTask:
+    """The tasks of ``twin``: its two forms, and the perception task ``rd_<b>_see`` (auxiliary exports)."""
+    perception = {
+        "doc_to_text_see": twin.doc_to_text_see, "doc_to_target_see": twin.doc_to_target_see,
+        "rd_seen": twin.rd_seen, "rd_similarity": twin.rd_similarity,
+        "mean_seen": mean_seen, "mean_similarity": mean_similarity,
+    }
+    return PairedTask(name=twin.benchmark, docs=twin, declare=twin.declare, load=twin.load, shared_docs=True,
+                      auxiliary=perception)
