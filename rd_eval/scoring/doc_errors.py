@@ -1,7 +1,8 @@
 """A document that could not be run is answered with a marked response, never scored as if seen.
 
 The adapter returns this response (and records the reason in the routing records); task scoring
-recognises it and marks the document as an error, so pairing reports it instead of counting it wrong.
+recognises it and marks the document as an error (``rd_eval.scoring.item.score_doc``: an unscored
+``ScoredDoc``), so pairing reports it instead of counting it wrong.
 """
 
 from __future__ import annotations
