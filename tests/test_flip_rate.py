@@ -23,7 +23,7 @@ from torch import nn
 
 from rd_eval.analysis.flips import NO_OP, effect_summary, flip_rates_by_benchmark, noop_message, record_effect
 from rd_eval.analysis.gaps import compare_runs
-from rd_eval.analysis.gaps import to_markdown as gaps_markdown
+from rd_eval.rendering.gaps_markdown import gaps_markdown
 from rd_eval.reports.report import build_report, to_csv, to_markdown
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (

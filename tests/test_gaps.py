@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from rd_eval.analysis.gaps import PairingReport, benchmark_of, compare_runs, pair_forms, to_markdown
+from rd_eval.analysis.gaps import PairingReport, compare_runs, pair_forms
 from rd_eval.lmms.runs import find_runs, load_paired_samples
+from rd_eval.rendering.gaps_markdown import gaps_markdown as to_markdown
+from rd_eval.vocabulary.task_names import benchmark_of
 
 ERR = None  # an outcome of None in the dicts below marks a doc the model could not run (an error row)
 

@@ -13,7 +13,7 @@ import pytest
 from test_runs import write_run
 
 from rd_eval.commands.main import main
-from rd_eval.reports.report import SCOPES, ReportInputError, build_report, to_csv, to_html, to_json, to_markdown
+from rd_eval.reports.report import ReportInputError, build_report, to_csv, to_html, to_json, to_markdown
 from rd_eval.routing.recording import BASE_SCOPES, SCOPE_UNIONS, BatchRouting
 from rd_eval.routing.records import (
     CheckpointRef,
@@ -24,6 +24,7 @@ from rd_eval.routing.records import (
     read_routing_records,
 )
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
+from rd_eval.vocabulary.scopes import SCOPE_MEMBERS as SCOPES
 
 CKPT = "/ckpts/acme/rd-tiny-A1B"
 CKPT_DIR = "acme__rd-tiny-A1B"  # how lmms-eval and the adapter name it
@@ -295,7 +296,7 @@ def test_cli_records_of_bad_shape(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_a_pinned_intervention_hash_is_taken_as_declared() -> None:
-    from rd_eval.reports.report import _declared_hash
+    from rd_eval.reports.catalogue import declared_hash as _declared_hash
 
     # The spec file may be gone or edited since the run: the hash pinned in model_args names the setting.
     assert _declared_hash({"expert_set": "/nonexistent/experts.json", "intervention_hash": "abc123"}) == "abc123"

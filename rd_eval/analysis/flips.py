@@ -12,14 +12,18 @@ A run whose intervention changed no selection anywhere is a no-op, and is said t
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from rd_eval.routing.records import EFFECT_FIELDS, EFFECT_KEY
+from rd_eval.routing.records import EFFECT_FIELDS, EFFECT_KEY, record_site_table
+from rd_eval.routing.site_table import SiteTable
+from rd_eval.vocabulary.task_names import benchmark_of
 
-__all__ = ["NO_OP", "effect_summary", "flip_markdown", "flip_rates_by_benchmark", "noop_message", "record_effect",
-           "summary_line"]
+__all__ = ["NO_OP", "effect_summary", "flip_rates", "flip_rates_by_benchmark", "noop_message", "record_effect",
+           "setting_flips"]
 
 NO_OP = "intervention changed no expert selection: a no-op"
 
@@ -81,10 +85,8 @@ def effect_summary(effects: Iterable[np.ndarray | None]) -> dict[str, Any] | Non
 
 
 def flip_rates_by_benchmark(records: Iterable[Mapping[str, Any]], where: str) -> dict[str, float | None] | None:
-    """Per benchmark (`rd_eval.analysis.gaps.benchmark_of` of the task), the flip rate of the documents' records (error
-    records skipped); None when no record carries intervention data."""
-    from rd_eval.analysis.gaps import benchmark_of
-
+    """Per benchmark (`rd_eval.vocabulary.task_names.benchmark_of` of the task), the flip rate of the documents'
+    records (error records skipped); None when no record carries intervention data."""
     parts: dict[str, list[np.ndarray | None]] = {}
     for record in records:
         if record.get("error") is not None or record.get("counts") is None:
@@ -108,45 +110,41 @@ def noop_message(totals: np.ndarray) -> str | None:
     return f"{NO_OP} ({int(tokens)} tokens counted over {steered} steered layer(s), none changed its selection)"
 
 
-def summary_line(summary: Mapping[str, Any]) -> str:
-    """One line: the setting's flip rate, or the no-op call-out."""
-    if summary["no_op"]:
-        if summary["tokens"] == 0:
-            return f"**{NO_OP}** (no token was steered in {summary['n_documents']} documents)"
-        return f"**{NO_OP}** ({summary['tokens']} token-layers steered, none changed its selection)"
-    return (f"flip rate {_pct(summary['flip_rate'])} (mean over {len(summary['sites'])} steered layers), "
-            f"{_num(summary['newly_selected_per_token'])} set experts newly selected per token")
+def setting_flips(samples: pd.DataFrame, index: Mapping[tuple[str, int], tuple[Mapping[str, Any], Path]],
+                  setting: str) -> dict[str, Any] | None:
+    """An intervened setting's measured effect on routing: over all of its documents (``overall``) and per
+    benchmark, from its records by (task, doc_id); None when no record of its documents carries the effect.
+    Where sites are not one per MoE layer, each site names its MoE layer, group and decoder layer.
+    A malformed effect raises ValueError naming the folder and record; effects of different site counts mixed,
+    one naming `setting`."""
+    by_benchmark: dict[str, list[Any]] = {}
+    table: SiteTable | None = None  # what the site rows are (the first record with an effect says)
+    for task, doc_id in zip(samples["task"].astype(str), samples["doc_id"], strict=True):
+        hit = index.get((task, int(doc_id)))
+        if hit is None or hit[0].get("error") is not None or hit[0].get("counts") is None:
+            continue
+        where = f"{hit[1]}: record task {task!r} doc_id {int(doc_id)}"
+        effect = record_effect(hit[0], where)
+        if effect is not None and table is None:
+            table = record_site_table(hit[0], effect.shape[0], where)
+        by_benchmark.setdefault(benchmark_of(task), []).append(effect)
+    try:
+        overall = effect_summary(e for part in by_benchmark.values() for e in part)
+        benchmarks = {name: effect_summary(part) for name, part in sorted(by_benchmark.items())}
+    except ValueError as exc:
+        raise ValueError(f"setting {setting}: {exc}") from None
+    if overall is None:
+        return None
+    if table is not None and not table.is_plain:  # name each site's MoE layer, group and decoder layer
+        for summary in (overall, *benchmarks.values()):
+            for site in (summary or {}).get("sites", ()):
+                row = table.rows[site["site"]]
+                site |= {"moe_layer": row.moe_index, "group": row.group, "decoder_layer": row.layer}
+    return {"overall": overall, "benchmarks": {k: v for k, v in benchmarks.items() if v is not None}}
 
 
-def _site_label(site: Mapping[str, Any]) -> str:
-    """A site row, and where sites are not one per MoE layer (a site table says so), its MoE layer, group and
-    decoder layer."""
-    if "moe_layer" not in site:
-        return str(site["site"])
-    group = f" {site['group']}" if site["group"] else ""
-    return f"{site['site']} (MoE {site['moe_layer']}{group}, layer {site['decoder_layer']})"
-
-
-def _pct(x: Any) -> str:
-    return "–" if x is None else f"{100 * x:.1f}%"
-
-
-def _num(x: Any) -> str:
-    return "–" if x is None else f"{x:.3f}"
-
-
-def flip_markdown(summary: Mapping[str, Any], *, title: str) -> list[str]:
-    """A setting's per-layer flip table (markdown lines), with the mean over the band and the no-op call-out."""
-    lines = ["", f"### {title}", "", f"- {summary_line(summary)}"]
-    if summary["n_documents_without_effect"]:
-        lines.append(f"- {summary['n_documents_without_effect']} documents carry no intervention data "
-                     "(records written before it was measured)")
-    if not summary["sites"]:
-        return lines
-    lines += ["", "| site | tokens | flipped | flip rate | newly selected | per token |",
-              "|---:|---:|---:|---:|---:|---:|"]
-    for s in summary["sites"]:
-        lines.append(f"| {_site_label(s)} | {s['tokens']} | {s['flipped']} | {_pct(s['flip_rate'])} | "
-                     f"{s['newly_selected']} | {_num(s['newly_selected_per_token'])} |")
-    lines.append(f"| band mean | | | {_pct(summary['flip_rate'])} | | {_num(summary['newly_selected_per_token'])} |")
-    return lines
+def flip_rates(flips: Mapping[str, Any] | None) -> dict[str, float | None] | None:
+    """Per benchmark, the flip rate of a :func:`setting_flips` result (shown beside the gain); None: not measured."""
+    if not flips:
+        return None
+    return {name: b["flip_rate"] for name, b in flips["benchmarks"].items()}

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from rd_eval.analysis.flips import flip_rates_by_benchmark
-from rd_eval.analysis.gaps import compare_runs, to_markdown
+from rd_eval.analysis.gaps import compare_runs
 from rd_eval.experts.identify import domain_expert_set, general_probe_texts, probe_routing, selection_frequency
 from rd_eval.fileio.jsonio import read_json, write_json_atomic, write_text_atomic
 from rd_eval.lmms.runner import LmmsEvalRunError, lmms_eval_command, run_lmms_eval
 from rd_eval.lmms.runs import RunRecord, load_paired_samples
 from rd_eval.models.tiny import ensure_tiny, supported_tiny_families
+from rd_eval.rendering.gaps_markdown import gaps_markdown as to_markdown
 from rd_eval.routing.records import merge_routing_records, routing_folder
 from rd_eval.routing.sites import supported_families
 from rd_eval.routing.spec import InterventionSpec, LayerBand

@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rd_eval.analysis.gaps import FORM_SUFFIXES, benchmark_of
 from rd_eval.analysis.stats import mcnemar_exact
 from rd_eval.fileio.jsonio import JsonFileError, read_json, write_json_atomic
 from rd_eval.rendering.mdtable import md_row
-from rd_eval.reports.leaderboard import LeaderboardInputError, group_settings, setting_samples
-from rd_eval.reports.report import parse_model_args, sanitize_checkpoint
+from rd_eval.reports.catalogue import CatalogueError, open_catalogue
+from rd_eval.routing.records import checkpoint_label
+from rd_eval.vocabulary.model_args import parse_model_args, pretrained_of
+from rd_eval.vocabulary.task_names import FORM_SUFFIXES, benchmark_of, task_of
 
 __all__ = [
     "BASELINE_FORMAT",
@@ -115,7 +116,8 @@ class _Run:
 
 def _read_run(run_dir: Path) -> _Run:
     try:
-        settings = group_settings([Path(run_dir)])
+        catalogue = open_catalogue([Path(run_dir)])
+        settings = catalogue.settings
         if len(settings) != 1:
             keys = ", ".join(s.key for s in settings)
             raise CheckInputError(
@@ -123,8 +125,8 @@ def _read_run(run_dir: Path) -> _Run:
                 f"at a time: pass the --output_path of a single lmms-eval run"
             )
         setting = settings[0]
-        samples = setting_samples(setting)
-    except LeaderboardInputError as exc:
+        samples = catalogue.samples(setting).frame
+    except CatalogueError as exc:
         raise CheckInputError(str(exc)) from None
     last = setting.runs[-1]
     return _Run(
@@ -236,17 +238,20 @@ def _outcomes(docs: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
 
 
 def _pair_gaps(tasks_docs: Mapping[str, Mapping[str, int]], benchmark: str) -> dict[str, int]:
-    img = tasks_docs.get(f"{benchmark}{FORM_SUFFIXES[0]}", {})
-    txt = tasks_docs.get(f"{benchmark}{FORM_SUFFIXES[1]}", {})
+    img = tasks_docs.get(task_of(benchmark, "img"), {})
+    txt = tasks_docs.get(task_of(benchmark, "txt"), {})
     return {pid: txt[pid] - img[pid] for pid in img.keys() & txt.keys()}
 
 
-def _identity_differences(baseline: Mapping[str, Any], run: _Run) -> list[str]:
+def _identity_differences(baseline: Mapping[str, Any], run: _Run, path: Path) -> list[str]:
     """What makes the run another model than the baseline's: model id, checkpoint, intervention setting."""
     checkpoint = baseline.get("checkpoint")
     if not isinstance(checkpoint, str) or not checkpoint:  # a hand-written baseline: its model_args name it
-        pretrained = parse_model_args(baseline["model_args"]).get("pretrained")
-        checkpoint = sanitize_checkpoint(pretrained) if pretrained else None
+        try:
+            pretrained = pretrained_of(parse_model_args(baseline["model_args"]))
+        except ValueError as exc:
+            raise _bad(path, "model_args", baseline["model_args"], f"lmms-eval model_args ({exc})") from None
+        checkpoint = checkpoint_label(pretrained) if pretrained else None
     pairs = [("model", baseline["model"], run.model), ("checkpoint", checkpoint, run.checkpoint),
              ("intervention", baseline.get("intervention"), run.intervention)]
     return [f"{key} differs: baseline {b!r}, run {r!r}" for key, b, r in pairs if b is not None and b != r]
@@ -276,7 +281,7 @@ def check_run(
             f"{run_dir}: tasks differ from baseline {baseline_path}: missing from the run {missing}, not in the "
             f"baseline {extra}; run exactly the baseline's tasks {sorted(b_tasks)} or write a new baseline"
         )
-    differences = _identity_differences(baseline, run)
+    differences = _identity_differences(baseline, run, Path(baseline_path))
     if differences and not allow_other_model:
         raise CheckInputError(
             f"{run_dir}: not the baseline's model ({'; '.join(differences)}) in {baseline_path}; compare with "
@@ -327,8 +332,9 @@ def check_run(
             comparisons.append(Comparison("gap", bench, b_gap, r_gap, len(shared), True, p, beyond and p < alpha,
                                           beyond))
         else:
-            b_gap = float(b_tasks[f"{bench}_txt"]["accuracy"]) - float(b_tasks[f"{bench}_img"]["accuracy"])
-            r_gap = _accuracy(run_docs[f"{bench}_txt"])[0] - _accuracy(run_docs[f"{bench}_img"])[0]
+            img, txt = task_of(bench, "img"), task_of(bench, "txt")
+            b_gap = float(b_tasks[txt]["accuracy"]) - float(b_tasks[img]["accuracy"])
+            r_gap = _accuracy(run_docs[txt])[0] - _accuracy(run_docs[img])[0]
             beyond = r_gap - b_gap > max_drop
             comparisons.append(Comparison("gap", bench, b_gap, r_gap, 0, False, None, beyond, beyond))
 

@@ -1,8 +1,8 @@
 """`rd-eval leaderboard`: one row per (model, checkpoint, intervention setting) over many lmms-eval runs.
 
-Runs are grouped into settings exactly as ``rd-eval report`` groups them (:mod:`rd_eval.reports.report`: lmms-eval
-model id, checkpoint, intervention hash; ``"none"`` for a plain run). Per benchmark (task name without
-``_img``/``_txt``, :func:`rd_eval.analysis.gaps.benchmark_of`) a row gives, in percent over complete pairs
+Runs are grouped into settings by the run catalogue, as for ``rd-eval report`` (:mod:`rd_eval.reports.catalogue`:
+lmms-eval model id, checkpoint, intervention hash; ``"none"`` for a plain run). Per benchmark (task name without
+``_img``/``_txt``, :func:`rd_eval.vocabulary.task_names.benchmark_of`) a row gives, in percent over complete pairs
 (:func:`rd_eval.analysis.gaps.pair_forms`: both forms present, no error in either):
 
 - ``img``, ``txt``: accuracy of the image form and of the text twin;
@@ -17,7 +17,6 @@ PNG, no external resources). Bad input raises :class:`LeaderboardInputError` nam
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,17 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rd_eval.analysis.gaps import benchmark_of, pair_forms
+from rd_eval.analysis.gaps import pair_forms
+from rd_eval.rendering.html import html_page
 from rd_eval.rendering.mdtable import md_row
-from rd_eval.reports.report import (
-    NO_INTERVENTION,
-    ReportInputError,
-    RoutingCache,
-    RunSetting,
-    figure_png,
-    find_settings,
-)
-from rd_eval.reports.report import samples_of_setting as _report_setting_samples
+from rd_eval.rendering.plots import gap_bars
+from rd_eval.reports.catalogue import NO_INTERVENTION, CatalogueError, open_catalogue
+from rd_eval.vocabulary.task_names import SIX_BENCHMARKS, benchmark_of
 
 __all__ = [
     "FORMATS",
@@ -48,15 +42,12 @@ __all__ = [
     "LeaderboardInputError",
     "LeaderboardRow",
     "build_leaderboard",
-    "group_settings",
-    "setting_samples",
     "to_csv",
     "to_frame",
     "to_html",
     "to_markdown",
 ]
 
-SIX_BENCHMARKS = ("rd_mathvista", "rd_mathverse", "rd_mathvision", "rd_wemath", "rd_logicvista", "rd_dynamath")
 METRICS = ("img", "txt", "gap", "gain")
 SIX_LABEL = "six"
 FORMATS = ("md", "csv", "html")
@@ -102,26 +93,6 @@ class Leaderboard:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Settings (shared with `rd-eval check`): thin public wrappers over rd_eval.reports.report's grouping
-
-
-def group_settings(run_dirs: Sequence[Path]) -> list[RunSetting]:
-    """The settings of every run under ``run_dirs``, grouped as ``rd-eval report`` does (plain first per model)."""
-    try:
-        return find_settings([Path(p) for p in run_dirs], RoutingCache())
-    except ReportInputError as exc:
-        raise LeaderboardInputError(str(exc)) from None
-
-
-def setting_samples(setting: RunSetting) -> pd.DataFrame:
-    """All samples of a setting's runs (a doc run again by a later run takes the later outcome)."""
-    try:
-        return _report_setting_samples(setting)[0]
-    except ValueError as exc:
-        raise LeaderboardInputError(str(exc)) from None
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Building
 
 
@@ -151,11 +122,14 @@ def build_leaderboard(run_dirs: Sequence[Path]) -> Leaderboard:
     """The leaderboard of every lmms-eval run (with ``--log_samples``) under ``run_dirs``."""
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
         raise LeaderboardInputError("run_dirs must be a non-empty list of lmms-eval output folders")
-    settings = group_settings(run_dirs)
-    paired: dict[str, dict[str, pd.DataFrame]] = {}
-    for s in settings:
-        where = f"setting {s.key} ({', '.join(str(r.results_path) for r in s.runs)})"
-        paired[s.key] = _paired_by_benchmark(setting_samples(s), where)
+    try:
+        catalogue = open_catalogue([Path(p) for p in run_dirs])
+        settings = catalogue.settings
+        paired: dict[str, dict[str, pd.DataFrame]] = {}
+        for s in settings:
+            paired[s.key] = _paired_by_benchmark(catalogue.samples(s).frame, f"setting {s.key} ({s.results_files})")
+    except CatalogueError as exc:
+        raise LeaderboardInputError(str(exc)) from None
     plain = {(s.model_id, s.checkpoint): s.key for s in settings if s.intervention == NO_INTERVENTION}
     rows = []
     names: set[str] = set()
@@ -248,27 +222,6 @@ def to_csv(board: Leaderboard) -> str:
     return str(to_frame(board).to_csv(index=False, lineterminator="\n"))
 
 
-def _chart(board: Leaderboard) -> str:
-    labels = [row.label for row in board.rows]
-
-    def draw(fig: Any) -> None:
-        ax = fig.subplots()
-        x = np.arange(len(labels))
-        width = 0.8 / max(1, len(board.benchmarks))
-        for j, b in enumerate(board.benchmarks):
-            gaps = [row.cells[b].gap if b in row.cells else np.nan for row in board.rows]
-            ax.bar(x + (j - (len(board.benchmarks) - 1) / 2) * width, gaps, width, label=b)
-        ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xticks(x)
-        ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)
-        ax.set_ylabel("gap txt - img (points)")
-        ax.set_title("Seeing-vs-thinking gap per setting", fontsize=10)
-        ax.legend(fontsize=7)
-        ax.grid(axis="y", alpha=0.3)
-
-    return figure_png(draw)
-
-
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;font-size:.8em}th,td{border:1px solid #ccc;padding:3px 6px}
 th{background:#f2f2f2}td{text-align:right}img{max-width:100%}p.note{color:#555;font-size:.9em}"""
@@ -276,14 +229,10 @@ th{background:#f2f2f2}td{text-align:right}img{max-width:100%}p.note{color:#555;f
 
 def to_html(board: Leaderboard) -> str:
     """One self-contained page: the table and a bar chart of the gap per row (base64 PNG)."""
-    table = to_frame(board).to_html(index=False, escape=True, border=0)
-    png = _chart(board)
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>rd-eval leaderboard</title>'
-        f"<style>{_STYLE}</style></head><body>\n<h1>rd-eval leaderboard</h1>\n"
-        f'<p class="note">{html.escape(_note())}</p>\n{table}\n'
-        f'<figure><img alt="gap per setting" src="data:image/png;base64,{png}"></figure>\n</body></html>\n'
-    )
+    gaps = {b: [row.cells[b].gap if b in row.cells else None for row in board.rows] for b in board.benchmarks}
+    chart = gap_bars([row.label for row in board.rows], gaps)
+    return html_page("rd-eval leaderboard", to_markdown(board), style=_STYLE, figures=[("gap per setting", chart)],
+                     captions=False)
 
 
 RENDERERS = {"md": to_markdown, "csv": to_csv, "html": to_html}
