@@ -115,7 +115,7 @@ class PairedTask:
             item[ITEM_KEY] = item_source(doc)
         out = {ACC_METRIC: item}
         if self.worst_case:
-            out[WORST_METRIC] = {**item, "group_id": doc["group_id"], "variant": doc["variant"]}
+            out[WORST_METRIC] = {**item, "group_id": str(doc["group_id"]), "variant": int(doc["variant"] or 0)}
         return out
 
     def process_results_img(self, doc: Doc, results: Sequence[str]) -> dict[str, dict[str, Any]]:
