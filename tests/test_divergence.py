@@ -16,7 +16,6 @@ from rd_eval.analysis.divergence import (
     jsd_base2,
     layer_summary,
     modality_separation,
-    pair_divergence,
     selection_distribution,
     student_t_two_sided_p,
 )
@@ -72,17 +71,17 @@ def test_jsd_rejects_bad_input(p: list, q: list, match: str) -> None:
         jsd_base2(p, q)
 
 
-def test_selection_distribution_and_pair_divergence() -> None:
+def test_selection_distribution_and_pair_jsd() -> None:
     counts = np.array([[2, 2, 0, 0], [0, 0, 0, 0], [1, 3, 0, 4]])
     dist = selection_distribution(counts)
     np.testing.assert_allclose(dist[0], [0.5, 0.5, 0, 0])
     assert np.isnan(dist[1]).all()
     np.testing.assert_allclose(dist[2].sum(), 1.0)
     other = np.array([[0, 0, 3, 3], [1, 1, 1, 1], [1, 3, 0, 4]])
-    got = pair_divergence(counts, other)
+    got = jsd_base2(counts, other)  # a pair's JSD per site: [S, E] against [S, E]
     assert got[0] == 1.0 and math.isnan(got[1]) and got[2] == pytest.approx(0.0)
-    with pytest.raises(ValueError, match="same shape"):
-        pair_divergence(counts, other[:2])
+    with pytest.raises(ValueError, match="do not broadcast"):
+        jsd_base2(counts, other[:2])
     with pytest.raises(ValueError, match=r"\[sites, experts\]"):
         selection_distribution(np.ones((2, 3, 4)))
 
@@ -180,5 +179,5 @@ def test_jsd_over_a_stack_of_pairs_equals_jsd_pair_by_pair() -> None:
     img[2, 1] = 0  # a site without mass
     stacked = jsd_base2(img, txt)
     for i in range(7):
-        np.testing.assert_array_equal(stacked[i], pair_divergence(img[i], txt[i]))
+        np.testing.assert_array_equal(stacked[i], jsd_base2(img[i], txt[i]))
     assert math.isnan(stacked[2, 1])

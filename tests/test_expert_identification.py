@@ -24,7 +24,7 @@ import torch
 from conftest import load_tiny_model, load_tiny_processor
 from routing_contract import encode, record_forward
 
-from rd_eval.analysis.divergence import pair_divergence
+from rd_eval.analysis.divergence import jsd_base2
 from rd_eval.commands.experts import ExpertsConfig, ExpertsInputError, identify, run_experts
 from rd_eval.experts.identify import probe_routing
 from rd_eval.experts.probes import (
@@ -258,7 +258,7 @@ def test_divergence_peaks_in_planted_layers_and_intervention_restores(planted: d
     model, processor, sets = planted["model"], planted["processor"], planted["sets"]
     problems = generate_problems(8, seed=2024)  # evaluation items: neither planting nor identification probes
     img, txt = paired_routing(model, processor, problems)
-    jsd = np.stack([pair_divergence(img.scoped("prompt")[0][i], txt.scoped("prompt")[0][i])
+    jsd = np.stack([jsd_base2(img.scoped("prompt")[0][i], txt.scoped("prompt")[0][i])
                     for i in range(len(problems))]).mean(axis=0)
     print("JSD per MoE layer:", np.round(jsd, 3).tolist())
     assert set(np.argsort(-jsd)[: len(PLANT_LAYERS)].tolist()) == set(PLANT_LAYERS)

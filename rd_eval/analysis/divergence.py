@@ -37,7 +37,6 @@ __all__ = [
     "jsd_base2",
     "layer_summary",
     "modality_separation",
-    "pair_divergence",
     "selection_distribution",
     "student_t_two_sided_p",
 ]
@@ -125,21 +124,6 @@ def selection_distribution(counts: Any) -> np.ndarray:
     if arr.ndim != 2:
         raise ValueError(f"counts must be [sites, experts], got shape {arr.shape}")
     return _normalise("counts", arr)
-
-
-def pair_divergence(img_counts: Any, txt_counts: Any) -> np.ndarray:
-    """JSD (bits) per site between a pair's image-form and text-twin selection counts, both ``[S, E]``.
-
-    Returns ``[S]``; NaN at a site where either form has no selections.
-    """
-    img = _as_float_array("img_counts", img_counts, min_ndim=2)
-    txt = _as_float_array("txt_counts", txt_counts, min_ndim=2)
-    if img.ndim != 2 or img.shape != txt.shape:
-        raise ValueError(
-            "img_counts and txt_counts must both be [sites, experts] of the same shape, "
-            f"got {img.shape} and {txt.shape}"
-        )
-    return np.asarray(jsd_base2(img, txt), dtype=np.float64)
 
 
 def modality_separation(image_token_counts: Any, text_token_counts: Any) -> np.ndarray:
