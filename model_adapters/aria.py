@@ -13,14 +13,7 @@ from typing import Any
 
 import torch
 from lmms_eval.models.simple.aria import DEFAULT_IMAGE_TOKEN, Aria
-from rd_eval_adapters.routing_adapter import (
-    PreparedBatch,
-    Request,
-    RoutingAdapterMixin,
-    default_device,
-    pop_adapter_settings,
-    require_checkpoint_folder,
-)
+from rd_eval_adapters.routing_adapter import PreparedBatch, Request, RoutingAdapterMixin
 
 # The answer budget lmms-eval's Aria uses (it sets it for every request); a task's own max_new_tokens wins.
 ARIA_MAX_NEW_TOKENS = 1024
@@ -46,19 +39,15 @@ def aria_content(context: str, n_images: int) -> list[dict[str, Any]]:
 
 class RDAria(RoutingAdapterMixin, Aria):
     rd_model_id = "rd_aria"
+    rd_default_pretrained = "rhymes-ai/Aria"
     rd_model_classes = MappingProxyType({"aria": "AriaForConditionalGeneration"})
 
-    def __init__(self, pretrained: str = "rhymes-ai/Aria", device: str | None = None, device_map: str = "",
-                 batch_size: int | str = 1, **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs, pretrained)
-        require_checkpoint_folder(pretrained)
-        device = device or default_device()
+    def _rd_device_map(self, device: str) -> str:
         # lmms-eval's Aria reads device_map "" as "one GPU per rank"; on a CPU load on the CPU.
-        device_map = device_map or (device if device == "cpu" else "")
-        self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map,
-                           batch_size=batch_size, **kwargs)
+        return device if device == "cpu" else ""
+
+    def _rd_after_load(self) -> None:
         self.processor = self._image_processor  # the mixin pads and decodes through `self.processor`
-        self._rd_setup(settings, pretrained=pretrained)
 
     def _rd_prepare_batch(self, chunk: list[Request]) -> PreparedBatch:
         texts: list[str] = []

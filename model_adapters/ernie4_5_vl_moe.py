@@ -9,11 +9,9 @@ through the text experts.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from rd_eval_adapters.hf_image_text import HFImageTextModel
-from rd_eval_adapters.routing_adapter import PreparedBatch, Request, RoutingAdapterMixin, pop_adapter_settings
+from rd_eval_adapters.hf_image_text import RoutedImageTextModel
+from rd_eval_adapters.routing_adapter import PreparedBatch, Request
 
 # Baidu's first upload of this checkpoint ran its own remote code (model_type "ernie4_5_moe_vl"); transformers'
 # documentation loads the native weights of the same repository (at the time from revision "refs/pr/11").
@@ -23,18 +21,14 @@ _REMOTE_ERNIE_HINT = (
 )
 
 
-class RDErnie4_5VLMoe(RoutingAdapterMixin, HFImageTextModel):
+class RDErnie4_5VLMoe(RoutedImageTextModel):
     rd_model_id = "rd_ernie4_5_vl_moe"
+    rd_default_pretrained = "baidu/ERNIE-4.5-VL-28B-A3B-PT"
     model_types = ("ernie4_5_vl_moe",)
     model_type_hints = {"ernie4_5_moe_vl": _REMOTE_ERNIE_HINT}
 
-    def __init__(self, pretrained: str = "baidu/ERNIE-4.5-VL-28B-A3B-PT", **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs, pretrained)
-        self._rd_load_base(super().__init__, pretrained=pretrained, **kwargs)
-        self._rd_setup(settings, pretrained=pretrained)
-
     def _rd_prepare_batch(self, chunk: list[Request]) -> PreparedBatch:
-        batch = self.prepare_batch(chunk)
+        batch = super()._rd_prepare_batch(chunk)
         inputs = batch.inputs
         if "moe_mm_token_type_ids" not in inputs or "mm_token_type_ids" not in inputs:
             if bool(torch.isin(inputs["input_ids"], torch.tensor(self.rd_image_token_ids)).any()):
@@ -43,6 +37,3 @@ class RDErnie4_5VLMoe(RoutingAdapterMixin, HFImageTextModel):
                     "mm_token_type_ids: ERNIE would send the vision tokens to its text experts"
                 )
         return batch
-
-    def _rd_finish_text(self, text: str) -> str:
-        return self.finish_text(text)

@@ -13,30 +13,18 @@ from typing import Any
 
 from lmms_eval.models.simple.glm4v import GLM4V
 from rd_eval_adapters.chat_template_batching import ChatTemplateBatching
-from rd_eval_adapters.routing_adapter import (
-    RoutingAdapterMixin,
-    device_and_map,
-    pop_adapter_settings,
-    require_checkpoint_folder,
-)
+from rd_eval_adapters.routing_adapter import RoutingAdapterMixin
 
 MOE_MODEL_TYPE = "glm4v_moe"
 
 
 class RDGlm4vMoe(ChatTemplateBatching, RoutingAdapterMixin, GLM4V):
     rd_model_id = "rd_glm4v_moe"
+    rd_default_pretrained = "zai-org/GLM-4.6V"
     rd_model_classes = MappingProxyType({MOE_MODEL_TYPE: "Glm4vMoeForConditionalGeneration"})
     rd_model_type_hints = MappingProxyType(
         {"glm4v": " (a dense GLM-4.xV such as GLM-4.6V-Flash: it has no MoE routers to record or steer)"}
     )
-
-    def __init__(self, pretrained: str = "zai-org/GLM-4.6V", device: str | None = None,
-                 device_map: str | None = None, **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs, pretrained)
-        require_checkpoint_folder(pretrained)
-        device, device_map = device_and_map(device, device_map)
-        self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map, **kwargs)
-        self._rd_setup(settings, pretrained=pretrained)
 
     def _rd_adjust_inputs(self, inputs: Any) -> Any:
         inputs.pop("token_type_ids", None)  # as GLM4V does: the model's forward takes none

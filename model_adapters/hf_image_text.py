@@ -3,8 +3,8 @@
 lmms-eval 0.7.3 has no class for some MoE VLMs (ERNIE-4.5-VL, native in transformers; Kimi-VL, remote code
 only). `HFImageTextModel` runs any checkpoint that `AutoModelForImageTextToText` (or, for remote code whose
 auto map offers only that, `AutoModelForCausalLM`) and `AutoProcessor` load, on lmms-eval's simple
-`generate_until` requests. The routing adapters put `RoutingAdapterMixin` on top of it and use its
-`prepare_batch` as their `_rd_prepare_batch`.
+`generate_until` requests. `RoutedImageTextModel` puts `RoutingAdapterMixin` on top of it and uses its
+`prepare_batch` as the mixin's `_rd_prepare_batch`; the routing adapters of those families subclass it.
 
 Remote code runs only when `trust_remote_code=true` is in `model_args` (lmms-eval's own classes pass it
 unconditionally); a checkpoint that needs it is refused with a message saying so. Hub kernels stay off unless
@@ -24,7 +24,13 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 from PIL import Image
 from rd_eval_adapters.loading import model_id_hint
-from rd_eval_adapters.routing_adapter import PreparedBatch, Request, default_device
+from rd_eval_adapters.routing_adapter import (
+    PreparedBatch,
+    Request,
+    RoutingAdapterMixin,
+    default_device,
+    positive_batch_size,
+)
 from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -98,12 +104,7 @@ class HFImageTextModel(lmms):
         revision = None if revision in (None, "") else str(revision)
         self.load_policy = LoadPolicy.pop_from({"trust_remote_code": trust_remote_code, "use_kernels": use_kernels})
         trust_remote_code = self.load_policy.trust_remote_code
-        try:
-            self.batch_size_per_gpu = int(batch_size)
-        except (TypeError, ValueError):
-            raise ValueError(f"batch_size={batch_size!r} invalid; give a positive integer") from None
-        if self.batch_size_per_gpu < 1:
-            raise ValueError(f"batch_size={batch_size!r} invalid; give a positive integer")
+        self.batch_size_per_gpu = positive_batch_size(batch_size)
 
         config_dict = checkpoint_config_dict(pretrained, revision)
         self._check_model_type(pretrained, config_dict)
@@ -354,3 +355,14 @@ class HFImageTextModel(lmms):
     def generate_until_multi_round(self, requests) -> list[str]:
         raise NotImplementedError(f"{self._model_name()} implements generate_until only; multi-round "
                                   "generation is not supported")
+
+
+class RoutedImageTextModel(RoutingAdapterMixin, HFImageTextModel):
+    """`HFImageTextModel` with routing records and the intervention: its own batch preparation and answer
+    finish serve the mixin's generation loop. A family names its model id, default checkpoint and model_types."""
+
+    def _rd_prepare_batch(self, chunk: list[Request]) -> PreparedBatch:
+        return self.prepare_batch(chunk)
+
+    def _rd_finish_text(self, text: str) -> str:
+        return self.finish_text(text)

@@ -15,14 +15,7 @@ from typing import Any
 
 from lmms_eval.models.chat.internvl_hf import InternVLHf
 from PIL import Image
-from rd_eval_adapters.routing_adapter import (
-    PreparedBatch,
-    Request,
-    RoutingAdapterMixin,
-    device_and_map,
-    pop_adapter_settings,
-    require_checkpoint_folder,
-)
+from rd_eval_adapters.routing_adapter import PreparedBatch, Request, RoutingAdapterMixin, positive_batch_size
 
 # InternVLHf's defaults for a task that sets none.
 INTERNVL_MAX_NEW_TOKENS = 1024
@@ -30,21 +23,17 @@ INTERNVL_MAX_NEW_TOKENS = 1024
 
 class RDInternVLMoe(RoutingAdapterMixin, InternVLHf):
     rd_model_id = "rd_internvl_moe"
+    rd_default_pretrained = "OpenGVLab/InternVL3_5-30B-A3B-HF"
     rd_model_classes = MappingProxyType({"internvl": "InternVLForConditionalGeneration"})
     is_simple = True  # lmms-eval hands this class (context, gen_kwargs, doc_to_visual, ...) requests
 
-    def __init__(self, pretrained: str = "OpenGVLab/InternVL3_5-30B-A3B-HF", device: str | None = None,
-                 device_map: str | None = None, batch_size: int | str = 1, **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs, pretrained)
-        require_checkpoint_folder(pretrained)
-        device, device_map = device_and_map(device, device_map)
+    def _rd_base_args(self, pretrained: str, model_args: dict[str, Any]) -> dict[str, Any]:
         # InternVLHf accepts batch size 1 only because its own loop is single-request; ours batches.
-        self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map,
-                           batch_size=1, **kwargs)
-        self.batch_size_per_gpu = int(batch_size)
-        if self.batch_size_per_gpu < 1:
-            raise ValueError(f"batch_size={batch_size!r} invalid; give a positive integer")
-        self._rd_setup(settings, pretrained=pretrained)
+        self._rd_batch_size = positive_batch_size(model_args.pop("batch_size", 1))
+        return super()._rd_base_args(pretrained, model_args) | {"batch_size": 1}
+
+    def _rd_after_load(self) -> None:
+        self.batch_size_per_gpu = self._rd_batch_size
 
     def _rd_prepare_batch(self, chunk: list[Request]) -> PreparedBatch:
         texts: list[str] = []

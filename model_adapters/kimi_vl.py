@@ -9,24 +9,10 @@ Its auto map offers `AutoModelForCausalLM`, which the generic class falls back t
 
 from __future__ import annotations
 
-from typing import Any
-
-from rd_eval_adapters.hf_image_text import HFImageTextModel
-from rd_eval_adapters.routing_adapter import PreparedBatch, Request, RoutingAdapterMixin, pop_adapter_settings
+from rd_eval_adapters.hf_image_text import RoutedImageTextModel
 
 
-class RDKimiVL(RoutingAdapterMixin, HFImageTextModel):
+class RDKimiVL(RoutedImageTextModel):
     rd_model_id = "rd_kimi_vl"
+    rd_default_pretrained = "moonshotai/Kimi-VL-A3B-Instruct"
     model_types = ("kimi_vl",)
-
-    def __init__(self, pretrained: str = "moonshotai/Kimi-VL-A3B-Instruct", trust_remote_code: bool = False,
-                 **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs, pretrained)
-        self._rd_load_base(super().__init__, pretrained=pretrained, trust_remote_code=trust_remote_code, **kwargs)
-        self._rd_setup(settings, pretrained=pretrained)
-
-    def _rd_prepare_batch(self, chunk: list[Request]) -> PreparedBatch:
-        return self.prepare_batch(chunk)
-
-    def _rd_finish_text(self, text: str) -> str:
-        return self.finish_text(text)

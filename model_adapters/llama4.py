@@ -8,27 +8,15 @@ from typing import Any
 
 from lmms_eval.models.simple.llama4_scout import Llama4Scout
 from rd_eval_adapters.chat_template_batching import ChatTemplateBatching
-from rd_eval_adapters.routing_adapter import (
-    RoutingAdapterMixin,
-    device_and_map,
-    pop_adapter_settings,
-    require_checkpoint_folder,
-)
+from rd_eval_adapters.routing_adapter import RoutingAdapterMixin
 
 _VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")  # what Llama4Scout reads as a video
 
 
 class RDLlama4(ChatTemplateBatching, RoutingAdapterMixin, Llama4Scout):
     rd_model_id = "rd_llama4"
+    rd_default_pretrained = "meta-llama/Llama-4-Scout-17B-16E-Instruct"
     rd_model_classes = MappingProxyType({"llama4": "Llama4ForConditionalGeneration"})
-
-    def __init__(self, pretrained: str = "meta-llama/Llama-4-Scout-17B-16E-Instruct", device: str | None = None,
-                 device_map: str | None = None, **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs, pretrained)
-        require_checkpoint_folder(pretrained)
-        device, device_map = device_and_map(device, device_map)
-        self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map, **kwargs)
-        self._rd_setup(settings, pretrained=pretrained)
 
     def _rd_visual_parts(self, visual: Any) -> list[dict[str, Any]]:
         if isinstance(visual, str) and visual.endswith(_VIDEO_SUFFIXES):

@@ -8,32 +8,16 @@ class comes from the checkpoint's config.json `model_type` (rd_eval_adapters.loa
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any
 
 from lmms_eval.models.simple.qwen3_5 import Qwen3_5
 from lmms_eval.models.simple.qwen3_vl import Qwen3_VL
-from rd_eval_adapters.routing_adapter import (
-    PreparedBatch,
-    Request,
-    RoutingAdapterMixin,
-    device_and_map,
-    pop_adapter_settings,
-    require_checkpoint_folder,
-)
+from rd_eval_adapters.routing_adapter import PreparedBatch, Request, RoutingAdapterMixin
 
 _DENSE = " (a dense checkpoint: it has no MoE routers to record or steer)"
 
 
 class _QwenVLRouting(RoutingAdapterMixin):
-    """Shared set-up: check the checkpoint folder, default the device, then let lmms-eval's class load."""
-
-    def __init__(self, pretrained: str, device: str | None = None, device_map: str | None = None,
-                 **kwargs: Any) -> None:
-        settings = pop_adapter_settings(kwargs, pretrained)
-        require_checkpoint_folder(pretrained)
-        device, device_map = device_and_map(device, device_map)
-        self._rd_load_base(super().__init__, pretrained=pretrained, device=device, device_map=device_map, **kwargs)
-        self._rd_setup(settings, pretrained=pretrained)
+    """What both Qwen classes share: lmms-eval's own batch preparation and thinking-block strip."""
 
     def _rd_prepare_batch(self, chunk: list[Request]) -> PreparedBatch:
         inputs, _contexts, gen_kwargs, until = self._preprocess_chunk(chunk)
@@ -45,17 +29,13 @@ class _QwenVLRouting(RoutingAdapterMixin):
 
 class RDQwen3VLMoe(_QwenVLRouting, Qwen3_VL):
     rd_model_id = "rd_qwen3_vl_moe"
+    rd_default_pretrained = "Qwen/Qwen3-VL-30B-A3B-Instruct"
     rd_model_classes = MappingProxyType({"qwen3_vl_moe": "Qwen3VLMoeForConditionalGeneration"})
     rd_model_type_hints = MappingProxyType({"qwen3_vl": _DENSE})
-
-    def __init__(self, pretrained: str = "Qwen/Qwen3-VL-30B-A3B-Instruct", **kwargs: Any) -> None:
-        super().__init__(pretrained=pretrained, **kwargs)
 
 
 class RDQwen3_5Moe(_QwenVLRouting, Qwen3_5):
     rd_model_id = "rd_qwen3_5_moe"
+    rd_default_pretrained = "Qwen/Qwen3.5-35B-A3B"
     rd_model_classes = MappingProxyType({"qwen3_5_moe": "Qwen3_5MoeForConditionalGeneration"})
     rd_model_type_hints = MappingProxyType({"qwen3_5": _DENSE, "qwen3_5_text": _DENSE})
-
-    def __init__(self, pretrained: str = "Qwen/Qwen3.5-35B-A3B", **kwargs: Any) -> None:
-        super().__init__(pretrained=pretrained, **kwargs)

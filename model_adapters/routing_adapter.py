@@ -1,11 +1,14 @@
 """The one adapter layer that adds routing records and the intervention to any family's lmms-eval class.
 
-A family adapter subclasses lmms-eval's own model class (or ours, where lmms-eval has none) together with
-`RoutingAdapterMixin`, pops the routing settings, loads through `_rd_load_base` (the base `__init__`, made to
-work on a multi-process CPU run too, and, for an lmms-eval base class, to load by rd-eval's loading policy:
-the model class from the checkpoint's model_type, no remote code and no hub kernels unless model_args opt in;
-see `rd_eval_adapters.loading`), and provides `_rd_prepare_batch(chunk) -> PreparedBatch`, the base class's
-own preprocessing where lmms-eval factors one out. The mixin owns the generation loop so that it can:
+`RoutingAdapterMixin` owns the recipe every family shares: its `__init__` pops the routing settings from
+`model_args`, checks the checkpoint folder, picks the device, loads the base class (the base `__init__`, made to
+work on a multi-process CPU run too, and, for an lmms-eval base class, to load by rd-eval's loading policy: the
+model class from the checkpoint's model_type, no remote code and no hub kernels unless model_args opt in; see
+`rd_eval_adapters.loading`) and sets up routing. A family adapter subclasses the mixin and its lmms-eval base
+class (or ours, where lmms-eval has none) and states only what differs: its model id, default checkpoint and
+model classes, and `_rd_prepare_batch(chunk) -> PreparedBatch` (the base class's own preprocessing where
+lmms-eval factors one out), plus any quirk through the named hooks (`_rd_device_map`, `_rd_base_args`,
+`_rd_after_load`, `_rd_decode`, `_rd_finish_text`). The mixin owns the generation loop so that it can:
 - batch only requests of the same task (lmms-eval 0.7.3's Qwen3-VL loop applies the first request's
   `doc_to_visual` to the whole batch, which would give a text twin its image-form partner's image);
 - check that an image-form prompt really carries image tokens;
@@ -36,16 +39,14 @@ from tqdm import tqdm
 
 from rd_eval.analysis.flips import noop_message
 from rd_eval.models.checkpoints import LoadPolicy
-from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
     CheckpointRef,
     DocIdentity,
     ShardWriter,
-    document_record,
     error_record,
     routing_folder,
 )
-from rd_eval.routing.session import RoutingHooksNotFiredError, routing_session
+from rd_eval.routing.session import RoutingHooksNotFiredError, RoutingSession, routing_session
 from rd_eval.routing.settings import RoutingSettings, pop_routing_settings
 from rd_eval.routing.site_table import SiteTable
 from rd_eval.routing.sites import find_router_sites, image_token_ids
@@ -55,17 +56,23 @@ from rd_eval.vocabulary.task_names import form_of_task
 
 # A request tuple of lmms-eval's simple generate_until: (context, gen_kwargs, doc_to_visual, doc_id, task, split)
 Request = tuple[str, dict, Any, int, str, str]
+# A batch answered: one response per request, and the routing records of its documents (none when not recording)
+AnsweredBatch = tuple[list[str], list[dict[str, Any]]]
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def device_and_map(device: str | None, device_map: str | None) -> tuple[str, str]:
-    """The device (default: CUDA when there is one, else the CPU) and a device_map that keeps a CPU run on
-    the CPU (lmms-eval's classes move inputs to "cuda" whenever device_map is "auto")."""
-    device = device or default_device()
-    return device, device_map or (device if device == "cpu" else "auto")
+def positive_batch_size(value: Any) -> int:
+    """model_args' batch_size as a positive integer."""
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"batch_size={value!r} invalid; give a positive integer") from None
+    if size < 1:
+        raise ValueError(f"batch_size={value!r} invalid; give a positive integer")
+    return size
 
 
 def require_checkpoint_folder(pretrained: str) -> None:
@@ -164,13 +171,39 @@ class RoutingAdapterMixin:
     """Mixed in before an lmms-eval model class; see the module docstring."""
 
     rd_model_id: str = ""
+    rd_default_pretrained: str = ""  # the checkpoint when model_args name none
     # An lmms-eval base class: checkpoint model_type -> the transformers model class it loads as (any other
     # model_type is refused, with `rd_model_type_hints`' words where given). Empty: the base class is ours
-    # (HFImageTextModel), which applies the loading policy itself.
+    # (HFImageTextModel), which checks the checkpoint, picks the device and applies the loading policy itself.
     rd_model_classes: Mapping[str, str] = MappingProxyType({})
     rd_model_type_hints: Mapping[str, str] = MappingProxyType({})
 
     # -- set-up ----------------------------------------------------------------------------------------
+    def __init__(self, pretrained: str | None = None, **model_args: Any) -> None:
+        pretrained = pretrained or self.rd_default_pretrained
+        settings = pop_adapter_settings(model_args, pretrained)
+        self._rd_load_base(super().__init__, **self._rd_base_args(pretrained, model_args))
+        self._rd_after_load()
+        self._rd_setup(settings, pretrained=pretrained)
+
+    def _rd_base_args(self, pretrained: str, model_args: dict[str, Any]) -> dict[str, Any]:
+        """The base constructor's arguments (routing settings already popped). For an lmms-eval base class: the
+        checkpoint folder checked and the device defaulted (lmms-eval's classes assume a GPU)."""
+        if not self.rd_model_classes:
+            return {"pretrained": pretrained, **model_args}
+        require_checkpoint_folder(pretrained)
+        device = model_args.pop("device", None) or default_device()
+        device_map = model_args.pop("device_map", None) or self._rd_device_map(device)
+        return {"pretrained": pretrained, "device": device, "device_map": device_map, **model_args}
+
+    def _rd_device_map(self, device: str) -> str:
+        """The device_map when model_args give none: a CPU run stays on the CPU (lmms-eval's classes move inputs
+        to "cuda" whenever device_map is "auto")."""
+        return device if device == "cpu" else "auto"
+
+    def _rd_after_load(self) -> None:
+        """The family's touch on the loaded base class, before routing is set up."""
+
     def _rd_load_base(self, base_init: Callable[..., None], **kwargs: Any) -> None:
         """Run the base class's constructor under the loading policy; on a multi-process CPU run, as one
         process, then set the ranks."""
@@ -295,13 +328,13 @@ class RoutingAdapterMixin:
     def _rd_identity(self, args: Request) -> DocIdentity:
         return DocIdentity(task=str(args[4]), doc_id=int(args[3]), form=form_of_task(str(args[4])))
 
-    def _rd_failed(self, args: Request, reason: str) -> tuple[list[str], list[dict[str, Any]]]:
+    def _rd_failed(self, args: Request, reason: str) -> AnsweredBatch:
         logger.warning(f"[rd-eval] {args[4]} doc {args[3]}: {reason}")
         record = error_record(self._rd_identity(args), model=self.rd_model_id, checkpoint=self.rd_checkpoint,
                               intervention_hash=self.rd_settings.intervention_hash, error=reason)
         return [error_response(reason)], [record]
 
-    def _rd_run_chunk(self, chunk: list[Request], session) -> tuple[list[str], list[dict[str, Any]]]:
+    def _rd_run_chunk(self, chunk: list[Request], session: RoutingSession) -> AnsweredBatch:
         """Run one batch; on any failure, rerun its documents one by one so only the culprit fails.
 
         Router hooks that did not fire are no document's failure: the model as loaded cannot be routed, so
@@ -325,7 +358,7 @@ class RoutingAdapterMixin:
             records.extend(one_records)
         return responses, records
 
-    def _rd_generate_batch(self, chunk: list[Request], session) -> tuple[list[str], list[dict[str, Any]]]:
+    def _rd_generate_batch(self, chunk: list[Request], session: RoutingSession) -> AnsweredBatch:
         visuals_seen: list[Any] = []
         real_doc_to_visual = chunk[0][2]
 
@@ -344,7 +377,9 @@ class RoutingAdapterMixin:
         session.begin(len(chunk), stop_token_ids=None if eos is None else list(eos if isinstance(eos, list) else [eos]))
         with torch.inference_mode():
             output_ids = self.model.generate(**inputs, **generate_kwargs)
-        routing: BatchRouting | None = session.finish_batch().routing  # the effect is summed in the session
+        records = session.finish_batch_records([self._rd_identity(args) for args in chunk], model=self.rd_model_id,
+                                               checkpoint=self.rd_checkpoint,
+                                               intervention_hash=self.rd_settings.intervention_hash)
         new_tokens = [out[len(inp):] for inp, out in zip(inputs["input_ids"], output_ids, strict=True)]
         responses = []
         for text in self._rd_decode(new_tokens):
@@ -352,12 +387,6 @@ class RoutingAdapterMixin:
                 if stop:
                     text = text.split(stop)[0]
             responses.append(self._rd_finish_text(text))
-        records = []
-        if routing is not None:
-            for row, args in enumerate(chunk):
-                records.append(document_record(self._rd_identity(args), routing, row, model=self.rd_model_id,
-                                               checkpoint=self.rd_checkpoint,
-                                               intervention_hash=self.rd_settings.intervention_hash))
         return responses, records
 
     def _rd_check_images(self, chunk: list[Request], input_ids: torch.Tensor, visuals: list[Any]) -> None:

@@ -32,6 +32,7 @@ from rd_eval.routing.recording import (
     RoutingRecorder,
     TokenLayout,
 )
+from rd_eval.routing.records import CheckpointRef, DocIdentity, document_record
 from rd_eval.routing.sites import RouterSite, find_router_sites, image_token_ids, model_family
 from rd_eval.routing.spec import InterventionSpec
 from rd_eval.routing.steering import steer_logits
@@ -155,6 +156,18 @@ class RoutingSession:
         if effect is not None:
             self.effect_totals += effect.sum(axis=0)
         return FinishedBatch(routing=routing, effect=effect)
+
+    def finish_batch_records(self, identities: Sequence[DocIdentity], *, model: str, checkpoint: CheckpointRef,
+                             intervention_hash: str) -> list[dict[str, Any]]:
+        """End the batch begun by `begin` (as `finish_batch`) and return its documents' routing records, one per
+        row in batch order (`identities[row]` names row `row`); none when the session does not record."""
+        routing = self.finish_batch().routing
+        if routing is None:
+            return []
+        if len(identities) != routing.batch_size:
+            raise ValueError(f"{len(identities)} document identities for a batch of {routing.batch_size}")
+        return [document_record(identity, routing, row, model=model, checkpoint=checkpoint,
+                                intervention_hash=intervention_hash) for row, identity in enumerate(identities)]
 
     def install(self) -> None:
         if self.recorder is None and not self.plans:
