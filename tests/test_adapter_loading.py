@@ -145,8 +145,7 @@ def test_routing_loads_have_hub_kernels_off_without_any_environment_variable(
     class, the demo's and `rd-eval experts`' probing loads) turn them off explicitly."""
     from transformers import AutoModelForImageTextToText
 
-    from rd_eval.commands.demo import _load_for_probing
-    from rd_eval.commands.experts import load_model
+    from rd_eval.models.loading import load_model
 
     monkeypatch.delenv("USE_HUB_KERNELS", raising=False)
     assert AutoModelForImageTextToText.from_pretrained(tiny_dir).use_kernels  # what a plain load would do
@@ -154,8 +153,8 @@ def test_routing_loads_have_hub_kernels_off_without_any_environment_variable(
         adapter = _adapter(model_id)(pretrained=str(checkpoint), record_routing="false")
         assert adapter.model.use_kernels is False, model_id
         assert adapter.load_policy.describe() == "trust_remote_code=false, use_kernels=false"
-    assert _load_for_probing(tiny_dir)[0].use_kernels is False
-    assert load_model(tiny_dir)[0].use_kernels is False
+    assert load_model(tiny_dir, dtype="bfloat16", device="cpu")[0].use_kernels is False  # the demo's
+    assert load_model(tiny_dir)[0].use_kernels is False  # `rd-eval experts`'
 
 
 def test_use_kernels_true_in_model_args_reaches_from_pretrained(tiny_dir: Path, ernie_dir: Path,

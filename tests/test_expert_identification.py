@@ -26,7 +26,7 @@ from routing_contract import encode, record_forward
 
 from rd_eval.analysis.divergence import jsd_base2
 from rd_eval.commands.experts import ExpertsConfig, ExpertsInputError, identify, run_experts
-from rd_eval.experts.identify import probe_routing
+from rd_eval.experts.pipeline import probe_routing
 from rd_eval.experts.probes import (
     PROBE_DIR_ENV,
     ProbeError,
@@ -197,7 +197,7 @@ def planted(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 def precision_recall(found: ExpertSet, truth: dict[int, tuple[int, ...]]) -> tuple[float, float]:
-    got = {(layer, e) for layer, experts in found.experts_by_layer().items() for e in experts}
+    got = {(layer, e) for (layer, _), experts in found.experts_by_site_key().items() for e in experts}
     want = {(layer, e) for layer, experts in truth.items() for e in experts}
     hits = len(got & want)
     return hits / max(len(got), 1), hits / len(want)
@@ -214,7 +214,7 @@ def recovered(planted: dict[str, Any]) -> ExpertSet:
 def test_identify_recovers_planted_domain_experts(planted: dict[str, Any], recovered: ExpertSet) -> None:
     found = recovered
     precision, recall = precision_recall(found, planted["sets"])
-    print(f"planted {planted['sets']} found {found.experts_by_layer()} P={precision:.2f} R={recall:.2f}")
+    print(f"planted {planted['sets']} found {found.experts_by_site_key()} P={precision:.2f} R={recall:.2f}")
     assert precision >= 0.9 and recall >= 0.9
     assert found.kind == "domain" and [layer.moe_index for layer in found.layers] == list(PLANT_LAYERS)
     assert found.method["domain_probe"]["name"] == "rd_demo" and found.method["n"] == N_PROBES
@@ -235,7 +235,7 @@ def test_cli_recovers_planted_experts(planted: dict[str, Any], tmp_path: Path) -
     found = ExpertSet.load(out)
     assert found.model == str(planted["dir"].absolute())
     precision, recall = precision_recall(found, planted["sets"])
-    assert precision >= 0.9 and recall >= 0.9, (found.experts_by_layer(), planted["sets"])
+    assert precision >= 0.9 and recall >= 0.9, (found.experts_by_site_key(), planted["sets"])
 
 
 def paired_routing(model: torch.nn.Module, processor: Any, problems: list[Any],
@@ -277,7 +277,7 @@ def test_visual_experts_avoid_planted_sets(planted: dict[str, Any]) -> None:
     cfg = ExpertsConfig(pretrained=planted["dir"], out=Path("unused.json"), n=6, visual=True)
     found = identify(planted["model"], planted["processor"], cfg, "planted")
     assert found.kind == "visual" and found.method["image_probe"] == "rd_demo"
-    for layer, experts in found.experts_by_layer().items():
+    for (layer, _), experts in found.experts_by_site_key().items():
         assert not set(experts) & set(planted["sets"][layer])  # image tokens were pushed off D_l
 
 

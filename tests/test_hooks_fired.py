@@ -27,7 +27,7 @@ from routing_contract import (
 from skipped_routers import router_skipped, skip_routers_of_class
 from torch import nn
 
-from rd_eval.experts.identify import probe_routing
+from rd_eval.experts.pipeline import probe_routing
 from rd_eval.routing.firing import FiringCheck, RoutingHooksNotFiredError
 from rd_eval.routing.session import routing_session
 from rd_eval.routing.sites import RouterSite, UnsupportedModelError, find_router_sites

@@ -22,8 +22,9 @@ from conftest import load_tiny_model, load_tiny_processor
 from test_runs import write_run
 
 from rd_eval.analysis.divergence import band_sites
-from rd_eval.commands.experts import ExpertsConfig, identify, image_probe_routing, load_model, run_experts, summary
-from rd_eval.experts.identify import domain_expert_set, probe_routing, selection_frequency, top_positive_experts
+from rd_eval.commands.experts import ExpertsConfig, identify, load_model, run_experts, summary
+from rd_eval.experts.identify import domain_expert_set, selection_frequency, top_positive_experts
+from rd_eval.experts.pipeline import image_probe_routing, probe_routing
 from rd_eval.experts.probes import load_image_probes
 from rd_eval.reports.report import build_report, to_csv, to_json, to_markdown
 from rd_eval.routing.recording import BatchRouting

@@ -19,10 +19,11 @@ from typing import Any
 
 from rd_eval.analysis.flips import flip_rates_by_benchmark
 from rd_eval.analysis.gaps import compare_runs
-from rd_eval.experts.identify import domain_expert_set, general_probe_texts, probe_routing, selection_frequency
+from rd_eval.experts.identify import general_probe_texts
 from rd_eval.fileio.jsonio import read_json, write_json_atomic, write_text_atomic
 from rd_eval.lmms.runner import LmmsEvalRunError, lmms_eval_command, run_lmms_eval
 from rd_eval.lmms.runs import RunRecord, load_paired_samples
+from rd_eval.models.loading import load_model
 from rd_eval.models.tiny import ensure_tiny, supported_tiny_families
 from rd_eval.rendering.gaps_markdown import gaps_markdown as to_markdown
 from rd_eval.routing.records import merge_routing_records, routing_folder
@@ -100,31 +101,17 @@ def check_checkpoint(path: Path) -> tuple[Path, str]:
     return folder, model_type
 
 
-def _load_for_probing(checkpoint: Path) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    from rd_eval.models.checkpoints import ROUTING_LOAD
-
-    # Same dtype as lmms-eval's Qwen3-VL class uses for evaluation, so the probes see the same routing; no hub
-    # kernels (they may bypass the router hooks), no checkpoint code.
-    model = AutoModelForImageTextToText.from_pretrained(checkpoint, dtype=torch.bfloat16,
-                                                        **ROUTING_LOAD.model_kwargs()).eval()
-    return model, AutoProcessor.from_pretrained(checkpoint, **ROUTING_LOAD.code_kwargs())
-
-
 def identify_experts(checkpoint: Path, model_name: str, cfg: DemoConfig) -> InterventionSpec:
-    from rd_eval.commands.experts import default_top_n, model_site_table
+    """The soft intervention on the checkpoint's domain experts: held-out rd_demo text problems vs rd-eval's
+    general probe set."""
+    from rd_eval.experts.pipeline import identify_domain_experts
 
-    model, processor = _load_for_probing(checkpoint)
-    sites = model_site_table(model)  # rows of Φ: the band and the set name (MoE layer, group), never a row index
-    band = cfg.band.resolve(sites.num_moe_layers)
+    # bfloat16, as lmms-eval's Qwen3-VL class evaluates, so that the probes see the routing the runs will see.
+    model, processor = load_model(checkpoint, dtype="bfloat16", device="cpu")
     domain = [p.text_twin for p in generate_problems(cfg.probe_size, cfg.seed + DOMAIN_PROBE_SEED_OFFSET)]
     general = general_probe_texts()[: cfg.probe_size]
-    phi_domain = selection_frequency(probe_routing(model, processor, domain), "prompt")
-    phi_general = selection_frequency(probe_routing(model, processor, general), "prompt")
-    experts = domain_expert_set(
-        phi_domain, phi_general, band=band, top_n=default_top_n(sites, None), model=model_name, sites=sites,
+    experts = identify_domain_experts(
+        model, processor, domain, general, band=cfg.band, top=None, model_name=model_name,
         method={"domain_probe": f"rd_demo generator, seed {cfg.seed + DOMAIN_PROBE_SEED_OFFSET}, n={len(domain)}",
                 "general_probe": f"rd-eval general_probe.txt, n={len(general)}", "token_scope": "prompt"},
     )

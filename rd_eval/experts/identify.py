@@ -22,7 +22,7 @@ from rd_eval.routing.site_table import SiteTable
 from rd_eval.routing.spec import ExpertSet, LayerExperts
 from rd_eval.vocabulary.scopes import SCOPE_MEMBERS
 
-if TYPE_CHECKING:  # identification from records needs no torch; probing a model imports it where used
+if TYPE_CHECKING:  # the statistics need no torch (probing a model: rd_eval.experts.pipeline)
     from rd_eval.routing.recording import BatchRouting
 
 
@@ -132,27 +132,3 @@ def visual_expert_set(phi_image: np.ndarray, phi_text: np.ndarray, *, band: Sequ
                              phi_image, phi_text, ("image", "text"), band=band, top_n=top_n, model=model,
                              method=method, sites=sites)
 
-
-def probe_routing(model: Any, processor: Any, texts: Sequence[str], *, batch_size: int = 8,
-                  system_prompt: str | None = "You are a helpful assistant.") -> list[BatchRouting]:
-    """Prefill-only routing statistics of `texts`, each formatted with the model's chat template."""
-    import torch
-
-    from rd_eval.routing.session import routing_session
-
-    device = next(model.parameters()).device
-    batches: list[BatchRouting] = []
-    with routing_session(model, record=True) as session, torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            chunk = texts[start : start + batch_size]
-            prompts = []
-            for text in chunk:
-                messages = [{"role": "user", "content": [{"type": "text", "text": text}]}]
-                if system_prompt:
-                    messages.insert(0, {"role": "system", "content": system_prompt})
-                prompts.append(processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-            inputs = processor(text=prompts, padding=True, padding_side="left", return_tensors="pt").to(device)
-            session.begin(len(chunk))
-            model(**inputs)
-            batches.append(session.recorder.finish_batch())
-    return batches
