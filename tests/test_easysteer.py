@@ -147,14 +147,14 @@ def test_easysteer_modes_and_defaults_map_to_rd_eval() -> None:
     glm = load_layer_map(GLM_REAL)
     soft = from_easysteer(_es(L2={"mode": "soft", "expert_ids": [4, 1]}, L40={"mode": "soft", "expert_ids": [9]}), glm)
     assert (soft.mode, soft.strength, soft.token_scope) == ("soft", 0.5, "all")  # EasySteer's default lambda
-    assert soft.experts.experts_by_layer() == {1: (4, 1), 39: (9,)} and soft.band.layers == (1, 39)
+    assert soft.experts.experts_by_site_key() == {(1, ""): (4, 1), (39, ""): (9,)} and soft.band.layers == (1, 39)
     qwen = load_layer_map(REFERENCE / "Qwen__Qwen3-VL-30B-A3B-Instruct")  # top-8 of a softmax: EasySteer's topk 8
     topk = from_easysteer(_es(L5={"mode": "soft_topk", "expert_ids": [3], "lambda": 2}), qwen)
     assert (topk.mode, topk.strength) == ("soft_topk", 2.0)
     assert to_easysteer(topk, qwen)["layer_configs"] == {"5": {"mode": "soft_topk", "expert_ids": [3], "lambda": 2.0,
                                                                 "topk": 8}}
     off = from_easysteer(_es(L7={"mode": "suppress", "expert_ids": [3], "deactivate_ids": [6]}), qwen)  # an alias
-    assert off.mode == "suppress" and off.experts.experts_by_layer() == {7: (3, 6)}
+    assert off.mode == "suppress" and off.experts.experts_by_site_key() == {(7, ""): (3, 6)}
     assert to_easysteer(off, qwen)["layer_configs"] == {"7": {"mode": "deactivate", "expert_ids": [3, 6]}}
 
 
@@ -328,7 +328,7 @@ def test_intervention_file_in_easysteer_format_is_detected_and_mapped(tiny_root:
     kwargs = {"pretrained": str(glm), "intervention": str(path)}
     spec = pop_routing_settings(kwargs).intervention
     assert kwargs == {"pretrained": str(glm)}  # the checkpoint stays for the base class
-    assert spec is not None and spec.experts.experts_by_layer() == {1: (0, 5)} and spec.strength == 3.0
+    assert spec is not None and spec.experts.experts_by_site_key() == {(1, ""): (0, 5)} and spec.strength == 3.0
     assert pop_routing_settings({"intervention": str(path)}, pretrained=str(glm)).intervention == spec
     with pytest.raises(SpecError, match=r"mapping them needs the checkpoint \(pretrained=DIR\)"):
         pop_routing_settings({"intervention": str(path)})

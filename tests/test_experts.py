@@ -11,11 +11,11 @@ from torch import nn
 from rd_eval.experts.identify import (
     domain_expert_set,
     general_probe_texts,
-    probe_routing,
     records_selection_frequency,
     selection_frequency,
     top_positive_experts,
 )
+from rd_eval.experts.pipeline import probe_routing
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import DocIdentity, document_record, error_record
 from rd_eval.routing.session import plan_intervention
@@ -72,7 +72,7 @@ def test_domain_expert_set_records_method_and_band(tmp_path: Any) -> None:
     assert expert_set.kind == "domain" and expert_set.model == "tiny/model"
     assert expert_set.method == {"statistic": "delta_phi = phi(domain) - phi(general)", "top_n": 2,
                                  "band_layers": [0, 2], "domain_probe": "gsm8k", "n": 20}
-    assert expert_set.experts_by_layer() == {0: (1, 2), 2: (2, 5)}
+    assert expert_set.experts_by_site_key() == {(0, ""): (1, 2), (2, ""): (2, 5)}
     np.testing.assert_allclose([s for le in expert_set.layers for s in le.scores], [0.3, 0.3, 0.4, 0.3])
     assert ExpertSet.load(expert_set.save(tmp_path / "domain.json")) == expert_set
 
@@ -89,6 +89,11 @@ def test_domain_expert_set_all_negative_is_empty() -> None:
 
 
 # -- selection_frequency -----------------------------------------------------------------------------------
+def one_row(batch: BatchRouting, row: int) -> BatchRouting:
+    """Document `row` of a batch, as a batch of one."""
+    return BatchRouting(batch.counts[row : row + 1], batch.prob_sums[row : row + 1], batch.tokens[row : row + 1])
+
+
 def synthetic_batches() -> list[BatchRouting]:
     """Two batches, 2 layers, 3 experts, top-2; base scopes (prompt_text, prompt_image, generated)."""
     counts_a = np.array(
@@ -137,14 +142,14 @@ def test_selection_frequency_by_hand(scope: str, expected: list[list[float]]) ->
 def test_selection_frequency_default_scope_is_prompt() -> None:
     np.testing.assert_array_equal(selection_frequency(synthetic_batches()),
                                   selection_frequency(synthetic_batches(), "prompt"))
-    one_doc = synthetic_batches()[1].row(1)
+    one_doc = one_row(synthetic_batches()[1], 1)
     np.testing.assert_allclose(selection_frequency([one_doc], "image"), [[2 / 2, 1 / 2, 1 / 2], [1 / 2, 2 / 2, 1 / 2]])
 
 
 def test_selection_frequency_errors() -> None:
     with pytest.raises(ValueError, match="at least one batch"):
         selection_frequency([])
-    text_only = synthetic_batches()[1].row(0)
+    text_only = one_row(synthetic_batches()[1], 0)
     with pytest.raises(ValueError, match="no tokens in scope 'image'"):
         selection_frequency([text_only], "image")
 
@@ -199,7 +204,7 @@ def test_domain_experts_from_probes_plan_on_tiny_model(tiny_model: nn.Module, ti
         assert len(layer.experts) == min(4, positive)
     assert not expert_set.is_empty
     plans = plan_intervention(InterventionSpec(experts=expert_set), find_router_sites(tiny_model))
-    assert {p.moe_index: p.experts for p in plans} == expert_set.experts_by_layer()
+    assert {(p.moe_index, p.group): p.experts for p in plans} == expert_set.experts_by_site_key()
 
 
 def test_selection_frequency_of_records_equals_that_of_their_batches() -> None:

@@ -46,10 +46,9 @@ def record(*, deferred: bool, flush_every_call: bool = True) -> recording.BatchR
     for lay, layers in calls(0):
         recorder.add_tokens(lay)
         for index, (logits, selected) in enumerate(layers):
-            if deferred:
-                recorder.add_logits(index, lay, logits, selected)
-            else:
-                recorder.add_layer(index, lay, softmax(logits), selected)
+            recorder.add_logits(index, lay, logits, selected)
+            if not deferred:
+                recorder.flush()  # each layer accumulated at once
         if deferred and flush_every_call:
             recorder.flush()
     return recorder.finish_batch()

@@ -199,11 +199,10 @@ def test_counts_alone_equal_counts_in_padded_batch(tiny_model: nn.Module, tiny_p
     # Prompt: every real token once, padding never; generated: one forward per new token but the last.
     expected_tokens = np.array([[real_a - n_image, n_image, 3]], dtype=np.float32)
     np.testing.assert_array_equal(r_alone.tokens, expected_tokens)
-    a_in_batch = r_batch.row(1)
-    np.testing.assert_array_equal(a_in_batch.tokens, expected_tokens)
+    np.testing.assert_array_equal(r_batch.tokens[1:2], expected_tokens)
     # Exact equality of the selections, all scopes (observed: no top-k flips from batched attention).
-    np.testing.assert_array_equal(a_in_batch.counts, r_alone.counts)
-    np.testing.assert_allclose(a_in_batch.prob_sums, r_alone.prob_sums, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(r_batch.counts[1:2], r_alone.counts)
+    np.testing.assert_allclose(r_batch.prob_sums[1:2], r_alone.prob_sums, rtol=1e-5, atol=1e-4)
     real_b = int(batched["attention_mask"][0].sum())
     n_image_b = int((batched["input_ids"][0] == tiny_model.config.image_token_id).sum())
     np.testing.assert_array_equal(r_batch.tokens[0], [real_b - n_image_b, n_image_b, 3])
@@ -222,8 +221,8 @@ def test_rows_finished_at_eos_count_no_more_generated_tokens(tiny_model: nn.Modu
     new_batch = ids_batch[:, batched["input_ids"].shape[1]:]
     assert int(new_batch[1, 0]) == first and int(new_batch[0, 0]) != first and new_batch.shape[1] == 4
     assert r_alone.tokens[0, GENERATED] == 0
-    np.testing.assert_array_equal(r_batch.row(1).tokens, r_alone.tokens)  # actual: generated 3.0, not 0.0
-    np.testing.assert_array_equal(r_batch.row(1).counts, r_alone.counts)
+    np.testing.assert_array_equal(r_batch.tokens[1:2], r_alone.tokens)  # actual: generated 3.0, not 0.0
+    np.testing.assert_array_equal(r_batch.counts[1:2], r_alone.counts)
 
 
 # -- 4. intervention modes ------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def test_expert_set_validation(make: Any, message: str) -> None:
 
 def test_expert_set_views() -> None:
     expert_set = make_set()
-    assert expert_set.experts_by_layer() == {2: (1, 5), 3: (7,), 4: (0, 15)}
+    assert expert_set.experts_by_site_key() == {(2, ""): (1, 5), (3, ""): (7,), (4, ""): (0, 15)}
     assert not expert_set.is_empty
     assert make_set(layers=(LayerExperts(1, ()), LayerExperts(2, ()))).is_empty
     assert make_set(layers=()).is_empty

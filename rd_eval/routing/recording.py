@@ -7,7 +7,7 @@ Padding tokens carry weight 0 and are never counted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,14 +64,6 @@ class BatchRouting:
             self.prob_sums[:, :, members, :].sum(axis=2),
             self.tokens[:, members].sum(axis=1),
         )
-
-    def row(self, index: int) -> BatchRouting:
-        return self.select_rows([index])
-
-    def select_rows(self, rows: Sequence[int]) -> BatchRouting:
-        idx = np.asarray(rows, dtype=np.int64)
-        effect = None if self.effect is None else self.effect[idx]
-        return BatchRouting(self.counts[idx], self.prob_sums[idx], self.tokens[idx], effect)
 
 
 # Router logits held back for one batched accumulation, at most (elements): 64 MiB of float32, so a long prefill
@@ -140,12 +132,6 @@ class RoutingRecorder:
         self.flush()  # a previous call's layers, should its end not have been seen
         cells = self._cells_of(layout)
         self._tokens.view(-1).index_add_(0, cells.slot, cells.weight)
-
-    def add_layer(self, moe_index: int, layout: TokenLayout, probs: torch.Tensor, selected: torch.Tensor) -> None:
-        """Accumulate one layer now. probs: [N, E] float router probabilities; selected: [N, k] expert ids."""
-        if self._counts is None:
-            return
-        self._accumulate(moe_index, 1, layout, self._local(probs), self._local(selected))
 
     def add_logits(self, moe_index: int, layout: TokenLayout, logits: torch.Tensor, selected: torch.Tensor) -> None:
         """Hold one layer's float router logits [N, E] and selection [N, k] for the next `flush`."""

@@ -212,10 +212,6 @@ class ExpertSet:
                     raise SpecError(f"expert set layer {row.label()}: experts {bad} out of range; that site has "
                                     f"experts 0..{row.num_experts - 1}")
 
-    def experts_by_layer(self) -> dict[int, tuple[int, ...]]:
-        """Experts per MoE layer for families with one router per layer (group "")."""
-        return {layer.moe_index: layer.experts for layer in self.layers if layer.experts and not layer.group}
-
     def experts_by_site_key(self) -> dict[tuple[int, str], tuple[int, ...]]:
         """Experts per (MoE layer, expert group)."""
         return {(layer.moe_index, layer.group): layer.experts for layer in self.layers if layer.experts}
