@@ -12,7 +12,6 @@ from test_runs import results_json, sample_line
 
 from rd_eval.commands.main import main
 from rd_eval.reports.leaderboard import (
-    SIX_BENCHMARKS,
     LeaderboardInputError,
     build_leaderboard,
     to_csv,
@@ -20,6 +19,7 @@ from rd_eval.reports.leaderboard import (
     to_html,
     to_markdown,
 )
+from rd_eval.vocabulary.task_names import SIX_BENCHMARKS
 
 N = 10
 

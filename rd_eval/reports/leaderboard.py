@@ -22,22 +22,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from rd_eval.analysis.gaps import pair_forms
+from rd_eval.analysis.accuracy_cells import (
+    METRICS,
+    BenchmarkCell,
+    benchmark_cells,
+    benchmark_order,
+    mean_over,
+    paired_by_benchmark,
+)
 from rd_eval.rendering.html import html_page
 from rd_eval.rendering.mdtable import md_row
 from rd_eval.rendering.plots import gap_bars
 from rd_eval.reports.catalogue import NO_INTERVENTION, CatalogueError, open_catalogue
-from rd_eval.vocabulary.task_names import SIX_BENCHMARKS, benchmark_of
+from rd_eval.vocabulary.task_names import SIX_BENCHMARKS
 
 __all__ = [
     "FORMATS",
-    "SIX_BENCHMARKS",
-    "BenchmarkCell",
     "Leaderboard",
     "LeaderboardInputError",
     "LeaderboardRow",
@@ -48,25 +51,12 @@ __all__ = [
     "to_markdown",
 ]
 
-METRICS = ("img", "txt", "gap", "gain")
 SIX_LABEL = "six"
 FORMATS = ("md", "csv", "html")
 
 
 class LeaderboardInputError(ValueError):
     """Runs that cannot be put on a leaderboard; the message names the file and what is valid."""
-
-
-@dataclass(frozen=True)
-class BenchmarkCell:
-    """One setting on one benchmark, in percent over complete pairs; ``gain`` None when not applicable."""
-
-    n_pairs: int
-    acc_img: float
-    acc_txt: float
-    gap: float
-    gain: float | None
-    n_gain_pairs: int
 
 
 @dataclass(frozen=True)
@@ -96,28 +86,6 @@ class Leaderboard:
 # Building
 
 
-def _paired_by_benchmark(df: pd.DataFrame, where: str) -> dict[str, pd.DataFrame]:
-    out: dict[str, pd.DataFrame] = {}
-    bench = df["task"].astype(str).map(benchmark_of)
-    for name, part in df.groupby(bench, sort=True):
-        try:
-            paired, _ = pair_forms(part)
-        except ValueError as exc:
-            raise LeaderboardInputError(f"{where}: benchmark {name!r}: {exc}") from None
-        if len(paired):
-            out[str(name)] = paired
-    return out
-
-
-def _pct(values: Any) -> float:
-    return float(np.mean(np.asarray(values, dtype=float)) * 100.0)
-
-
-def _benchmark_order(names: set[str]) -> tuple[str, ...]:
-    six = [b for b in SIX_BENCHMARKS if b in names]
-    return tuple(six + sorted(names - set(SIX_BENCHMARKS)))
-
-
 def build_leaderboard(run_dirs: Sequence[Path]) -> Leaderboard:
     """The leaderboard of every lmms-eval run (with ``--log_samples``) under ``run_dirs``."""
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
@@ -127,25 +95,19 @@ def build_leaderboard(run_dirs: Sequence[Path]) -> Leaderboard:
         settings = catalogue.settings
         paired: dict[str, dict[str, pd.DataFrame]] = {}
         for s in settings:
-            paired[s.key] = _paired_by_benchmark(catalogue.samples(s).frame, f"setting {s.key} ({s.results_files})")
+            try:
+                paired[s.key] = paired_by_benchmark(catalogue.samples(s).frame)
+            except CatalogueError:
+                raise
+            except ValueError as exc:
+                raise LeaderboardInputError(f"setting {s.key} ({s.results_files}): {exc}") from None
     except CatalogueError as exc:
         raise LeaderboardInputError(str(exc)) from None
-    plain = {(s.model_id, s.checkpoint): s.key for s in settings if s.intervention == NO_INTERVENTION}
     rows = []
     names: set[str] = set()
     for s in settings:
-        base_key = plain.get((s.model_id, s.checkpoint)) if s.intervention != NO_INTERVENTION else None
-        base = paired.get(base_key, {}) if base_key else {}
-        cells = {}
-        for name, p in paired[s.key].items():
-            gain, n_gain = None, 0
-            if name in base:
-                common = p.index.intersection(base[name].index)
-                if len(common):
-                    n_gain = len(common)
-                    gain = _pct(p.loc[common, "img"]) - _pct(base[name].loc[common, "img"])
-            acc_img, acc_txt = _pct(p["img"]), _pct(p["txt"])
-            cells[name] = BenchmarkCell(len(p), acc_img, acc_txt, acc_txt - acc_img, gain, n_gain)
+        base = catalogue.base_of(s) if not s.plain else None
+        cells = benchmark_cells(paired[s.key], paired[base.key] if base is not None else None)
         names |= set(cells)
         rows.append(LeaderboardRow(s.model_id, s.checkpoint, s.intervention, MappingProxyType(cells)))
     if not names:
@@ -153,7 +115,7 @@ def build_leaderboard(run_dirs: Sequence[Path]) -> Leaderboard:
             f"no complete pairs (an _img and a _txt sample sharing a pair_id) in any run under "
             f"{[str(p) for p in run_dirs]}; run both forms of each benchmark"
         )
-    return Leaderboard(tuple(rows), _benchmark_order(names), tuple(str(p) for p in run_dirs))
+    return Leaderboard(tuple(rows), benchmark_order(names, SIX_BENCHMARKS), tuple(str(p) for p in run_dirs))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -164,19 +126,6 @@ def _fmt(x: float | None) -> str:
     return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
 
 
-def _cell_values(cell: BenchmarkCell) -> dict[str, float | None]:
-    return {"img": cell.acc_img, "txt": cell.acc_txt, "gap": cell.gap, "gain": cell.gain}
-
-
-def six_mean(row: LeaderboardRow) -> dict[str, float | None] | None:
-    """Mean img/txt/gap/gain over the six benchmarks (gain None for plain rows), or None unless all six are in."""
-    if not all(b in row.cells for b in SIX_BENCHMARKS):
-        return None
-    out: dict[str, float | None] = {}
-    for metric in METRICS:
-        values = [_cell_values(row.cells[b])[metric] for b in SIX_BENCHMARKS]
-        out[metric] = None if any(v is None for v in values) else float(np.mean([float(v) for v in values]))
-    return out
 
 
 def to_frame(board: Leaderboard) -> pd.DataFrame:
@@ -185,10 +134,10 @@ def to_frame(board: Leaderboard) -> pd.DataFrame:
     for row in board.rows:
         rec: dict[str, str] = {"model": row.model_id, "checkpoint": row.checkpoint, "setting": row.setting}
         for b in board.benchmarks:
-            values = _cell_values(row.cells[b]) if b in row.cells else dict.fromkeys(METRICS)
+            values = row.cells[b].values() if b in row.cells else dict.fromkeys(METRICS)
             for metric in METRICS:
                 rec[f"{b} {metric}"] = _fmt(values[metric])
-        mean = six_mean(row)
+        mean = mean_over(row.cells, SIX_BENCHMARKS)  # gain None for plain rows
         k = sum(b in row.cells for b in SIX_BENCHMARKS)
         for metric in METRICS:
             if mean is None:
