@@ -1,0 +1,9 @@
+"""The model organism: a small Qwen3-VL-MoE trained here on paired problems (issue 16).
+
+- :mod:`~rd_eval.organism.problems`: the paired problems, their train / validation / held-out splits and images;
+- :mod:`~rd_eval.organism.spec`: what an organism is (architecture, training recipe), validated once;
+- :mod:`~rd_eval.organism.assets`: its tokenizer, processor, config and freshly initialised model;
+- :mod:`~rd_eval.organism.batches`: the three training forms as chat turns and padded tensors;
+- :mod:`~rd_eval.organism.train`: the resumable, seeded training loop and the saved model folder;
+- :mod:`~rd_eval.organism.evaluate`: greedy held-out accuracy per form (text, transcription, image).
+"""

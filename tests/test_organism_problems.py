@@ -1,0 +1,61 @@
+"""The organism's paired problems (issue 16 item 1): splits disjoint by pair of numbers, deterministic from a
+seed; the image shows exactly the text twin's expression on a 192 x 32 canvas; the spec refuses bad values."""
+
+from __future__ import annotations
+
+import pytest
+
+from rd_eval.organism.problems import Problem, ProblemError, all_problems, make_splits, problem_image
+from rd_eval.organism.spec import Architecture, OrganismSpec, OrganismSpecError
+from rd_eval.twins.render import png_bytes
+
+
+@pytest.mark.parametrize("kinds", [("add",), ("add", "sub")])
+def test_splits_share_no_pair_of_numbers_and_cover_every_problem(kinds: tuple[str, ...]) -> None:
+    splits = make_splits(kinds, seed=3, n_heldout=400, n_validation=200)
+    parts = [splits.train, splits.validation, splits.heldout]
+    groups = [{p.group for p in part} for part in parts]
+    assert not groups[0] & groups[1] and not groups[0] & groups[2] and not groups[1] & groups[2]
+    ids = [p.pair_id for part in parts for p in part]
+    assert len(ids) == len(set(ids)) == len(all_problems(kinds))
+    assert 400 <= len(splits.heldout) <= 401 and 200 <= len(splits.validation) <= 201
+    # "37 + 52" and "52 + 37" are one group: both in the same split
+    assert all(Problem("add", p.b, p.a) in splits.heldout for p in splits.heldout if p.kind == "add")
+
+
+def test_splits_are_deterministic_for_a_seed_and_differ_between_seeds() -> None:
+    assert make_splits(("add",), seed=0) == make_splits(("add",), seed=0)
+    assert make_splits(("add",), seed=0).heldout != make_splits(("add",), seed=1).heldout
+
+
+def test_a_problem_states_its_expression_answer_and_id() -> None:
+    assert Problem("add", 37, 52).expression == "37 + 52" and Problem("add", 37, 52).answer == "89"
+    assert Problem("sub", 52, 37).answer == "15" and Problem("sub", 52, 37).pair_id == "organism-sub-52-37"
+    with pytest.raises(ProblemError, match="a >= b"):
+        Problem("sub", 37, 52)
+    with pytest.raises(ProblemError, match="unknown problem kind"):
+        Problem("mul", 3, 4)
+    with pytest.raises(ProblemError, match="no training problems"):
+        make_splits(("add",), seed=0, n_heldout=8100)
+
+
+def test_the_image_is_192_by_32_deterministic_and_shows_ink() -> None:
+    first = problem_image(Problem("add", 99, 99))
+    assert first.size == (192, 32)
+    assert png_bytes(first) == png_bytes(problem_image(Problem("add", 99, 99)))
+    assert png_bytes(first) != png_bytes(problem_image(Problem("add", 98, 99)))
+    dark = [x for x in range(192) if any(first.getpixel((x, y))[0] < 128 for y in range(32))]
+    assert dark and max(dark) < 192 - 16  # the whole expression fits, clear of the right edge
+
+
+def test_the_spec_refuses_values_that_cannot_work_and_round_trips_through_json() -> None:
+    spec = OrganismSpec(seed=4, kinds=("add", "sub"), mix=(1.0, 1.0, 0.5))
+    assert OrganismSpec.from_json(spec.to_json()) == spec
+    with pytest.raises(OrganismSpecError, match="head size"):
+        Architecture(hidden_size=100, num_heads=4)
+    with pytest.raises(OrganismSpecError, match="mix"):
+        OrganismSpec(mix=(0.5, 0.5))
+    with pytest.raises(OrganismSpecError, match="kinds"):
+        OrganismSpec(kinds=("mul",))
+    with pytest.raises(OrganismSpecError, match="steps"):
+        OrganismSpec(steps=0)
