@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from rd_eval.commands import organism
 from rd_eval.fileio.outpaths import PathArgumentError, check_output_dir, check_output_file, require_input
 from rd_eval.vocabulary.scopes import DEFAULT_PAIR_SCOPE, SCOPES_DEFAULT_FIRST
 
@@ -269,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model_args", default=None, metavar="ARGS",
                    help="pretrained=DIR: the checkpoint whose config.json maps MoE layers to decoder layers")
     c.set_defaults(func=_cmd_experts_convert)
+
+    organism.add_parser(sub)
     return parser
 
 
