@@ -101,7 +101,9 @@ def six_task(name: str, load: Callable[[str], datasets.Dataset], *, hub: HubSpli
     """The tasks of one of the six: ``load(form)`` builds a form's documents (``forms``), ``hub`` and ``folder``
     are where they come from (for the declared data source)."""
 
-    def load_form(form: str, placeholder: datasets.Dataset) -> datasets.Dataset:
+    def load_form(form: str | None, placeholder: datasets.Dataset) -> datasets.Dataset:
+        if form is None:
+            raise ValueError(f"rd_{name}: each form has its own documents; name the form")
         docs = load(form)
         return without_failed_transcriptions(name, docs) if form == "txt" and transcripts else docs
 

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 Doc = Mapping[str, Any]
 Kwargs = Mapping[str, Any] | None
-# (form, placeholder split lmms-eval loaded) -> the form's documents
-LoadDocs = Callable[[str, "datasets.Dataset"], "datasets.Dataset"]
+# (form, or None for documents every form shares; the placeholder split lmms-eval loaded) -> the documents
+LoadDocs = Callable[[str | None, "datasets.Dataset"], "datasets.Dataset"]
 
 
 class PairedDocs(Protocol):
@@ -77,8 +77,9 @@ class PairedTask:
     auxiliary: Mapping[str, Any] = field(default_factory=dict)
 
     # -- documents ------------------------------------------------------------------------------------------
-    def process_docs(self, form: str) -> Callable[[datasets.Dataset], datasets.Dataset]:
-        """A ``process_docs`` that replaces the YAML's placeholder split with the form's documents."""
+    def process_docs(self, form: str | None) -> Callable[[datasets.Dataset], datasets.Dataset]:
+        """A ``process_docs`` that replaces the YAML's placeholder split with the documents of ``form`` (None:
+        of every form)."""
         if self.load is None:
             raise ValueError(f"rd_{self.name}: the task's data file is its documents; there is no process_docs")
         load = self.load
@@ -86,7 +87,7 @@ class PairedTask:
         def process_docs(placeholder: datasets.Dataset) -> datasets.Dataset:
             return load(form, placeholder)
 
-        process_docs.__name__ = f"process_docs_{form}"
+        process_docs.__name__ = "process_docs" if form is None else f"process_docs_{form}"
         return process_docs
 
     # -- visuals, prompts, target ---------------------------------------------------------------------------
@@ -139,7 +140,7 @@ class PairedTask:
             "mean_correct": mean_correct,
         }
         if self.load is not None and self.shared_docs:
-            out["process_docs"] = self.process_docs("any")
+            out["process_docs"] = self.process_docs(None)
         elif self.load is not None:
             out.update({f"process_docs_{form}": self.process_docs(form) for form in self.docs_forms})
         if self.worst_case:

@@ -65,9 +65,9 @@ class ExactTwin:
     see_prompt: str
 
     # -- docs -----------------------------------------------------------------------------------------------
-    def load(self, form: str, placeholder: datasets.Dataset) -> datasets.Dataset:
+    def load(self, form: str | None, placeholder: datasets.Dataset) -> datasets.Dataset:
         """Swap the placeholder split for the real one (Hub at the benchmark's revision, or RD_EVAL_DATA_DIR
-        when set), with the record of its source in column ``rd_data_source``; the same for every form.
+        when set), with the record of its source in column ``rd_data_source``; the same for every ``form``.
 
         An exact repeat of an earlier problem is dropped (logged): one problem is one pair.
         """
