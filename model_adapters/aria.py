@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from lmms_eval.models.simple.aria import DEFAULT_IMAGE_TOKEN, Aria
-from rd_eval_adapters.routing_adapter import PreparedBatch, Request, RoutingAdapterMixin
+from rd_eval_adapters.routing_adapter import PreparedBatch, Request, RoutingAdapterMixin, sampling_kwargs
 
 # The answer budget lmms-eval's Aria uses (it sets it for every request); a task's own max_new_tokens wins.
 ARIA_MAX_NEW_TOKENS = 1024
@@ -68,19 +68,13 @@ class RDAria(RoutingAdapterMixin, Aria):
 
     def _generate_kwargs(self, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
         tokenizer = self._image_processor.tokenizer
-        temperature = float(gen_kwargs.get("temperature", 0) or 0)
-        kwargs: dict[str, Any] = {
+        return {
             "max_new_tokens": int(gen_kwargs.get("max_new_tokens", ARIA_MAX_NEW_TOKENS)),
             "num_beams": int(gen_kwargs.get("num_beams", 1) or 1),
-            "do_sample": temperature > 0,
             "eos_token_id": tokenizer.convert_tokens_to_ids(ARIA_END),
             "pad_token_id": tokenizer.pad_token_id,
+            **sampling_kwargs(gen_kwargs),
         }
-        if temperature > 0:
-            kwargs["temperature"] = temperature
-            if gen_kwargs.get("top_p") is not None:
-                kwargs["top_p"] = float(gen_kwargs["top_p"])
-        return kwargs
 
     def _rd_decode(self, new_tokens: list[torch.Tensor]) -> list[str]:
         return [self._image_processor.decode(t, skip_special_tokens=True).replace(ARIA_END, "") for t in new_tokens]

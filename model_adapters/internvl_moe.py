@@ -15,7 +15,13 @@ from typing import Any
 
 from lmms_eval.models.chat.internvl_hf import InternVLHf
 from PIL import Image
-from rd_eval_adapters.routing_adapter import PreparedBatch, Request, RoutingAdapterMixin, positive_batch_size
+from rd_eval_adapters.routing_adapter import (
+    PreparedBatch,
+    Request,
+    RoutingAdapterMixin,
+    positive_batch_size,
+    sampling_kwargs,
+)
 
 # InternVLHf's defaults for a task that sets none.
 INTERNVL_MAX_NEW_TOKENS = 1024
@@ -57,18 +63,12 @@ class RDInternVLMoe(RoutingAdapterMixin, InternVLHf):
 
     def _generate_kwargs(self, gen_kwargs: dict[str, Any]) -> dict[str, Any]:
         """InternVLHf's: greedy unless the task sets a temperature; its default answer budget."""
-        temperature = float(gen_kwargs.get("temperature") or 0)
-        kwargs: dict[str, Any] = {
+        return {
             "max_new_tokens": int(gen_kwargs.get("max_new_tokens") or INTERNVL_MAX_NEW_TOKENS),
             "num_beams": int(gen_kwargs.get("num_beams") or 1),
-            "do_sample": temperature > 0,
             "pad_token_id": self.pad_token_id,
             "eos_token_id": self.eot_token_id,
             "use_cache": self.use_cache,
+            **sampling_kwargs(gen_kwargs),
         }
-        if temperature > 0:
-            kwargs["temperature"] = temperature
-            if gen_kwargs.get("top_p") is not None:
-                kwargs["top_p"] = float(gen_kwargs["top_p"])
-        return kwargs
 

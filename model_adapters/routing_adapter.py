@@ -121,6 +121,16 @@ class PreparedBatch:
     until: list[str] = field(default_factory=list)
 
 
+def sampling_kwargs(gen_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """`generate`'s sampling kwargs as lmms-eval's Aria and InternVLHf set them: greedy unless the task's
+    temperature is above 0, then that temperature and the task's top_p, if any."""
+    temperature = float(gen_kwargs.get("temperature") or 0)
+    if temperature <= 0:
+        return {"do_sample": False}
+    top_p = {} if gen_kwargs.get("top_p") is None else {"top_p": float(gen_kwargs["top_p"])}
+    return {"do_sample": True, "temperature": temperature, **top_p}
+
+
 class _OneProcessView:
     """What an lmms-eval constructor sees on a multi-process CPU run: a single process.
 

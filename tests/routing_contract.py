@@ -65,7 +65,7 @@ def record_forward(model: nn.Module, inputs: Any, intervention: InterventionSpec
     with routing_session(model, record=True, intervention=intervention) as session, torch.inference_mode():
         session.begin(inputs["input_ids"].shape[0])
         outputs = model(**inputs, **kwargs)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     return outputs, routing
 
 
@@ -75,7 +75,7 @@ def record_generate(model: nn.Module, inputs: Any, intervention: InterventionSpe
         stop = [kwargs["eos_token_id"]] if "eos_token_id" in kwargs else None
         session.begin(inputs["input_ids"].shape[0], stop_token_ids=stop)
         ids = model.generate(**inputs, do_sample=False, **kwargs)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     return ids, routing
 
 

@@ -32,7 +32,6 @@ from rd_eval.experts.probes import (
     ProbeError,
     load_image_probes,
     load_probe_set,
-    load_probe_texts,
 )
 from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.sites import find_router_sites
@@ -52,8 +51,8 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
 
 
 def test_builtin_probe_sets_are_deterministic() -> None:
-    assert load_probe_texts("general", 5, seed=3) == load_probe_texts("general", 5, seed=3)
-    assert load_probe_texts("general", 5, seed=3) != load_probe_texts("general", 5, seed=4)
+    assert list(load_probe_set("general", 5, seed=3).texts) == list(load_probe_set("general", 5, seed=3).texts)
+    assert list(load_probe_set("general", 5, seed=3).texts) != list(load_probe_set("general", 5, seed=4).texts)
     demo = load_probe_set("rd_demo", 4, seed=0)
     assert demo.n == 4 and all(isinstance(t, str) and t for t in demo.texts)
     assert demo.texts == load_probe_set("rd_demo", 4, seed=0).texts
@@ -67,17 +66,17 @@ def test_synthetic_files_both_schemas(tmp_path: Path) -> None:
     alpaca.write_text(json.dumps([{"instruction": "Sum these.", "input": "1, 2", "output": "3"},
                                   {"instruction": "Say hi.", "input": "", "output": "hi"},
                                   {"instruction": "", "input": "x", "output": "skipped: empty instruction"}]))
-    texts = load_probe_texts("gsm8k", 4, seed=1, file=gsm)
+    texts = list(load_probe_set("gsm8k", 4, seed=1, file=gsm).texts)
     assert len(texts) == 4 and set(texts) <= {f"q{i}?" for i in range(10)}
-    assert sorted(load_probe_texts("alpaca", 2, seed=0, file=alpaca)) == ["Say hi.", "Sum these.\n\n1, 2"]
+    assert sorted(load_probe_set("alpaca", 2, seed=0, file=alpaca).texts) == ["Say hi.", "Sum these.\n\n1, 2"]
     # A path in place of a name: the schema is recognised from the fields.
     by_path = load_probe_set(str(gsm), 4, seed=1)
     assert by_path.name == "gsm8k" and list(by_path.texts) == texts
     # The probe folder from the environment.
     os.environ[PROBE_DIR_ENV] = str(tmp_path)
     try:
-        assert load_probe_texts("gsm8k", 4, seed=1) == texts
-        assert len(load_probe_texts("alpaca", 2, seed=0)) == 2
+        assert list(load_probe_set("gsm8k", 4, seed=1).texts) == texts
+        assert len(load_probe_set("alpaca", 2, seed=0).texts) == 2
     finally:
         del os.environ[PROBE_DIR_ENV]
 
@@ -188,7 +187,7 @@ def planted(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     model, processor = load_tiny_model(tiny_dir), load_tiny_processor(tiny_dir)
     # Planting probes are disjoint from the identification probes (other seeds), like a real domain.
     domain = [p.text_twin for p in generate_problems(N_PROBES, seed=555)]
-    general = load_probe_texts("general", N_PROBES, seed=555)
+    general = list(load_probe_set("general", N_PROBES, seed=555).texts)
     sets = plant(model, processor, domain, general, image_forms(generate_problems(N_PROBES, seed=556)))
     folder = tmp_path_factory.mktemp("planted") / "rd-tiny-planted"
     shutil.copytree(tiny_dir, folder, ignore=shutil.ignore_patterns("*.safetensors*"))

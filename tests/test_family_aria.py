@@ -196,7 +196,7 @@ def test_force_puts_experts_in_topk(model: nn.Module, mixed_batch: Any, baseline
         with capture_routers(model) as captured:
             session.begin(2)
             model(**mixed_batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     for layer in BAND:
         np.testing.assert_array_equal(routing.counts[:, layer][:, :, list(forced)].sum(axis=2), TOP_K * routing.tokens)
         got = captured[layer]
@@ -230,7 +230,7 @@ def test_suppress_never_selects_experts(model: nn.Module, mixed_batch: Any, base
         with capture_routers(model) as captured:
             session.begin(2)
             model(**mixed_batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     for layer in BAND:
         assert routing.counts[:, layer][:, :, list(most[layer])].sum() == 0
         assert not torch.isin(captured[layer]["selected"], torch.tensor(most[layer])).any()
@@ -257,7 +257,7 @@ def test_selection_only_weights_from_unsteered_logits(model: nn.Module, mixed_ba
         with capture_routers(model) as captured:
             session.begin(2)
             model(**mixed_batch)
-        session.recorder.finish_batch()
+        session.finish_batch()
     for layer in BAND:
         got = captured[layer]
         changed = (got["selected"].sort(dim=-1).values != own_selection(all_routers[layer], got["hidden"])).any(-1)
@@ -279,7 +279,7 @@ def test_force_on_image_scope_leaves_text_tokens(model: nn.Module, mixed_batch: 
         with capture_routers(model) as captured:
             session.begin(2)
             model(**mixed_batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     assert routing.tokens[:, PROMPT_IMAGE].sum() > 0
     for layer in BAND:
         for expert in forced:

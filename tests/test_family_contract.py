@@ -274,5 +274,5 @@ def test_no_host_sync_inside_the_hooks(case: FamilyCase, model: nn.Module, batch
         finally:
             for handle in handles:
                 handle.remove()
-        session.recorder.finish_batch()
+        session.finish_batch()
     assert guard.seen and not [name for name, armed in guard.seen if armed]

@@ -142,7 +142,7 @@ def test_force_and_suppress_act_in_the_band_only(model: nn.Module, batch: Any, b
         finally:
             for handle in handles:
                 handle.remove()
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     gates = routers(model)
     for layer in range(NUM_MOE_LAYERS):
         got = captured[layer]

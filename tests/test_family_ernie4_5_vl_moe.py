@@ -363,7 +363,7 @@ def run_steered(model: nn.Module, inputs: Any, spec: InterventionSpec) -> tuple[
         with capture(model) as got:
             session.begin(inputs["input_ids"].shape[0])
             model(**inputs)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     return routing, got
 
 

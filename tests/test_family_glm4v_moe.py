@@ -217,7 +217,7 @@ def test_force_and_suppress_act_in_the_band_only(model: nn.Module, batch: Any, b
         with capture_routers(model) as captured:
             session.begin(2)
             model(**batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     chosen = torch.tensor(experts)
     for layer in range(NUM_MOE_LAYERS):
         got = captured[layer]
@@ -256,7 +256,7 @@ def test_force_on_image_tokens_leaves_text_tokens_unchanged(model: nn.Module, ba
         with capture_routers(model) as captured:
             session.begin(2)
             model(**batch)
-        session.recorder.finish_batch()
+        session.finish_batch()
     for layer in BAND:
         got = captured[layer]
         assert torch.all(torch.isin(got["selected"][is_image], torch.tensor((3, 11))).sum(dim=-1) == 2)

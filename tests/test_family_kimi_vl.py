@@ -132,7 +132,7 @@ def test_recording_matches_the_gates_own_selection(model: KimiLikeModel, batch: 
     with routing_session(model) as session, torch.no_grad():
         session.begin(2)
         model(**batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     for handle in handles:
         handle.remove()
     weight = batch["attention_mask"].reshape(-1).numpy()
@@ -152,7 +152,7 @@ def test_force_reaches_the_top_k_and_hooks_go_away(model: KimiLikeModel, batch: 
         session.begin(2)
         with torch.no_grad():
             model(**batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     real_tokens = routing.tokens[:, :2].sum()
     for layer in band:
         assert (routing.counts[:, layer, :2][..., [0, 9]].sum(axis=(0, 1)) == real_tokens).all()

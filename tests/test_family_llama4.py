@@ -207,7 +207,7 @@ def test_force_puts_experts_in_topk(model: nn.Module, mixed_batch: Any, baseline
         with capture_routers(model) as captured:
             session.begin(2)
             model(**mixed_batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     for layer in BAND:
         np.testing.assert_array_equal(routing.counts[:, layer][:, :, list(forced)].sum(axis=2), routing.tokens)
         got = captured[layer]
@@ -240,7 +240,7 @@ def test_suppress_never_selects_experts(model: nn.Module, mixed_batch: Any, base
         with capture_routers(model) as captured:
             session.begin(2)
             model(**mixed_batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     for layer in BAND:
         assert routing.counts[:, layer][:, :, list(most[layer])].sum() == 0
         assert not torch.isin(gated_experts(captured[layer]["scores"]), torch.tensor(most[layer])).any()
@@ -273,7 +273,7 @@ def test_selection_only_gates_with_unsteered_logits(model: nn.Module, mixed_batc
         with capture_routers(model) as captured:
             session.begin(2)
             model(**mixed_batch)
-        session.recorder.finish_batch()
+        session.finish_batch()
     for layer in BAND:
         got = captured[layer]
         selected = gated_experts(got["scores"])
@@ -298,7 +298,7 @@ def test_force_on_image_scope_leaves_text_tokens(model: nn.Module, mixed_batch: 
         with capture_routers(model) as captured:
             session.begin(2)
             model(**mixed_batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     assert routing.tokens[:, PROMPT_IMAGE].sum() > 0
     for layer in BAND:
         np.testing.assert_array_equal(routing.counts[:, layer, PROMPT_IMAGE, 3], routing.tokens[:, PROMPT_IMAGE])

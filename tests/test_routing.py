@@ -252,7 +252,7 @@ def test_force_puts_experts_in_topk(tiny_model: nn.Module, mixed_batch: Any, bas
         with capture_routers(tiny_model, tuple(range(NUM_LAYERS))) as captured:
             session.begin(2)
             tiny_model(**mixed_batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     expected_per_token = min(len(forced), TOP_K)
     for layer in BAND:
         for expert in forced[:TOP_K] if len(forced) <= TOP_K else ():
@@ -285,7 +285,7 @@ def test_suppress_never_selects_experts(tiny_model: nn.Module, mixed_batch: Any,
         with capture_routers(tiny_model, BAND) as captured:
             session.begin(2)
             tiny_model(**mixed_batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     for layer in BAND:
         assert routing.counts[:, layer][:, :, list(most[layer])].sum() == 0
         assert not torch.isin(captured[layer]["selected"], torch.tensor(most[layer])).any()
@@ -319,7 +319,7 @@ def test_selection_only_keeps_unsteered_weights(tiny_model: nn.Module, mixed_bat
         with capture_routers(tiny_model, BAND) as captured:
             session.begin(2)
             tiny_model(**mixed_batch)
-        session.recorder.finish_batch()
+        session.finish_batch()
     for layer in BAND:
         got = captured[layer]
         probs, own = unsteered_selection(all_routers[layer], got["hidden"])
@@ -364,7 +364,7 @@ def test_force_on_image_scope_leaves_text_tokens(tiny_model: nn.Module, mixed_ba
         with capture_routers(tiny_model, BAND) as captured:
             session.begin(2)
             tiny_model(**mixed_batch)
-        routing = session.recorder.finish_batch()
+        routing = session.finish_batch().routing
     assert routing.tokens[:, PROMPT_IMAGE].sum() > 0
     for layer in BAND:
         for expert in forced:
@@ -417,7 +417,7 @@ def test_hooks_removed_after_exception_during_forward(tiny_model: nn.Module, mix
     with routing_session(tiny_model) as session, torch.inference_mode():
         session.begin(2)
         tiny_model.generate(**mixed_batch, max_new_tokens=2, do_sample=False)
-        session.recorder.finish_batch()
+        session.finish_batch()
     assert hook_counts(tiny_model) == before
 
 
@@ -439,7 +439,7 @@ def test_no_host_sync_inside_hooks(tiny_model: nn.Module, mixed_batch: Any) -> N
             for handle in handles:
                 handle.remove()
         assert guard.armed == 0
-        routing = session.recorder.finish_batch()  # the one transfer per batch, by design outside the guard
+        routing = session.finish_batch().routing  # the one transfer per batch, by design outside the guard
     assert not [name for name, armed in guard.seen if armed]
     assert guard.seen, "generate itself syncs; the guard saw none, so it was not active"
     assert routing.tokens[:, GENERATED].tolist() == [3.0, 3.0]

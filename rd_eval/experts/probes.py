@@ -185,11 +185,6 @@ def load_probe_set(name_or_path: str, n: int, seed: int = 0, *, file: str | os.P
     raise ProbeError(f"unknown probe set {name_or_path!r}; valid: {', '.join(PROBE_SETS)}, or a .json/.jsonl file")
 
 
-def load_probe_texts(name_or_path: str, n: int, seed: int = 0, **kwargs: Any) -> list[str]:
-    """The texts of `load_probe_set` (same arguments)."""
-    return list(load_probe_set(name_or_path, n, seed, **kwargs).texts)
-
-
 def load_image_probes(name: str, n: int, seed: int = 0) -> list[tuple[Any, str]]:
     """Image-form probes: (rendered image, question) pairs. Only rd_demo can render its problems."""
     _check_n(n)

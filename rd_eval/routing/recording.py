@@ -114,10 +114,6 @@ class RoutingRecorder:
         self._bound = self._cells = None
         self._drop_pending()
 
-    @property
-    def active(self) -> bool:
-        return self._counts is not None
-
     def _cells_of(self, layout: TokenLayout) -> _LayoutCells:
         """Index tensors of `layout`, cached for the layout of the current forward call."""
         if layout is not self._bound or self._cells is None:
