@@ -303,6 +303,17 @@ def test_a_pinned_intervention_hash_is_taken_as_declared() -> None:
     assert _declared_hash({"expert_set": "/nonexistent/experts.json"}) is None
 
 
+def test_a_pinned_hash_lmms_eval_read_as_a_number_names_its_routing_folder() -> None:
+    from rd_eval.reports.catalogue import declared_hash
+    from rd_eval.vocabulary.model_args import parse_model_args
+
+    # lmms-eval's parser makes '012345678901' the int 12345678901 and '1234e5678901' a float.
+    for digest in ("012345678901", "1234e5678901"):
+        args = parse_model_args(f"pretrained=x,expert_set=/nonexistent/experts.json,intervention_hash={digest}")
+        assert not isinstance(args["intervention_hash"], str)
+        assert declared_hash(args, ["none", "abcdef012345", digest]) == digest
+
+
 # --- whose routing records a run reads ------------------------------------------------------------------
 
 

@@ -245,17 +245,25 @@ def _moved_note(run: RunRecord, folder: RunFolder, args: Mapping[str, Any], chec
 # A run's setting
 
 
-def declared_hash(args: Mapping[str, Any]) -> str | Any | None:
+def declared_hash(args: Mapping[str, Any], folder_hashes: Iterable[str] = ()) -> str | None:
     """The run's intervention hash from its parsed model_args, or None when its spec cannot be read here.
 
-    A hash pinned by ``intervention_hash=`` is returned as lmms-eval's parser gave it: a hex hash of digits
-    (and an ``e``) may have become a number, which :func:`_pinned_folder_hash` matches against folder names."""
+    A hash pinned by ``intervention_hash=`` is taken as declared (the spec file may have changed since the run).
+    lmms-eval's parser turns a hex hash of digits (and an ``e``) into a number: it is then read back as the one of
+    `folder_hashes` (the run's routing folders) that the parser turns into the same number."""
     if not any(k in args for k in INTERVENTION_KEYS):
         return NO_INTERVENTION
     pinned = args.get("intervention_hash")
+    if isinstance(pinned, str) and pinned.strip():
+        return pinned.strip()
     if pinned is not None and pinned != "":
-        # Pinned when the run was made; its file may have changed since.
-        return pinned.strip() if isinstance(pinned, str) else pinned
+        from rd_eval.routing.settings import as_lmms_eval_parses
+
+        for name in folder_hashes:
+            parsed = as_lmms_eval_parses(name)
+            if type(parsed) is type(pinned) and parsed == pinned:
+                return name
+        return model_arg_text(pinned)
     from rd_eval.fileio.jsonio import JsonFileError
     from rd_eval.routing.settings import pop_routing_settings
     from rd_eval.routing.spec import SpecError
@@ -264,17 +272,6 @@ def declared_hash(args: Mapping[str, Any]) -> str | Any | None:
         return pop_routing_settings(dict(args)).intervention_hash
     except (SpecError, JsonFileError, ValueError, OSError):
         return None
-
-
-def _pinned_folder_hash(pinned: Any, candidates: Iterable[str]) -> str:
-    """A pinned hash lmms-eval turned into a number, as the routing folder that carries it names it."""
-    from rd_eval.routing.settings import as_lmms_eval_parses
-
-    for name in candidates:
-        parsed = as_lmms_eval_parses(name)
-        if type(parsed) is type(pinned) and parsed == pinned:
-            return name
-    return model_arg_text(pinned)
 
 
 def _load_samples(run: RunRecord) -> pd.DataFrame:
@@ -311,9 +308,7 @@ def _resolve_setting(run: RunRecord, cache: RoutingCache) -> _Resolved:
     checkpoint = checkpoint_label(pretrained) if pretrained else (run.model or "model")
     folder = run_folder(run)
     candidates = _routing_candidates(folder, args, checkpoint)
-    declared = declared_hash(args)
-    if declared is not None and not isinstance(declared, str):
-        declared = _pinned_folder_hash(declared, candidates)
+    declared = declared_hash(args, candidates)
 
     def resolved(hash_: str, path: Path | None, note: str | None = None) -> _Resolved:
         source = None if path is None else RoutingSource(path, _run_owner(run, args, hash_))

@@ -31,13 +31,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rd_eval.analysis.stats import mcnemar_exact
+from rd_eval.analysis.regressions import (
+    Comparison,
+    comparison_notes,
+    gap_comparison,
+    pair_gaps,
+    summary_comparison,
+    task_comparison,
+)
 from rd_eval.fileio.jsonio import JsonFileError, read_json, write_json_atomic
 from rd_eval.rendering.mdtable import md_row
 from rd_eval.reports.catalogue import CatalogueError, open_catalogue
 from rd_eval.routing.records import checkpoint_label
 from rd_eval.vocabulary.model_args import parse_model_args, pretrained_of
-from rd_eval.vocabulary.task_names import FORM_SUFFIXES, benchmark_of, task_of
+from rd_eval.vocabulary.task_names import benchmark_of, task_of
 
 __all__ = [
     "BASELINE_FORMAT",
@@ -60,26 +67,6 @@ DEFAULT_ALPHA = 0.05
 
 class CheckInputError(ValueError):
     """A run or baseline that cannot be checked; the message names the file/key and what is valid."""
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One task (kind "task": higher is better) or one benchmark gap (kind "gap": lower is better)."""
-
-    kind: str
-    name: str
-    baseline: float
-    run: float
-    n: int
-    paired: bool
-    p_value: float | None
-    regressed: bool
-    beyond_tolerance: bool
-
-    @property
-    def worsening(self) -> float:
-        """Points lost: accuracy drop for a task, gap widening for a benchmark."""
-        return self.baseline - self.run if self.kind == "task" else self.run - self.baseline
 
 
 @dataclass(frozen=True)
@@ -237,12 +224,6 @@ def _outcomes(docs: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
     return {str(pid): int(d["correct"]) for pid, d in docs.items() if d.get("correct") is not None}
 
 
-def _pair_gaps(tasks_docs: Mapping[str, Mapping[str, int]], benchmark: str) -> dict[str, int]:
-    img = tasks_docs.get(task_of(benchmark, "img"), {})
-    txt = tasks_docs.get(task_of(benchmark, "txt"), {})
-    return {pid: txt[pid] - img[pid] for pid in img.keys() & txt.keys()}
-
-
 def _identity_differences(baseline: Mapping[str, Any], run: _Run, path: Path) -> list[str]:
     """What makes the run another model than the baseline's: model id, checkpoint, intervention setting."""
     checkpoint = baseline.get("checkpoint")
@@ -294,59 +275,36 @@ def check_run(
 
     for task in sorted(b_tasks):
         if task in base_out:
-            shared = sorted(base_out[task].keys() & run_out[task].keys())
-            if not shared:
+            compared = task_comparison(task, base_out[task], run_out[task], max_drop=max_drop, alpha=alpha)
+            if compared is None:
                 raise CheckInputError(
                     f"{run_dir}: task {task!r} shares no scored pair_id with baseline {baseline_path}; "
                     f"was it run on the same data?"
                 )
-            b = np.array([base_out[task][k] for k in shared])
-            r = np.array([run_out[task][k] for k in shared])
-            b_acc, r_acc = float(b.mean() * 100), float(r.mean() * 100)
-            p = mcnemar_exact(int(((b == 1) & (r == 0)).sum()), int(((b == 0) & (r == 1)).sum()))
-            beyond = b_acc - r_acc > max_drop
-            comparisons.append(Comparison("task", task, b_acc, r_acc, len(shared), True, p, beyond and p < alpha,
-                                          beyond))
+            comparisons.append(compared)
         else:
-            b_acc = float(b_tasks[task]["accuracy"])
             r_acc, n, _ = _accuracy(run_docs[task])
-            beyond = b_acc - r_acc > max_drop
-            comparisons.append(Comparison("task", task, b_acc, r_acc, n, False, None, beyond, beyond))
+            comparisons.append(summary_comparison("task", task, float(b_tasks[task]["accuracy"]), r_acc, n,
+                                                  max_drop=max_drop))
 
     benchmarks = sorted({benchmark_of(t) for t in b_tasks if benchmark_of(t) != t})
     for bench in benchmarks:
-        if not all(f"{bench}{s}" in b_tasks for s in FORM_SUFFIXES):
+        img, txt = task_of(bench, "img"), task_of(bench, "txt")
+        if not (img in b_tasks and txt in b_tasks):
             continue
-        if all(f"{bench}{s}" in base_out for s in FORM_SUFFIXES):
-            bg, rg = _pair_gaps(base_out, bench), _pair_gaps(run_out, bench)
-            shared = sorted(bg.keys() & rg.keys())
-            if not shared:
+        if img in base_out and txt in base_out:
+            compared = gap_comparison(bench, pair_gaps(base_out, bench), pair_gaps(run_out, bench),
+                                      max_drop=max_drop, alpha=alpha)
+            if compared is None:
                 notes.append(f"{bench}: no pair complete on both sides; gap not compared")
-                continue
-            bv = np.array([bg[k] for k in shared])
-            rv = np.array([rg[k] for k in shared])
-            b_gap, r_gap = float(bv.mean() * 100), float(rv.mean() * 100)
-            moved = rv - bv
-            p = mcnemar_exact(int((moved > 0).sum()), int((moved < 0).sum()))
-            beyond = r_gap - b_gap > max_drop
-            comparisons.append(Comparison("gap", bench, b_gap, r_gap, len(shared), True, p, beyond and p < alpha,
-                                          beyond))
+            else:
+                comparisons.append(compared)
         else:
-            img, txt = task_of(bench, "img"), task_of(bench, "txt")
             b_gap = float(b_tasks[txt]["accuracy"]) - float(b_tasks[img]["accuracy"])
             r_gap = _accuracy(run_docs[txt])[0] - _accuracy(run_docs[img])[0]
-            beyond = r_gap - b_gap > max_drop
-            comparisons.append(Comparison("gap", bench, b_gap, r_gap, 0, False, None, beyond, beyond))
+            comparisons.append(summary_comparison("gap", bench, b_gap, r_gap, 0, max_drop=max_drop))
 
-    for c in comparisons:
-        what = "drop" if c.kind == "task" else "gap widening"
-        if c.beyond_tolerance and not c.regressed:
-            notes.append(
-                f"{c.name}: {what} of {c.worsening:.1f} points exceeds --max-drop {max_drop:g} but is not "
-                f"significant (McNemar p = {c.p_value:.3g} >= alpha {alpha:g} on {c.n} shared items); not a regression"
-            )
-        if c.regressed and not c.paired:
-            notes.append(f"{c.name}: no per-doc data in the baseline; {what} judged by --max-drop alone")
+    notes += comparison_notes(comparisons, max_drop=max_drop, alpha=alpha)
     return CheckResult(str(run_dir), str(baseline_path), float(max_drop), float(alpha), tuple(comparisons),
                        tuple(notes))
 

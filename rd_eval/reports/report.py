@@ -8,25 +8,10 @@ the adapter puts in routing records and in the routing folder's name). Per setti
 
 - the gap table of :func:`rd_eval.analysis.gaps.compare_runs`: a plain setting on its own; an intervened setting
   against the plain setting of the same model id and checkpoint (gain, text cost, recovery);
-- when the run wrote routing records (found by :mod:`rd_eval.reports.catalogue`: a folder shared by several
-  runs is never mixed), per benchmark (:mod:`rd_eval.analysis.routing_divergence`):
-
-  * ``layers``: per routing site, the mean over pairs of the JSD (bits) between the pair's image-form and
-    text-twin selection distributions in the chosen token scope, with a bootstrap CI over pairs. Sites are the
-    rows of the records' site table (:mod:`rd_eval.routing.site_table`): one per MoE layer for most families;
-    where they are not (ERNIE-4.5-VL: a text and a vision router per layer; a dense layer before the MoE
-    layers), each site also names its MoE layer, group and decoder layer, the band is taken over MoE layers
-    (every group of a band layer), and a group's sites that no pair routes in both forms (ERNIE's vision
-    router never sees a text twin) are shown without a pair JSD instead of dropping every pair;
-  * ``correlation``: point-biserial r and p between a pair's middle-band JSD (mean over the sites of the
-    band 0.25-0.75 of the MoE layers) and its image-form correctness;
-  * ``separation``: per site, the JSD between the pooled ``prompt_image`` and pooled ``prompt_text``
-    selection distributions of the benchmark's image-form documents, i.e. how differently image tokens
-    and text tokens are routed at that layer (visual vs text routing separation; independent of --scope).
-
-Pairs used for routing are those of the gap table (both forms present and scored, no error) whose two
-documents both have a routing record with selections in the scope; the others are counted, not guessed.
-
+- ``routing``, when the runs wrote routing records (found by the catalogue: a folder shared by several runs is
+  never mixed): per benchmark the pair JSD per routing site with bootstrap CIs (``layers``), its correlation
+  with image-form correctness (``correlation``) and the visual-vs-text routing separation per site, as
+  :mod:`rd_eval.analysis.routing_divergence` defines them;
 - ``flips`` (intervened settings): the intervention's measured effect on routing (:mod:`rd_eval.analysis.flips`).
 
 Renderers (:mod:`rd_eval.rendering`): :func:`to_markdown`, :func:`to_csv`, :func:`to_json`, :func:`to_html`
