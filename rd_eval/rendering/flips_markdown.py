@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rd_eval.analysis.flips import NO_OP
+from rd_eval.rendering.mdtable import site_label
 
 __all__ = ["flip_markdown", "flip_section", "summary_line"]
 
@@ -19,15 +20,6 @@ def summary_line(summary: Mapping[str, Any]) -> str:
         return f"**{NO_OP}** ({summary['tokens']} token-layers steered, none changed its selection)"
     return (f"flip rate {_pct(summary['flip_rate'])} (mean over {len(summary['sites'])} steered layers), "
             f"{_num(summary['newly_selected_per_token'])} set experts newly selected per token")
-
-
-def _site_label(site: Mapping[str, Any]) -> str:
-    """A site row, and where sites are not one per MoE layer (a site table says so), its MoE layer, group and
-    decoder layer."""
-    if "moe_layer" not in site:
-        return str(site["site"])
-    group = f" {site['group']}" if site["group"] else ""
-    return f"{site['site']} (MoE {site['moe_layer']}{group}, layer {site['decoder_layer']})"
 
 
 def _pct(x: Any) -> str:
@@ -49,7 +41,7 @@ def flip_markdown(summary: Mapping[str, Any], *, title: str) -> list[str]:
     lines += ["", "| site | tokens | flipped | flip rate | newly selected | per token |",
               "|---:|---:|---:|---:|---:|---:|"]
     for s in summary["sites"]:
-        lines.append(f"| {_site_label(s)} | {s['tokens']} | {s['flipped']} | {_pct(s['flip_rate'])} | "
+        lines.append(f"| {site_label(s)} | {s['tokens']} | {s['flipped']} | {_pct(s['flip_rate'])} | "
                      f"{s['newly_selected']} | {_num(s['newly_selected_per_token'])} |")
     lines.append(f"| band mean | | | {_pct(summary['flip_rate'])} | | {_num(summary['newly_selected_per_token'])} |")
     return lines

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -36,3 +36,12 @@ def split_md_row(line: str) -> list[str]:
     if "".join(current).strip():
         cells.append("".join(current).strip())
     return cells
+
+
+def site_label(site: Mapping[str, Any]) -> str:
+    """A routing site as tables show it: its row, and where sites are not one per MoE layer (a site table says so),
+    which MoE layer (and group) and decoder layer it is."""
+    if "moe_layer" not in site:
+        return str(site["site"])
+    group = f" {site['group']}" if site["group"] else ""
+    return f"{site['site']} (MoE {site['moe_layer']}{group}, layer {site['decoder_layer']})"

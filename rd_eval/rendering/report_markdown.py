@@ -10,7 +10,7 @@ from rd_eval.analysis.flips import NO_OP
 from rd_eval.data import provenance as data_provenance
 from rd_eval.rendering.flips_markdown import flip_section
 from rd_eval.rendering.gaps_markdown import gaps_markdown
-from rd_eval.rendering.mdtable import md_row
+from rd_eval.rendering.mdtable import md_row, site_label
 
 __all__ = ["report_markdown"]
 
@@ -34,15 +34,6 @@ def _sites_text(bench: Mapping[str, Any]) -> str:
     groups = [g for g in bench["groups"] if g]
     return (f"{bench['n_sites']} routing sites ({bench['n_moe_layers']} MoE layers"
             + (f", groups {', '.join(groups)}" if groups else "") + f"; pair JSD over sites {bench['pair_sites']})")
-
-
-def _site_cell(layer: Mapping[str, Any]) -> str:
-    """A site as the per-site table shows it: its row, and where sites are not one per MoE layer, which MoE
-    layer (and group) and decoder layer it is."""
-    if "moe_layer" not in layer:
-        return str(layer["site"])
-    group = f" {layer['group']}" if layer["group"] else ""
-    return f"{layer['site']} (MoE {layer['moe_layer']}{group}, layer {layer['decoder_layer']})"
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
@@ -113,7 +104,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
                     "–" if layer["jsd_mean"] is None
                     else f"{_f(layer['jsd_mean'])} [{_f(layer['ci_low'])}, {_f(layer['ci_high'])}]"
                 )
-                lines.append(md_row([_site_cell(layer), "●" if layer["in_band"] else "", jsd,
+                lines.append(md_row([site_label(layer), "●" if layer["in_band"] else "", jsd,
                                      _f(layer["separation"])]))
     if not any_routing:
         lines += ["", "No routing records found beside these runs (run with an rd_* model and record_routing on)."]
