@@ -36,21 +36,34 @@ class Comparison:
     @property
     def worsening(self) -> float:
         """Points lost: accuracy drop for a task, gap widening for a benchmark."""
-        return self.baseline - self.run if self.kind == "task" else self.run - self.baseline
+        return _worsening(self.kind, self.baseline, self.run)
 
 
-def task_comparison(task: str, baseline: Mapping[str, int], run: Mapping[str, int], *, max_drop: float,
-                    alpha: float) -> Comparison | None:
-    """A task's accuracy on the pair_ids scored on both sides; None when they share none."""
+def _worsening(kind: str, baseline: float, run: float) -> float:
+    return baseline - run if kind == "task" else run - baseline
+
+
+def _paired_comparison(kind: str, name: str, baseline: Mapping[str, int], run: Mapping[str, int], *,
+                       max_drop: float, alpha: float) -> Comparison | None:
+    """Outcomes per item on both sides (0/1 for a task, txt - img for a gap), compared on the shared items."""
     shared = sorted(baseline.keys() & run.keys())
     if not shared:
         return None
     b = np.array([baseline[k] for k in shared])
     r = np.array([run[k] for k in shared])
-    b_acc, r_acc = float(b.mean() * 100), float(r.mean() * 100)
-    p = mcnemar_exact(int(((b == 1) & (r == 0)).sum()), int(((b == 0) & (r == 1)).sum()))
-    beyond = b_acc - r_acc > max_drop
-    return Comparison("task", task, b_acc, r_acc, len(shared), True, p, beyond and p < alpha, beyond)
+    b_pts, r_pts = float(b.mean() * 100), float(r.mean() * 100)
+    moved = r - b
+    up, down = int((moved > 0).sum()), int((moved < 0).sum())
+    # McNemar's discordant counts, the worsening first: a task's lost items, a gap's widened pairs.
+    p = mcnemar_exact(down, up) if kind == "task" else mcnemar_exact(up, down)
+    beyond = _worsening(kind, b_pts, r_pts) > max_drop
+    return Comparison(kind, name, b_pts, r_pts, len(shared), True, p, beyond and p < alpha, beyond)
+
+
+def task_comparison(task: str, baseline: Mapping[str, int], run: Mapping[str, int], *, max_drop: float,
+                    alpha: float) -> Comparison | None:
+    """A task's accuracy on the pair_ids scored on both sides; None when they share none."""
+    return _paired_comparison("task", task, baseline, run, max_drop=max_drop, alpha=alpha)
 
 
 def pair_gaps(outcomes: Mapping[str, Mapping[str, int]], benchmark: str) -> dict[str, int]:
@@ -63,22 +76,13 @@ def pair_gaps(outcomes: Mapping[str, Mapping[str, int]], benchmark: str) -> dict
 def gap_comparison(benchmark: str, baseline: Mapping[str, int], run: Mapping[str, int], *, max_drop: float,
                    alpha: float) -> Comparison | None:
     """A benchmark's gap (:func:`pair_gaps` of each side) on the pairs complete on both sides; None without any."""
-    shared = sorted(baseline.keys() & run.keys())
-    if not shared:
-        return None
-    bv = np.array([baseline[k] for k in shared])
-    rv = np.array([run[k] for k in shared])
-    b_gap, r_gap = float(bv.mean() * 100), float(rv.mean() * 100)
-    moved = rv - bv
-    p = mcnemar_exact(int((moved > 0).sum()), int((moved < 0).sum()))
-    beyond = r_gap - b_gap > max_drop
-    return Comparison("gap", benchmark, b_gap, r_gap, len(shared), True, p, beyond and p < alpha, beyond)
+    return _paired_comparison("gap", benchmark, baseline, run, max_drop=max_drop, alpha=alpha)
 
 
 def summary_comparison(kind: str, name: str, baseline: float, run: float, n: int, *, max_drop: float) -> Comparison:
     """A task accuracy or benchmark gap (percent) where the baseline has no per-document outcomes: the worsening
     alone decides."""
-    beyond = (baseline - run if kind == "task" else run - baseline) > max_drop
+    beyond = _worsening(kind, baseline, run) > max_drop
     return Comparison(kind, name, baseline, run, n, False, None, beyond, beyond)
 
 
