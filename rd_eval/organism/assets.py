@@ -20,6 +20,11 @@ MERGE_SIZE = 2
 # overrides these with its own min_pixels/max_pixels model_args, which must be given the same bounds.
 MIN_PIXELS = 4 * 32 * 32
 MAX_PIXELS = 64 * 32 * 32
+# Normalisation that maps white paper to 0 (black ink to -2): with CLIP's mean the white background of a problem
+# image is a large constant input that the patch embedding learned to amplify until every image gave the same
+# features (docs/organism_log.md, t1/t2); with white at 0 a patch's input is its ink alone.
+PAPER_WHITE = (1.0, 1.0, 1.0)
+INK_SCALE = (0.5, 0.5, 0.5)
 TOKENIZER_VOCAB = 512  # more than the corpus needs: every prompt word becomes one token
 
 
@@ -35,7 +40,8 @@ def build_processor(tokenizer: Any) -> Any:
 
     size = {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS}
     shape = {"patch_size": PATCH_SIZE, "merge_size": MERGE_SIZE, "temporal_patch_size": 2, "size": size}
-    return Qwen3VLProcessor(image_processor=Qwen2VLImageProcessor(**shape), tokenizer=tokenizer,
+    return Qwen3VLProcessor(image_processor=Qwen2VLImageProcessor(**shape, image_mean=PAPER_WHITE, image_std=INK_SCALE),
+                            tokenizer=tokenizer,
                             video_processor=Qwen3VLVideoProcessor(**shape), chat_template=QWEN_VL_CHAT_TEMPLATE)
 
 

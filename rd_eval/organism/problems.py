@@ -87,7 +87,7 @@ SPLIT_NAMES = ("train", "validation", "heldout")
 
 
 def make_splits(kinds: tuple[str, ...], seed: int, *, n_heldout: int = 400, n_validation: int = 200) -> Splits:
-    """Held-out, validation and train problems (each sorted), from a seeded shuffle of problem groups.
+    """Held-out, validation and train problems, from a seeded shuffle of problem groups.
 
     The held-out and validation splits take whole groups until they hold at least their size; train takes the
     rest. The same kinds and seed always give the same splits."""
@@ -109,7 +109,8 @@ def make_splits(kinds: tuple[str, ...], seed: int, *, n_heldout: int = 400, n_va
             rest.extend(groups[key])
     if not rest:
         raise ProblemError(f"split sizes {n_heldout} + {n_validation} leave no training problems")
-    return Splits(train=tuple(sorted(rest)), validation=tuple(sorted(taken[1])), heldout=tuple(sorted(taken[0])))
+    # Held-out and validation keep the shuffled order, so their first N problems are a fair sample of the split.
+    return Splits(train=tuple(sorted(rest)), validation=tuple(taken[1]), heldout=tuple(taken[0]))
 
 
 def problem_image(problem: Problem) -> Image.Image:

@@ -1,7 +1,7 @@
 """The three forms the organism is trained and measured on, as the chat turns lmms-eval sends.
 
 - ``txt``: the text twin (rd_demo's text prompt around the expression), answered with the number;
-- ``transcribe``: the image with rd-eval's transcription prompt, answered with the expression ("seen");
+- ``transcribe``: the image with a short transcription prompt, answered with the expression ("seen");
 - ``img``: the image with rd_demo's image prompt, answered with the number.
 The system turn is lmms-eval's Qwen3-VL default, so the organism sees at evaluation what it saw in training.
 """
@@ -12,10 +12,13 @@ from typing import Any
 
 from rd_eval.benchmarks.demo import IMG_LEAD, TXT_LEAD, answer_instruction
 from rd_eval.organism.problems import OPERATORS, Problem
-from rd_eval.twins.transcripts import TRANSCRIBE_PROMPT
 
 SYSTEM_PROMPT = "You are a helpful assistant."  # lmms-eval's Qwen3_VL system_prompt default
 IMAGE_FORMS = frozenset({"transcribe", "img"})
+# Not rd-eval's benchmark TRANSCRIBE_PROMPT (rd_eval.twins.transcripts): its 40 words would be 38 more tokens in
+# every transcription example, a quarter of a training step's compute on this machine's CPU. The organism's own
+# transcription task must send this prompt.
+TRANSCRIBE_PROMPT = "Transcribe the image."
 
 
 def user_text(problem: Problem, form: str) -> str:

@@ -63,6 +63,7 @@ class OrganismSpec:
     steps: int = 2000
     batch_size: int = 64
     learning_rate: float = 1e-3
+    vision_lr_scale: float = 1.0  # the vision tower's learning rate, as a multiple of learning_rate
     mix: tuple[float, float, float] = (0.45, 0.45, 0.10)
     aux_loss_coef: float = 0.01
     threads: int = 1
@@ -85,6 +86,8 @@ class OrganismSpec:
             raise OrganismSpecError(f"n_validation must be a non-negative int, got {self.n_validation!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise OrganismSpecError(f"learning_rate must be positive, got {self.learning_rate!r}")
+        if not (math.isfinite(self.vision_lr_scale) and self.vision_lr_scale > 0):
+            raise OrganismSpecError(f"vision_lr_scale must be positive, got {self.vision_lr_scale!r}")
         if not (math.isfinite(self.aux_loss_coef) and self.aux_loss_coef >= 0):
             raise OrganismSpecError(f"aux_loss_coef must be >= 0, got {self.aux_loss_coef!r}")
         if len(self.mix) != len(FORMS) or any(not (share >= 0) for share in self.mix) or not sum(self.mix) > 0:

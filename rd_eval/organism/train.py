@@ -77,6 +77,14 @@ def step_loss(model: Any, encoder: Encoder, batches: dict[str, list[Example]], c
     return reply_total, aux_total
 
 
+def parameter_groups(model: Any, spec: OrganismSpec) -> list[dict[str, Any]]:
+    """The language model at the spec's learning rate, the vision tower at `vision_lr_scale` times it."""
+    named = list(model.named_parameters())
+    vision = [p for name, p in named if ".visual." in name]
+    rest = [p for name, p in named if ".visual." not in name]
+    return [{"params": rest}, {"params": vision, "lr": spec.learning_rate * spec.vision_lr_scale}]
+
+
 @dataclass(frozen=True)
 class TrainResult:
     out_dir: Path
@@ -135,7 +143,7 @@ def train(spec: OrganismSpec, out_dir: Path, *, progress: bool = True,
     processor = build_processor(build_tokenizer(spec))
     encoder = Encoder(processor)
     model = initial_model(spec, processor.tokenizer)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate)
+    optimizer = torch.optim.AdamW(parameter_groups(model, spec), lr=spec.learning_rate)
     state = _load_state(out_dir / STATE_FILE, spec)
     first = 0
     if state is not None:
@@ -147,15 +155,20 @@ def train(spec: OrganismSpec, out_dir: Path, *, progress: bool = True,
     last = spec.steps if stop_after is None else min(spec.steps, first + stop_after)
     model.train()
     bar = tqdm(total=spec.steps, initial=first, disable=not progress, desc="organism", unit="step")
+    since: list[float] = []
     for step in range(first, last):
         reply, aux = step_loss(model, encoder, step_examples(spec, train_set, step), spec.aux_loss_coef)
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        since.append(reply)
         bar.update(1)
         bar.set_postfix(loss=f"{reply:.3f}", aux=f"{aux:.3f}")
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == last:
             _save_state(out_dir / STATE_FILE, spec, step + 1, model, optimizer)
+            log(f"step {step + 1}: mean reply loss {sum(since) / len(since):.4f} since the last checkpoint "
+                f"({time.perf_counter() - started:.0f} s)")
+            since = []
     bar.close()
     wall = time.perf_counter() - started
     if last == spec.steps:
