@@ -25,12 +25,13 @@ from PIL import Image
 
 from rd_eval.analysis.gaps import compare_runs
 from rd_eval.benchmarks import BENCHMARKS, TRANSCRIPT_TWINS, dynamath, gold, mathverse, mathvision, mathvista, prompts
-from rd_eval.benchmarks.gold import LETTERS, numeric_answer
+from rd_eval.benchmarks.gold import numeric_answer
 from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.data.revisions import PINS, UNPINNED
 from rd_eval.data.sources import LocalDataError
 from rd_eval.lmms.runs import find_runs, load_paired_samples
 from rd_eval.rendering.gaps_markdown import gaps_markdown
+from rd_eval.scoring.answers import ALL_LETTERS
 from rd_eval.scoring.doc_errors import error_response
 from rd_eval.scoring.item import mean_correct, worst_case_accuracy
 from rd_eval.twins.transcripts import TRANSCRIBE_PROMPT, TranscriptError, TranscriptSet
@@ -342,7 +343,7 @@ def _wrong(doc: dict[str, Any]) -> str:
     if kind == "number":
         return f"Answer: {Decimal(doc['answer']) + 7}"
     if kind == "choice":
-        return f"Answer: {LETTERS[(LETTERS.index(doc['answer']) + 1) % max(len(doc['choices']), 2)]}"
+        return f"Answer: {ALL_LETTERS[(ALL_LETTERS.index(doc['answer']) + 1) % max(len(doc['choices']), 2)]}"
     if kind == "multi_choice":
         return "Answer: " + ("B" if doc["answer"] != "B" else "A")
     return "Answer: 987654321"

@@ -5,11 +5,9 @@ tags found in question texts."""
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Sequence
 
-LETTERS = string.ascii_uppercase
-
+from rd_eval.scoring.answers import ALL_LETTERS
 
 _LETTER_RE = re.compile(r"^\s*[\(\[]?\s*([A-Za-z])\s*[\)\]]?\s*[.:]?\s*$")
 _LETTER_LIST_RE = re.compile(r"^\s*[A-Za-z](?:\s*(?:,|;|and|&|\s)\s*[A-Za-z])*\s*$")
@@ -21,7 +19,7 @@ def choice_letter(answer: str, n_choices: int | None = None) -> str | None:
     if m is None:
         return None
     letter = m.group(1).upper()
-    if n_choices is not None and LETTERS.index(letter) >= n_choices:
+    if n_choices is not None and ALL_LETTERS.index(letter) >= n_choices:
         return None
     return letter
 
@@ -123,7 +121,7 @@ def parse_lettered_options(text: str) -> list[str] | None:
     """``"A. 300, 400;B. 400, 300; C. ..."`` or ``"A:40°\\nB:60°"`` -> option texts; None unless the marks run
     A, B, C, ... in order."""
     marks = list(_OPTION_MARK.finditer(text))
-    if len(marks) < 2 or [m.group(1) for m in marks] != list(LETTERS[: len(marks)]):
+    if len(marks) < 2 or [m.group(1) for m in marks] != list(ALL_LETTERS[: len(marks)]):
         return None
     options = []
     for i, m in enumerate(marks):

@@ -29,11 +29,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.benchmarks.documents import docs_from_hf, image_form, to_dataset
-from rd_eval.benchmarks.gold import LETTERS, choice_letter, free_form_gold, option_index, parse_lettered_options
+from rd_eval.benchmarks.gold import choice_letter, free_form_gold, option_index, parse_lettered_options
 from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.benchmarks.six import six_task
 from rd_eval.data.provenance import with_record
 from rd_eval.data.sources import HubSplit, MirrorReader, load_hub, read_json, read_jsonl
+from rd_eval.scoring.answers import ALL_LETTERS
 
 if TYPE_CHECKING:
     import datasets
@@ -67,7 +68,7 @@ def listed_choices(choices: Sequence[str] | None) -> list[str]:
     out = []
     for i, choice in enumerate(choices or []):
         m = _OPTION_PREFIX.match(str(choice))
-        out.append(str(choice)[m.end():].strip() if m and m.group(1) == LETTERS[i] else str(choice).strip())
+        out.append(str(choice)[m.end():].strip() if m and m.group(1) == ALL_LETTERS[i] else str(choice).strip())
     return out
 
 
@@ -78,7 +79,7 @@ def gold(answer: str, choices: Sequence[str], multi_choice: bool) -> tuple[str, 
         letter = choice_letter(answer, len(choices) or None)
         if letter is None and choices:
             index = option_index(answer, choices)
-            letter = None if index is None else LETTERS[index]
+            letter = None if index is None else ALL_LETTERS[index]
         if letter is not None:
             return letter, "choice", tuple(choices)
     text, answer_type = free_form_gold(answer)

@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.benchmarks.documents import build_form, image_form
-from rd_eval.benchmarks.gold import LETTERS, choice_letter, free_form_gold, option_index, strip_image_tags
+from rd_eval.benchmarks.gold import choice_letter, free_form_gold, option_index, strip_image_tags
 from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.benchmarks.six import six_task
 from rd_eval.data.sources import HubSplit, MirrorReader, read_jsonl
+from rd_eval.scoring.answers import ALL_LETTERS
 
 if TYPE_CHECKING:
     import datasets
@@ -42,8 +43,8 @@ def record_doc(record: Mapping[str, Any], image: str | None = None) -> BenchDoc:
             index = option_index(answer, options)
             if index is None:
                 raise ValueError(f"{NAME} {pid}: answer {answer!r} is neither a letter nor one of {options}")
-            letter = LETTERS[index]
-        bare = all(o.strip().upper() == LETTERS[i] for i, o in enumerate(options))
+            letter = ALL_LETTERS[index]
+        bare = all(o.strip().upper() == ALL_LETTERS[i] for i, o in enumerate(options))
         return BenchDoc(pair_id=pid, question=strip_image_tags(str(record["question"])), answer=letter,
                         answer_type="choice", benchmark=NAME, choices=tuple(options), show_choices=not bare,
                         source_id=pid, image=image)

@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.benchmarks.documents import build_form, image_form
-from rd_eval.benchmarks.gold import LETTERS, free_form_gold, numeric_answer, option_index
+from rd_eval.benchmarks.gold import free_form_gold, numeric_answer, option_index
 from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.benchmarks.six import six_task
 from rd_eval.data.sources import HubSplit, MirrorReader, read_json
+from rd_eval.scoring.answers import ALL_LETTERS
 
 if TYPE_CHECKING:
     import datasets
@@ -44,7 +45,7 @@ def record_doc(record: Mapping[str, Any], image: str | None = None) -> BenchDoc:
         index = option_index(answer, choices)
         if index is None:
             raise ValueError(f"{NAME} {pid}: answer {answer!r} is none of its choices {choices}")
-        answer, answer_type = LETTERS[index], "choice"
+        answer, answer_type = ALL_LETTERS[index], "choice"
     elif record.get("answer_type") in ("integer", "float") and numeric_answer(answer) is not None:
         answer, answer_type = str(numeric_answer(answer)), "number"
         if record["answer_type"] == "float" and record.get("precision") is not None:

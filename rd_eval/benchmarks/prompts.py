@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rd_eval.benchmarks.gold import LETTERS
 from rd_eval.benchmarks.schema import BenchDoc
+from rd_eval.scoring.answers import ALL_LETTERS
 
 Kwargs = Mapping[str, Any] | None
 
@@ -50,9 +50,9 @@ def format_choices(choices: Sequence[str]) -> str:
     """``Choices:`` then ``(A) ...`` lines; "" without choices."""
     if not choices:
         return ""
-    if len(choices) > len(LETTERS):
+    if len(choices) > len(ALL_LETTERS):
         raise ValueError(f"{len(choices)} choices cannot be lettered A-Z")
-    return "Choices:\n" + "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
+    return "Choices:\n" + "\n".join(f"({ALL_LETTERS[i]}) {c}" for i, c in enumerate(choices))
 
 
 def problem_text(doc: BenchDoc) -> str:

@@ -16,28 +16,6 @@ def md_row(cells: Iterable[Any]) -> str:
     return "| " + " | ".join(md_cell(c) for c in cells) + " |"
 
 
-def split_md_row(line: str) -> list[str]:
-    """The cells of a table row written by :func:`md_row` (escapes undone): the inverse of md_row."""
-    body = line.strip()
-    body = body[1:] if body.startswith("|") else body
-    cells, current, i = [], [], 0
-    while i < len(body):
-        char = body[i]
-        if char == "\\" and i + 1 < len(body) and body[i + 1] in "\\|":
-            current.append(body[i + 1])
-            i += 2
-            continue
-        if char == "|":
-            cells.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-        i += 1
-    if "".join(current).strip():
-        cells.append("".join(current).strip())
-    return cells
-
-
 def site_label(site: Mapping[str, Any]) -> str:
     """A routing site as tables show it: its row, and where sites are not one per MoE layer (a site table says so),
     which MoE layer (and group) and decoder layer it is."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 SAMPLE_STD = 1  # torch's default, EasySteer's `logits.std(dim=-1, keepdim=True)`
-POPULATION_STD = 0  # what rd-eval used before intervention spec version 2
 
 
 def logit_std(logits: torch.Tensor, correction: int = SAMPLE_STD) -> torch.Tensor:

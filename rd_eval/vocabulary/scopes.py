@@ -28,9 +28,3 @@ SCOPE_INDICES: dict[str, tuple[int, ...]] = {
     name: tuple(BASE_SCOPES.index(member) for member in members) for name, members in SCOPE_MEMBERS.items()
 }
 
-
-def check_scope(scope: str, what: str = "token scope") -> str:
-    """The scope itself, or ValueError naming it and the valid ones."""
-    if scope not in SCOPE_MEMBERS:
-        raise ValueError(f"{what} {scope!r} invalid; valid: {', '.join(TOKEN_SCOPES)}")
-    return scope

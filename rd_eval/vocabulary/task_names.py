@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 TASK_PREFIX = "rd_"
 PAIRED_FORMS: tuple[str, ...] = ("img", "txt")
-FORM_SUFFIXES: tuple[str, ...] = tuple(f"_{form}" for form in PAIRED_FORMS)
 AUXILIARY_FORMS: tuple[str, ...] = ("see", "transcribe")
-AUXILIARY_TASK_SUFFIXES: tuple[str, ...] = tuple(f"_{form}" for form in AUXILIARY_FORMS)
 # Forms a routing record names (the perception check's routing is recorded too; transcription is not paired).
 RECORDED_FORMS: tuple[str, ...] = (*PAIRED_FORMS, "see")
 
