@@ -25,6 +25,7 @@ import rd_eval_tasks.rd_gsm8k.utils as gsm_utils
 from PIL import Image
 
 from rd_eval.benchmarks import BENCHMARKS, gsm8k, math500, mathvision
+from rd_eval.benchmarks.exact_twin import PLACEHOLDER_KEY
 from rd_eval.data import provenance as data_provenance
 from rd_eval.data.provenance import COLUMN, ITEM_KEY, DataRecord
 from rd_eval.data.revisions import (
@@ -40,8 +41,8 @@ from rd_eval.data.revisions import (
 from rd_eval.data.sources import ENV_VAR as DATA_ENV
 from rd_eval.data.sources import HubSplit, declaration, load_hub, load_split
 from rd_eval.lmms.runs import find_runs
+from rd_eval.rendering.provenance_markdown import provenance_markdown
 from rd_eval.reports.report import build_report, to_markdown
-from rd_eval.twins.exact import PLACEHOLDER_KEY
 
 TASKS_DIR = Path(rd_eval_tasks.__file__).parent
 SHA_A, SHA_B = "a" * 40, "b" * 40
@@ -301,7 +302,7 @@ def test_report_names_tasks_without_a_record(tmp_path: Path) -> None:
                                       "error": None}}
     (folder / "20250101_000000_samples_rd_demo_txt.jsonl").write_text(json.dumps(sample) + "\n", encoding="utf-8")
     setting = type("S", (), {"key": "fake", "runs": find_runs(tmp_path / "old")})()
-    lines = data_provenance.markdown_lines(data_provenance.report_rows([setting]))
+    lines = provenance_markdown(data_provenance.report_rows([setting]))
     assert "| – | not recorded | – | `rd_demo_txt` | – |" in lines
     # A run whose task config declares its source (the demo's bundled file) is reported from the declaration.
     results["configs"]["rd_demo_txt"]["metadata"][COLUMN] = demo_utils.DATA_SOURCE
@@ -309,5 +310,5 @@ def test_report_names_tasks_without_a_record(tmp_path: Path) -> None:
     setting.runs = find_runs(tmp_path / "old")
     (row,) = data_provenance.report_rows([setting])
     assert row["record"] == demo_utils.DATA_SOURCE and row["tasks"] == ["rd_demo_txt"]
-    line = data_provenance.markdown_lines([row])[-1]
+    line = provenance_markdown([row])[-1]
     assert line.startswith(f"| demo | bundled with rd-eval `{demo_utils.DATA_FILE.parent}` | sha256:")

@@ -28,12 +28,12 @@ from lmms_cli import run, tasks_path
 from PIL import Image, ImageOps
 
 from rd_eval.benchmarks import gsm8k, math500
+from rd_eval.benchmarks.exact_twin import PLACEHOLDER_KEY
 from rd_eval.data import sources as data_sources
 from rd_eval.data.sources import ENV_VAR, LocalDataError, content_pair_id, local_path, read_jsonl
 from rd_eval.scoring import answers as scoring
 from rd_eval.scoring.doc_errors import error_response
 from rd_eval.twins import perception
-from rd_eval.twins.exact import PLACEHOLDER_KEY
 from rd_eval.twins.perception import attribute_failures, extract_numbers, judge_transcript, levenshtein, similarity
 from rd_eval.twins.render import (
     LINE_SPACING,

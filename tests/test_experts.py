@@ -157,7 +157,7 @@ def test_selection_frequency_errors() -> None:
 # -- probe texts and probe routing on the tiny model ---------------------------------------------------------
 def test_general_probe_texts() -> None:
     texts = general_probe_texts()
-    assert len(texts) >= 20  # DESIGN §3.4: 20 samples by default
+    assert len(texts) >= 20  # docs/design.md §3.4: 20 samples by default
     assert all(isinstance(t, str) and t and t == t.strip() for t in texts)
     assert len(set(texts)) == len(texts)
 

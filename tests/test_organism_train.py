@@ -88,6 +88,7 @@ def test_the_saved_folder_loads_with_transformers_and_generates(trained: Path) -
     direct = Qwen3VLMoeForConditionalGeneration.from_pretrained(trained, use_kernels=False).eval()
     processor = AutoProcessor.from_pretrained(trained)
     assert processor.tokenizer.eos_token == "<|im_end|>"
+    assert list(processor.image_processor.image_mean) == [1.0, 1.0, 1.0]  # white paper is 0 (assets.PAPER_WHITE)
     problems = make_splits(TOY.kinds, TOY.seed, n_heldout=TOY.n_heldout, n_validation=TOY.n_validation).heldout[:3]
     scores = score_forms(direct, processor, problems)
     assert set(scores) == {"txt", "transcribe", "img"} and all(s.total == 3 for s in scores.values())

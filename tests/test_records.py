@@ -188,7 +188,7 @@ def test_scope_names_match_the_recorder() -> None:
 
     assert recording.BASE_SCOPES == scopes.BASE_SCOPES == ("prompt_text", "prompt_image", "generated")
     assert scopes.SCOPE_MEMBERS == {name: tuple(recording.BASE_SCOPES[i] for i in members)
-                                    for name, members in recording.SCOPE_UNIONS.items()}
+                                    for name, members in recording.SCOPE_INDICES.items()}
     assert scopes.SCOPE_MEMBERS == {"all": ("prompt_text", "prompt_image", "generated"),
                                     "prompt": ("prompt_text", "prompt_image"), "generated": ("generated",),
                                     "text": ("prompt_text", "generated"), "image": ("prompt_image",)}

@@ -14,7 +14,7 @@ from test_runs import write_run
 
 from rd_eval.commands.main import main
 from rd_eval.reports.report import ReportInputError, build_report, to_csv, to_html, to_json, to_markdown
-from rd_eval.routing.recording import BASE_SCOPES, SCOPE_UNIONS, BatchRouting
+from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
     CheckpointRef,
     DocIdentity,
@@ -24,6 +24,7 @@ from rd_eval.routing.records import (
     read_routing_records,
 )
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
+from rd_eval.vocabulary.scopes import BASE_SCOPES, SCOPE_INDICES
 from rd_eval.vocabulary.scopes import SCOPE_MEMBERS as SCOPES
 
 CKPT = "/ckpts/acme/rd-tiny-A1B"
@@ -226,7 +227,7 @@ def test_renderers(report: dict[str, Any]) -> None:
 
 
 def test_report_scopes_match_the_recorder() -> None:
-    assert {name: tuple(BASE_SCOPES[i] for i in idx) for name, idx in SCOPE_UNIONS.items()} == SCOPES
+    assert {name: tuple(BASE_SCOPES[i] for i in idx) for name, idx in SCOPE_INDICES.items()} == SCOPES
 
 
 def test_bad_options() -> None:

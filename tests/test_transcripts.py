@@ -1,4 +1,4 @@
-"""Transcript sets (DESIGN §5.1) and `rd-eval twins transcribe`'s input errors."""
+"""Transcript sets (docs/design.md §5.1) and `rd-eval twins transcribe`'s input errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Routing divergence between the image form and the text twin of a pair (DESIGN §3.3).
+"""Routing divergence between the image form and the text twin of a pair (docs/design.md §3.3).
 
 Pure functions of numpy arrays: no I/O, no global RNG, no torch. Conventions:
 

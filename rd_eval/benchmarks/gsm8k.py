@@ -2,13 +2,13 @@
 
 Exact twins of GSM8K (test split): the image form is the problem text rendered by ``rd_eval.twins.render``
 (same text, same PNG bytes), the text twin is the original text; both get the same answer instruction.
-The perception task shows the same image and asks for a transcription (DESIGN §3.2).
+The perception task shows the same image and asks for a transcription (docs/design.md §3.2).
 
 Data: lmms-eval loads only ``placeholder.jsonl``; ``process_docs`` replaces it with the real split, from
 the Hub (``openai/gsm8k``, config ``main``, split ``test``) or, when ``RD_EVAL_DATA_DIR`` is set, from
 ``$RD_EVAL_DATA_DIR/gsm8k/test.jsonl`` (see ``rd_eval.data.sources``).
 
-The tasks (``TASK``) are the one task layer's (:func:`rd_eval.twins.exact.exact_twin_task`); each record
+The tasks (``TASK``) are the one task layer's (:func:`rd_eval.benchmarks.exact_twin.exact_twin_task`); each record
 becomes a document here, in :func:`to_doc`.
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rd_eval.benchmarks.exact_twin import ExactTwin, exact_twin_task
 from rd_eval.data.sources import DataSource, HubSplit, content_pair_id
-from rd_eval.twins.exact import ExactTwin, exact_twin_task
 
 BENCHMARK = "gsm8k"
 SOURCE = DataSource(benchmark=BENCHMARK, relative="test.jsonl", hub=HubSplit("openai/gsm8k", "main", "test"))
@@ -62,7 +62,7 @@ def to_doc(record: Mapping[str, Any], where: str) -> dict[str, Any]:
             "final_answer": answer}
 
 
-# --- the tasks (rd_eval.twins.exact on the one task layer) ---------------------------------------------------
+# --- the tasks (rd_eval.benchmarks.exact_twin on the one task layer) ------------------------------
 
 TASK = exact_twin_task(ExactTwin(benchmark=BENCHMARK, source=SOURCE, to_doc=to_doc, source_key=SOURCE_KEY,
                                  target_key=TARGET_KEY, answer_type=ANSWER_TYPE, img_lead=IMG_LEAD, txt_lead=TXT_LEAD,

@@ -4,7 +4,7 @@ and any auxiliary task) as the callables their YAMLs name with ``!function utils
 lmms-eval loads each task folder's ``utils.py`` by path, so a folder's ``utils.py`` only binds
 :meth:`PairedTask.exports` into its namespace. What differs between benchmarks is how a document becomes a
 prompt, a visual and a gold answer: a :class:`PairedDocs` (the six data sets: :mod:`rd_eval.benchmarks.six`;
-exact twins: :mod:`rd_eval.twins.exact`; the demo: :mod:`rd_eval.benchmarks.demo`). Loading, scoring (one
+exact twins: :mod:`rd_eval.benchmarks.exact_twin`; the demo: :mod:`rd_eval.benchmarks.demo`). Loading, scoring (one
 :class:`~rd_eval.scoring.item.ScoredDoc` per document), the data-source record and the aggregations are here,
 once.
 """

@@ -3,7 +3,7 @@
 1. build (or reuse) a tiny random MoE VLM checkpoint;
 2. identify its domain experts: ΔΦ between held-out rd_demo text problems and rd-eval's general probe set;
 3. run the paired benchmark rd_demo through lmms-eval's own CLI with our model id, once plain and once
-   with the soft intervention (DESIGN §3.4);
+   with the soft intervention (docs/design.md §3.5);
 4. pair the forms, compute accuracy per form, gap, gain, text cost, and write the table (markdown, JSON).
 """
 

@@ -1,4 +1,4 @@
-"""`rd-eval experts`: identify a checkpoint's domain (or visual) experts from probe sets (DESIGN §3.4).
+"""`rd-eval experts`: identify a checkpoint's domain (or visual) experts from probe sets (docs/design.md §3.4).
 
 Domain experts: ΔΦ = Φ(domain texts) − Φ(general texts) over prompt tokens, top-N per band layer with ΔΦ > 0.
 Visual experts: ΔΦ = Φ(image tokens) − Φ(text tokens) within image-form probes (rendered rd_demo problems).

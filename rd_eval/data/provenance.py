@@ -22,13 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.data.revisions import COMMIT, ENV_VAR, UNPINNED, Requested, RevisionError
-from rd_eval.rendering.mdtable import md_row
 
 if TYPE_CHECKING:
     import datasets
@@ -237,33 +236,3 @@ def report_rows(settings: Iterable[Any]) -> list[dict[str, Any]]:
                     if value not in row[field]:
                         row[field].append(value)
     return [rows[k] for k in sorted(rows, key=lambda k: (k[0] == "", k))]
-
-
-def markdown_lines(rows: Sequence[Mapping[str, Any]] | None) -> list[str]:
-    """The report's "Data" section: a table of the rows, and a warning per task read from more than one source
-    or revision across the runs."""
-    if not rows:
-        return []
-    lines = ["", "## Data", "",
-             "What each task's documents were read from (Hub dataset and revision, or local mirror and a sha256 of "
-             "the files read), as the runs recorded it.", "",
-             "| benchmark | data | revision | tasks | runs |", "|---|---|---|---|---:|"]
-    sources: dict[str, int] = {}
-    missing: list[str] = []
-    for row in rows:
-        if row["record"] is None:
-            missing += [t for t in row["tasks"] if t not in missing]
-            continue
-        record = DataRecord.from_dict(row["record"], "report")
-        data, revision = record.describe()
-        tasks = ", ".join(f"`{t}`" for t in row["tasks"])
-        lines.append(md_row((record.benchmark, data, revision, tasks, len(row["runs"]))))
-        for task in row["tasks"]:
-            sources[task] = sources.get(task, 0) + 1
-    if missing:
-        lines.append(md_row(("–", "not recorded", "–", ", ".join(f"`{t}`" for t in missing), "–")))
-    mixed = sorted(t for t, n in sources.items() if n > 1)
-    if mixed:
-        lines += ["", f"- Warning: {', '.join(f'`{t}`' for t in mixed)} read different data in different runs "
-                      "(rows above): those runs' scores may not be comparable."]
-    return lines

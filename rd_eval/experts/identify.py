@@ -1,4 +1,4 @@
-"""Expert identification (DESIGN §3.4): selection frequencies on probe sets and the domain-expert rule.
+"""Expert identification (docs/design.md §3.4): selection frequencies on probe sets and the domain-expert rule.
 
 Φ_l,i = fraction of the probe tokens whose top-k at MoE layer l contains expert i (pooled over the probe
 set's tokens in the chosen scope). Domain experts: the top-N experts per band layer by

@@ -1,4 +1,4 @@
-"""Probe sets for expert identification (DESIGN §3.4): domain and general texts, and image-form probes.
+"""Probe sets for expert identification (docs/design.md §3.4): domain and general texts, and image-form probes.
 
 Named sets:
 - ``gsm8k``: GSM8K records (``question`` field) from a local JSONL file;

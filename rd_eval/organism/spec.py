@@ -60,14 +60,14 @@ class OrganismSpec:
 
     seed: int = 0
     kinds: tuple[str, ...] = ("add",)
-    steps: int = 2000
-    batch_size: int = 64
+    steps: int = 3000
+    batch_size: int = 32
     learning_rate: float = 1e-3
     vision_lr_scale: float = 1.0  # the vision tower's learning rate, as a multiple of learning_rate
     mix: tuple[float, float, float] = (0.45, 0.45, 0.10)
     aux_loss_coef: float = 0.01
     threads: int = 1
-    checkpoint_every: int = 100
+    checkpoint_every: int = 50
     n_heldout: int = 400
     n_validation: int = 200
     architecture: Architecture = Architecture()

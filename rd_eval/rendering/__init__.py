@@ -1,0 +1,1 @@
+"""Output formats: markdown tables, CSV/JSON, plots and HTML, from analysis data."""

@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from rd_eval.analysis.flips import NO_OP
-from rd_eval.data import provenance as data_provenance
 from rd_eval.rendering.flips_markdown import flip_section
 from rd_eval.rendering.gaps_markdown import gaps_markdown
 from rd_eval.rendering.mdtable import md_row, site_label
+from rd_eval.rendering.provenance_markdown import provenance_markdown
 
 __all__ = ["report_markdown"]
 
@@ -56,7 +56,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         if (s.get("flips") or {}).get("overall", {}).get("no_op"):
             lines.append(f"    - **{NO_OP}**")
     lines += [f"- Not reported: {note}" for note in report.get("notes", ())]
-    lines += data_provenance.markdown_lines(report.get("data_sources"))
+    lines += provenance_markdown(report.get("data_sources"))
     for s in report["settings"]:
         title = f"Gaps: {s['label']}" + (" vs plain" if s["role"] == "intervened" else "")
         lines += ["", _shift_headings(gaps_markdown(s["gaps"], title=title)).rstrip()]

@@ -6,11 +6,11 @@ lmms-eval model id, checkpoint, intervention hash; ``"none"`` for a plain run). 
 (:func:`rd_eval.analysis.gaps.pair_forms`: both forms present, no error in either):
 
 - ``img``, ``txt``: accuracy of the image form and of the text twin;
-- ``gap`` = txt - img (DESIGN §3.1);
+- ``gap`` = txt - img (docs/design.md §3.1);
 - ``gain``: image-form accuracy of this setting minus that of the same model/checkpoint's plain setting, on the
   pairs complete in both; empty for plain rows and for settings with no plain setting to compare with.
 
-The ``six`` columns are the mean over the six benchmarks of DESIGN §5 when the row has all six, otherwise
+The ``six`` columns are the mean over the six benchmarks of docs/design.md §5 when the row has all six, otherwise
 ``n/a (k of 6)``. Renderers: markdown, CSV and one self-contained HTML page (inline CSS, bar chart as a base64
 PNG, no external resources). Bad input raises :class:`LeaderboardInputError` naming the file and what is valid.
 """

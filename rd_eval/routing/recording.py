@@ -1,6 +1,6 @@
 """Per-document routing statistics, accumulated on the device and transferred once per batch.
 
-Three base token scopes are kept apart; DESIGN §3.3's scopes are unions of them:
+Three base token scopes are kept apart; docs/design.md §3.3's scopes are unions of them:
 prompt = prompt_text + prompt_image, text = prompt_text + generated, image = prompt_image.
 Padding tokens carry weight 0 and are never counted.
 """
@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rd_eval.vocabulary.scopes import BASE_SCOPES
-from rd_eval.vocabulary.scopes import SCOPE_INDICES as SCOPE_UNIONS
+from rd_eval.vocabulary.scopes import BASE_SCOPES, SCOPE_INDICES
 
 PROMPT_TEXT, PROMPT_IMAGE, GENERATED = (BASE_SCOPES.index(s) for s in ("prompt_text", "prompt_image", "generated"))
 
@@ -35,7 +34,7 @@ class TokenLayout:
         """Float [N] mask of the tokens in `token_scope`, or None for all tokens."""
         if token_scope == "all":
             return None
-        members = SCOPE_UNIONS[token_scope]
+        members = SCOPE_INDICES[token_scope]
         mask = self.scope == members[0]
         for member in members[1:]:
             mask = mask | (self.scope == member)
@@ -58,7 +57,7 @@ class BatchRouting:
 
     def scoped(self, token_scope: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(counts [B, L, E], prob_sums [B, L, E], tokens [B]) summed over the scope's base scopes."""
-        members = list(SCOPE_UNIONS[token_scope])
+        members = list(SCOPE_INDICES[token_scope])
         return (
             self.counts[:, :, members, :].sum(axis=2),
             self.prob_sums[:, :, members, :].sum(axis=2),

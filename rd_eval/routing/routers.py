@@ -29,7 +29,7 @@ class RouterMath:
         raise NotImplementedError
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """The router's per-expert probabilities [N, E] (what DESIGN §3.3's P averages)."""
+        """The router's per-expert probabilities [N, E] (what docs/design.md §3.3's P averages)."""
         raise NotImplementedError
 
     def selection(self, output: Any, router: nn.Module) -> torch.Tensor:

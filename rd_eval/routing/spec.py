@@ -274,11 +274,11 @@ class ExpertSet:
 
 @dataclass(frozen=True)
 class InterventionSpec:
-    """DESIGN §3.4: which experts to steer, how, where (band), on which tokens."""
+    """docs/design.md §3.5: which experts to steer, how, where (band), on which tokens."""
 
     experts: ExpertSet
     mode: str = "soft"
-    # λ: the boost in units of the per-token std of the layer's router logits. Any finite λ: DESIGN §3.4's
+    # λ: the boost in units of the per-token std of the layer's router logits. Any finite λ: docs/design.md §3.5's
     # z + λ·std(z) holds for either sign, and a negative λ is a graded soft suppression (its sign is in the hash).
     strength: float = 1.0
     band: LayerBand = field(default_factory=LayerBand)

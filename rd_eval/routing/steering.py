@@ -27,7 +27,7 @@ def steer_logits(
     selected: torch.Tensor | None = None,
     std_correction: int = SAMPLE_STD,
 ) -> torch.Tensor:
-    """DESIGN §3.4 on float32 logits [N, E]; `expert_mask` [E] is 1.0 on the steered experts.
+    """docs/design.md §3.5 on float32 logits [N, E]; `expert_mask` [E] is 1.0 on the steered experts.
 
     soft / random / selection_only: z + λ·std(z) on the set. soft_topk: the same boost only where the
     expert is not already selected; `selected` [N, E] (1.0 where selected) is the family's own selection of

@@ -1,4 +1,4 @@
-"""Perception ("seeing") checks for exact twins, and failure attribution (DESIGN §3.2).
+"""Perception ("seeing") checks for exact twins, and failure attribution (docs/design.md §3.2).
 
 Where the text in an image is known exactly (a rendered twin), the model is asked to transcribe the image.
 The image counts as **seen** when
@@ -190,7 +190,7 @@ def attribute_failures(img_correct: Mapping[str, object], seen: Mapping[str, obj
     """Attribute image-form failures to perception or reasoning.
 
     ``img_correct`` and ``seen`` map pair_id -> 0/1/bool, or None where unknown (an error doc); ``seen``
-    may lack pairs. With ``txt_correct`` also count the "seeing but not thinking" pairs (DESIGN §3.1):
+    may lack pairs. With ``txt_correct`` also count the "seeing but not thinking" pairs (docs/design.md §3.2):
     right as text, wrong as image, and seen.
     """
     n = right = perception = reasoning = unattributed = snt = 0

@@ -1,4 +1,4 @@
-"""Transcript twins (DESIGN §5.1): a named transcriber's transcription of each benchmark image, stored as a
+"""Transcript twins (docs/design.md §5.1): a named transcriber's transcription of each benchmark image, stored as a
 versioned file keyed by benchmark and `pair_id`, and read by the benchmarks' text-twin tasks.
 
 One setting points the tasks at a transcript set: the environment variable `RD_EVAL_TRANSCRIPTS`, a folder

@@ -1,4 +1,4 @@
-"""Exact twins (DESIGN §5): a text benchmark rendered into an image by our deterministic renderer, paired with
+"""Exact twins (docs/design.md §5.2): a text benchmark rendered into an image by our deterministic renderer, paired with
 its original text, plus a perception task that asks for a transcription of the same image (§3.2).
 
 :class:`ExactTwin` holds a text benchmark's settings and is its :class:`~rd_eval.benchmarks.task.PairedDocs`;
