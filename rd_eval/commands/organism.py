@@ -41,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--model", required=True, metavar="DIR", help="a trained organism folder")
     e.add_argument("--split", choices=SPLIT_NAMES, default="heldout", help="which split (default heldout)")
     e.add_argument("--n", type=int, default=None, help="only the first N problems of the split")
+    e.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="weights' precision (lmms-eval's Qwen3-VL class loads bfloat16; default float32)")
     e.set_defaults(func=run)
 
 
@@ -69,12 +71,13 @@ def _eval(args: argparse.Namespace) -> int:
         raise OrganismSpecError(f"{folder} holds no trained organism ({CARD_FILE} is missing)")
     spec = OrganismSpec.from_json(json.loads(card.read_text(encoding="utf-8"))["spec"])
     torch.set_num_threads(spec.threads)
-    model = AutoModelForImageTextToText.from_pretrained(folder, use_kernels=False).eval()
+    model = AutoModelForImageTextToText.from_pretrained(folder, use_kernels=False,
+                                                        dtype=getattr(torch, args.dtype)).eval()
     processor = AutoProcessor.from_pretrained(folder)
     problems = make_splits(spec.kinds, spec.seed, n_heldout=spec.n_heldout, n_validation=spec.n_validation)
     chosen = problems.named(args.split)[: args.n]
     scores = score_forms(model, processor, chosen)
-    print(json.dumps({"split": args.split, "n": len(chosen),
+    print(json.dumps({"split": args.split, "n": len(chosen), "dtype": args.dtype,
                       **{form: round(score.accuracy, 4) for form, score in scores.items()}}))
     return 0
 

@@ -2,7 +2,8 @@
 
 - ``txt`` / ``img``: the reply's number (rd-eval's own extraction) equals the answer;
 - ``transcribe``: the image counts as seen by rd-eval's perception check against the expression it shows.
-This is the quick in-process measure used while training; the issue's figures come through lmms-eval.
+This is the quick in-process measure used while training; the issue's figures come through lmms-eval, whose
+Qwen3-VL class loads the model in bfloat16 (`rd-eval organism eval --dtype bfloat16` measures that precision).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def replies(model: Any, encoder: Encoder, examples: Sequence[Example], *, batch_
     out: list[str] = []
     for start in range(0, len(examples), batch_size):
         inputs = encoder.batch(examples[start:start + batch_size], with_targets=False)
+        inputs = {k: v.to(model.dtype) if v.is_floating_point() else v for k, v in inputs.items()}
         with torch.no_grad():
             generated = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
                                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
