@@ -39,15 +39,10 @@ from tqdm import tqdm
 
 from rd_eval.analysis.flips import noop_message
 from rd_eval.models.checkpoints import LoadPolicy
-from rd_eval.routing.records import (
-    CheckpointRef,
-    DocIdentity,
-    ShardWriter,
-    error_record,
-    routing_folder,
-)
+from rd_eval.routing.records import CheckpointRef, DocIdentity, error_record, routing_folder
 from rd_eval.routing.session import RoutingHooksNotFiredError, RoutingSession, routing_session
 from rd_eval.routing.settings import RoutingSettings, pop_routing_settings
+from rd_eval.routing.shards import ShardWriter
 from rd_eval.routing.site_table import SiteTable
 from rd_eval.routing.sites import find_router_sites, image_token_ids
 from rd_eval.routing.validation import validate_intervention

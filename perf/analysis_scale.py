@@ -104,7 +104,8 @@ def _sample_line(doc_id: int, pair_id: str, form: str, correct: int) -> str:
 
 def _write_setting(root: Path, date_id: str, model_args: str, intervention_hash: str, pairs: int,
                    rng: np.random.Generator) -> None:
-    from rd_eval.routing.records import DocIdentity, ShardWriter, document_record
+    from rd_eval.routing.records import DocIdentity, document_record
+    from rd_eval.routing.shards import ShardWriter
 
     folder = root / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,7 +168,7 @@ def analyse(runs: Path, out: Path) -> None:
     from rd_eval.analysis.divergence import band_sites
     from rd_eval.experts.identify import domain_expert_set, records_selection_frequency
     from rd_eval.reports.report import build_report, to_json, to_markdown
-    from rd_eval.routing.records import merge_routing_records
+    from rd_eval.routing.shards import merge_routing_records
 
     t = lap("imports", start)
     report = build_report([runs])

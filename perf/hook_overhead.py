@@ -227,7 +227,8 @@ class Stream:
 
     def write_records(self, shard_dir: Path, device: str) -> tuple[float, float]:
         """The adapter's per-batch work after generate: finish_batch, records, shard append (fsynced)."""
-        from rd_eval.routing.records import DocIdentity, ShardWriter, document_record
+        from rd_eval.routing.records import DocIdentity, document_record
+        from rd_eval.routing.shards import ShardWriter
 
         if self.session is None:
             return 0.0, 0.0

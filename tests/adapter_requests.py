@@ -13,7 +13,7 @@ import rd_eval_tasks
 import torch
 from lmms_eval.api.instance import Instance
 
-from rd_eval.routing.records import merge_routing_records
+from rd_eval.routing.shards import merge_routing_records
 
 TASKS_DIR = Path(os.path.dirname(rd_eval_tasks.__file__)) / "rd_demo"
 # rd_demo's generation_kwargs as lmms-eval hands them over (temperature cast to float).

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from rd_eval.routing.records import DocIdentity, ShardWriter, document_record
+from rd_eval.routing.records import DocIdentity, document_record
+from rd_eval.routing.shards import ShardWriter
 from rd_eval.vocabulary.scopes import BASE_SCOPES
 
 LAYERS, EXPERTS = 8, 32

@@ -16,8 +16,8 @@ import pytest
 from lmms_eval.api.instance import Instance
 from PIL import Image, ImageDraw
 
-from rd_eval.routing.records import merge_routing_records, read_routing_records
 from rd_eval.routing.settings import pop_routing_settings
+from rd_eval.routing.shards import merge_routing_records, read_routing_records
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts, SpecError
 from rd_eval.scoring.doc_errors import error_reason, is_error_response
 

@@ -22,7 +22,7 @@ from lmms_eval.api.instance import Instance
 from PIL import Image, ImageDraw
 
 from rd_eval.lmms.runs import find_runs, load_paired_samples
-from rd_eval.routing.records import merge_routing_records
+from rd_eval.routing.shards import merge_routing_records
 from rd_eval.routing.spec import ExpertSet, LayerExperts
 from rd_eval.scoring.doc_errors import error_reason, is_error_response
 

@@ -11,7 +11,7 @@ import pytest
 from lmms_cli import run, tasks_path
 
 from rd_eval.lmms.runs import find_runs, load_paired_samples
-from rd_eval.routing.records import merge_routing_records
+from rd_eval.routing.shards import merge_routing_records
 
 
 def lmms_eval_args(checkpoint: Path, out: Path, limit: int) -> list[str]:

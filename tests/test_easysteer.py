@@ -352,7 +352,7 @@ def test_python_m_lmms_eval_runs_a_hand_written_easysteer_file(tiny_root: Path, 
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     routing_dirs = list((out / "rd_routing").iterdir())
     assert [d.name.rsplit("__", 1)[1] for d in routing_dirs] == [expected]
-    from rd_eval.routing.records import merge_routing_records
+    from rd_eval.routing.shards import merge_routing_records
 
     records = merge_routing_records(routing_dirs[0])
     assert len(records) == 4 and {r["intervention"] for r in records} == {expected}

@@ -26,14 +26,9 @@ from rd_eval.analysis.gaps import compare_runs
 from rd_eval.rendering.gaps_markdown import gaps_markdown
 from rd_eval.reports.report import build_report, to_csv, to_markdown
 from rd_eval.routing.recording import BatchRouting
-from rd_eval.routing.records import (
-    EFFECT_KEY,
-    DocIdentity,
-    ShardWriter,
-    document_record,
-    merge_routing_records,
-)
+from rd_eval.routing.records import EFFECT_KEY, DocIdentity, document_record
 from rd_eval.routing.session import routing_session
+from rd_eval.routing.shards import ShardWriter, merge_routing_records
 from rd_eval.routing.site_table import SiteRow, SiteTable
 from rd_eval.routing.sites import find_router_sites, image_token_ids
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts

@@ -247,7 +247,7 @@ def test_adapter_run_stops_instead_of_answering_each_document(tiny_dir: Path, tm
     from adapter_requests import rd_demo_requests, run
     from rd_eval_adapters.qwen3_vl_moe import RDQwen3VLMoe
 
-    from rd_eval.routing.records import merge_routing_records
+    from rd_eval.routing.shards import merge_routing_records
 
     routing_dir = tmp_path / "routing"
     adapter = RDQwen3VLMoe(pretrained=str(tiny_dir), batch_size=2, routing_dir=str(routing_dir))

@@ -15,8 +15,8 @@ import pytest
 from lmms_cli import run, tasks_path
 
 from rd_eval.lmms.runs import find_runs
-from rd_eval.routing.records import merge_routing_records
 from rd_eval.routing.settings import pop_routing_settings
+from rd_eval.routing.shards import merge_routing_records
 from rd_eval.routing.spec import ExpertSet, LayerExperts
 
 LIMIT = 4

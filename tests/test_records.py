@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 
 from rd_eval.routing.recording import BatchRouting
-from rd_eval.routing.records import (
-    DocIdentity,
-    ShardWriter,
-    document_record,
-    error_record,
-    merge_routing_records,
-    read_routing_records,
-    sidecar_paths,
-)
+from rd_eval.routing.records import DocIdentity, document_record, error_record
+from rd_eval.routing.shards import ShardWriter, merge_routing_records, read_routing_records, sidecar_paths
 from rd_eval.vocabulary.scopes import BASE_SCOPES
 
 LAYERS, EXPERTS = 5, 7

@@ -15,14 +15,8 @@ from test_runs import write_run
 from rd_eval.commands.main import main
 from rd_eval.reports.report import ReportInputError, build_report, to_csv, to_html, to_json, to_markdown
 from rd_eval.routing.recording import BatchRouting
-from rd_eval.routing.records import (
-    CheckpointRef,
-    DocIdentity,
-    ShardWriter,
-    document_record,
-    error_record,
-    read_routing_records,
-)
+from rd_eval.routing.records import CheckpointRef, DocIdentity, document_record, error_record
+from rd_eval.routing.shards import ShardWriter, read_routing_records
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
 from rd_eval.vocabulary.scopes import BASE_SCOPES, SCOPE_INDICES
 from rd_eval.vocabulary.scopes import SCOPE_MEMBERS as SCOPES

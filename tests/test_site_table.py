@@ -31,15 +31,13 @@ from rd_eval.routing.recording import BatchRouting
 from rd_eval.routing.records import (
     CheckpointRef,
     DocIdentity,
-    ShardWriter,
     checkpoint_label,
     document_record,
     error_record,
-    read_routing_records,
     record_site_table,
-    sites_path,
 )
 from rd_eval.routing.session import plan_intervention
+from rd_eval.routing.shards import ShardWriter, read_routing_records, sites_path
 from rd_eval.routing.site_table import SiteRow, SiteTable, SiteTableError
 from rd_eval.routing.sites import find_router_sites
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, LayerExperts, SpecError

@@ -26,7 +26,8 @@ from rd_eval.lmms.runs import RunRecord, load_paired_samples
 from rd_eval.models.loading import load_model
 from rd_eval.models.tiny import ensure_tiny, supported_tiny_families
 from rd_eval.rendering.gaps_markdown import gaps_markdown as to_markdown
-from rd_eval.routing.records import merge_routing_records, routing_folder
+from rd_eval.routing.records import routing_folder
+from rd_eval.routing.shards import merge_routing_records
 from rd_eval.routing.sites import supported_families
 from rd_eval.routing.spec import InterventionSpec, LayerBand
 from rd_eval.twins.demo_bench import generate_problems

@@ -48,7 +48,7 @@ def selection_frequency(batches: Sequence[BatchRouting], token_scope: str = "pro
 
 
 def records_selection_frequency(records: Iterable[Mapping[str, Any]], token_scope: str = "prompt") -> np.ndarray:
-    """Pooled Φ [L, E] of routing records (as `rd_eval.routing.records.read_routing_records` yields them) in
+    """Pooled Φ [L, E] of routing records (as `rd_eval.routing.shards.read_routing_records` yields them) in
     `token_scope`; error records (no statistics) are skipped. Streams: memory does not grow with the records."""
     if token_scope not in SCOPE_MEMBERS:
         raise ValueError(f"token scope {token_scope!r} invalid; valid: {', '.join(SCOPE_MEMBERS)}")

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 RESULTS_SUFFIX = "_results.json"
-ROUTING_SHARD_GLOB = "routing_rank*.jsonl"  # rd_eval.routing.records.SHARD_PATTERN's shards
+ROUTING_SHARD_GLOB = "routing_rank*.jsonl"  # rd_eval.routing.shards.SHARD_PATTERN's shards
 SAMPLES_INFIX = "_samples_"
 SAMPLES_SUFFIX = ".jsonl"
 SAMPLE_COLUMNS = ("task", "form", "pair_id", "doc_id", "correct", "pred", "answer", "error", "model", "model_args")

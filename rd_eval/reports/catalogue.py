@@ -27,7 +27,8 @@ import pandas as pd
 
 from rd_eval.fileio.jsonio import canonical_hash
 from rd_eval.lmms.runs import ROUTING_SHARD_GLOB, RunRecord, find_runs, load_paired_samples
-from rd_eval.routing.records import RecordOwner, checkpoint_label, merge_routing_records, select_records
+from rd_eval.routing.records import RecordOwner, checkpoint_label, select_records
+from rd_eval.routing.shards import merge_routing_records
 from rd_eval.vocabulary.model_args import model_arg_text, parse_model_args, pretrained_of
 
 __all__ = [
