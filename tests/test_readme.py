@@ -84,7 +84,7 @@ def test_readme_lists_model_args_examples() -> None:
 def test_readme_model_args_pass_a_shell_and_lmms_eval_parser_unchanged() -> None:
     from lmms_eval.utils import simple_parse_args_string
 
-    from rd_eval.routing.settings import as_lmms_eval_parses
+    from rd_eval.vocabulary.model_args import as_lmms_eval_parses
 
     for word in readme_model_args():
         assert SHELL_INERT.fullmatch(word), f"{word!r} needs shell quoting"

@@ -258,7 +258,7 @@ def declared_hash(args: Mapping[str, Any], folder_hashes: Iterable[str] = ()) ->
     if isinstance(pinned, str) and pinned.strip():
         return pinned.strip()
     if pinned is not None and pinned != "":
-        from rd_eval.routing.settings import as_lmms_eval_parses
+        from rd_eval.vocabulary.model_args import as_lmms_eval_parses
 
         for name in folder_hashes:
             parsed = as_lmms_eval_parses(name)

@@ -17,6 +17,7 @@ from typing import Any
 from rd_eval.fileio.jsonio import JsonFileError
 from rd_eval.routing.easysteer import load_expert_set, load_intervention
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand, SpecError
+from rd_eval.vocabulary.model_args import as_lmms_eval_parses
 
 SETTING_KEYS = (
     "intervention",  # path of an intervention spec JSON (mode, lambda, band, scope, experts), or an EasySteer file
@@ -165,18 +166,6 @@ def _check_declared_hash(raw: dict[str, Any], settings: RoutingSettings, *, resp
             f"must be pinned by its content, or an edited file would be served the old answers; add "
             f"intervention_hash={actual} to model_args"
         )
-
-
-def as_lmms_eval_parses(text: str) -> Any:
-    """The value lmms-eval's model_args parser makes of `text` (it turns numeric-looking words into numbers)."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if text.isnumeric():
-        return int(text)
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def _same_hash(declared: Any, actual: str) -> bool:

@@ -27,6 +27,14 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
                              "commas") from None
 
 
+def as_lmms_eval_parses(text: str) -> Any:
+    """The value lmms-eval's parser makes of one model_args value (``true`` -> True, ``12`` -> 12, ``1e3`` ->
+    1000.0): a hash or name written into model_args may reach the model class as a number."""
+    from lmms_eval.utils import handle_arg_string
+
+    return handle_arg_string(text)
+
+
 def model_arg_text(value: Any) -> str:
     """A parsed model_args value as text (True -> "true"), for names and labels built from it."""
     if isinstance(value, bool):
