@@ -33,7 +33,8 @@ from rd_eval.benchmarks.gold import choice_letter, free_form_gold, option_index,
 from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.benchmarks.six import six_task
 from rd_eval.data.provenance import with_record
-from rd_eval.data.sources import HubSplit, MirrorReader, load_hub, read_json, read_jsonl
+from rd_eval.data.sources import HubSplit, MirrorReader, load_hub, read_jsonl
+from rd_eval.fileio.jsonio import read_json
 from rd_eval.scoring.answers import ALL_LETTERS
 
 if TYPE_CHECKING:

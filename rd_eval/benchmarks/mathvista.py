@@ -20,7 +20,8 @@ from rd_eval.benchmarks.documents import build_form, image_form
 from rd_eval.benchmarks.gold import free_form_gold, numeric_answer, option_index
 from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.benchmarks.six import six_task
-from rd_eval.data.sources import HubSplit, MirrorReader, read_json
+from rd_eval.data.sources import HubSplit, MirrorReader
+from rd_eval.fileio.jsonio import read_json
 from rd_eval.scoring.answers import ALL_LETTERS
 
 if TYPE_CHECKING:

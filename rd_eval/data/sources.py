@@ -102,14 +102,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def read_json(path: Path) -> Any:
-    """A JSON file of a local mirror; errors name the file."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not a readable JSON file ({err})") from None
-
-
 def content_pair_id(prefix: str, text: str) -> str:
     """A pair id that depends only on the problem text: ``<prefix>-<12 hex digits of sha256>``.
 
