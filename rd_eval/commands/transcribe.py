@@ -12,7 +12,7 @@ from pathlib import Path
 from rd_eval.fileio.outpaths import check_output_dir
 from rd_eval.lmms.runner import LmmsEvalRunError, lmms_eval_command, run_lmms_eval
 from rd_eval.twins.transcripts import TRANSCRIPTS_ENV, TranscriptSet, transcripts_from_samples
-from rd_eval.vocabulary.task_names import image_task_name
+from rd_eval.vocabulary.task_names import TASK_PREFIX, image_task_name, task_of
 
 
 class TranscribeInputError(ValueError):
@@ -33,6 +33,11 @@ class TranscribeRequest:
     @property
     def benchmarks(self) -> tuple[str, ...]:
         return tuple(transcribed_benchmark(task) for task in self.image_tasks)
+
+
+def transcribe_task(name: str) -> str:
+    """The transcription task of a bare benchmark name: ``mathvista`` -> ``rd_mathvista_transcribe``."""
+    return task_of(f"{TASK_PREFIX}{name}", "transcribe")
 
 
 def transcribed_benchmark(image_task: str) -> str:
@@ -56,19 +61,19 @@ def parse_tasks(text: str) -> tuple[str, ...]:
 def transcribe(request: TranscribeRequest) -> dict[str, Path]:
     """Run the transcribe tasks through lmms-eval; write `<out>/<benchmark>.transcripts.json` per benchmark."""
     missing = [b for b in request.benchmarks
-               if not any(request.include_path.rglob(f"rd_{b}_transcribe.yaml"))]
+               if not any(request.include_path.rglob(f"{transcribe_task(b)}.yaml"))]
     if missing:
         raise TranscribeInputError(f"no transcribe task for {', '.join(missing)} under {request.include_path} "
                                    f"(looked for rd_<benchmark>_transcribe.yaml)")
     runs_dir, log = request.out_dir / "runs", request.out_dir / "logs" / "transcribe.log"
     command = lmms_eval_command(request.model, request.model_args,
-                                [f"rd_{b}_transcribe" for b in request.benchmarks], runs_dir,
+                                [transcribe_task(b) for b in request.benchmarks], runs_dir,
                                 include_path=request.include_path, batch_size=request.batch_size,
                                 limit=request.limit, gen_kwargs=request.gen_kwargs)
     run = run_lmms_eval(command, runs_dir, log)
     written: dict[str, Path] = {}
     for benchmark in request.benchmarks:
-        task = f"rd_{benchmark}_transcribe"
+        task = transcribe_task(benchmark)
         if task not in run.samples:
             raise LmmsEvalRunError(f"lmms-eval logged no samples of {task}; log: {log}")
         samples = [json.loads(line) for line in Path(run.samples[task]).read_text(encoding="utf-8").splitlines()
