@@ -3,7 +3,8 @@
 - :mod:`~rd_eval.organism.problems`: the paired problems, their train / validation / held-out splits and images;
 - :mod:`~rd_eval.organism.spec`: what an organism is (architecture, training recipe), validated once;
 - :mod:`~rd_eval.organism.assets`: its tokenizer, processor, config and freshly initialised model;
-- :mod:`~rd_eval.organism.batches`: the three training forms as chat turns and padded tensors;
+- :mod:`~rd_eval.organism.prompts`: the three forms (text QA, transcription, image QA) as lmms-eval's chat turns;
+- :mod:`~rd_eval.organism.batches`: examples as the padded tensors Qwen3-VL-MoE takes;
 - :mod:`~rd_eval.organism.train`: the resumable, seeded training loop and the saved model folder;
 - :mod:`~rd_eval.organism.evaluate`: greedy held-out accuracy per form (text, transcription, image).
 """

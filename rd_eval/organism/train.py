@@ -172,7 +172,6 @@ def train(spec: OrganismSpec, out_dir: Path, *, progress: bool = True,
     bar.close()
     wall = time.perf_counter() - started
     if last == spec.steps:
-        model.eval()
         save_organism(out_dir, spec, model.eval(), processor, {
             "steps": spec.steps, "threads": spec.threads, "torch": torch.__version__,
             "transformers": transformers.__version__, "last_run_wall_s": round(wall, 1), "resumed_from": first,
