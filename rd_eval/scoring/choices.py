@@ -1,0 +1,233 @@
+"""Reading the option letter(s) a response answers (answer types ``"choice"`` and ``"multi_choice"``)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rd_eval.scoring.answer_types import ALL_LETTERS, gold_error
+from rd_eval.scoring.extract import final_segment, last_line, segment_candidates, strip_markup, unwrap
+from rd_eval.scoring.math_parse import answers_equivalent, parse_answer, text_key
+
+_EXPLICIT_CHOICE_RE = re.compile(
+    r"\b(?:answer|option|choice)\s*(?:is|:|=|-)?\s*(?:option\s*)?[\(\[]?\s*([A-Za-z])\s*[\)\]]?(?![\w])",
+    re.IGNORECASE,
+)
+# A lowercase letter after "answer is" must end the clause, so the article in "answer is a number" is skipped.
+_CLAUSE_END_RE = re.compile(r"\s*[\)\]]?\s*(?:[.,;:!?]|$)")
+_MARKED_LETTER_RE = re.compile(r"[\(\[]([A-Z])[\)\]]|(?<![\w])([A-Z])[\).:](?!\w)")
+_LEADING_LETTER_RE = re.compile(r"^[\(\[]?([A-Z])[\)\]]?(?![\w'])")
+_BARE_STRIP = " \t\r\n()[]{}*_`'\".:;,!"
+_OPTION_PREFIX_RE = re.compile(r"^\s*[\(\[]?([A-Z])\s*[\)\]:.]\s*")
+
+
+def _norm_text(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _option_texts(choices: Sequence[str]) -> list[str]:
+    """Option texts without a leading copy of their own letter (MathVerse ``"A:$\\sin ..$"``)."""
+    out = []
+    for i, choice in enumerate(choices):
+        text = str(choice)
+        m = _OPTION_PREFIX_RE.match(text)
+        if m and m.group(1) == ALL_LETTERS[i] and text[m.end() :].strip():
+            text = text[m.end() :]
+        out.append(text)
+    return out
+
+
+def _choice_by_text(response: str, choices: Sequence[str]) -> int | None:
+    """Index of the single choice whose text appears in the response (longest match wins containment)."""
+    resp = _norm_text(response).strip(_BARE_STRIP)
+    normed = [_norm_text(c) for c in _option_texts(choices)]
+    exact = [i for i, c in enumerate(normed) if c and c == resp]
+    if exact and len({normed[i] for i in exact}) == 1:
+        return exact[0]  # duplicated option texts (MathVista ['9', '12', '18', '18']): the first
+    found = [  # a one-letter option text ("A") is a letter, not a word to look for ("A triangle ...")
+        i for i, c in enumerate(normed) if len(c) > 1 and re.search(r"(?<![\w])" + re.escape(c) + r"(?![\w])", resp)
+    ]
+    # Drop choices that only matched inside a longer matched choice ("25" inside "17 + 25").
+    found = [i for i in found if not any(normed[j] != normed[i] and normed[i] in normed[j] for j in found)]
+    return found[0] if found and len({normed[i] for i in found}) == 1 else None
+
+
+def _choice_by_value(candidates: Sequence[str], choices: Sequence[str]) -> int | None:
+    """Index of the single choice whose math value equals the first candidate that parses as math."""
+    pred = next((p for p in map(parse_answer, candidates) if not p.is_text), None)
+    if pred is None:
+        return None
+    options = [parse_answer(c) for c in _option_texts(choices)]
+    hits = [i for i, o in enumerate(options) if not o.is_text and answers_equivalent(o, pred)]
+    return hits[0] if hits and len({options[i].text for i in hits}) == 1 else None
+
+
+def _unique_marked(text: str, letters: str) -> str | None:
+    found = {m.group(1) or m.group(2) for m in _MARKED_LETTER_RE.finditer(text)} & set(letters)
+    return found.pop() if len(found) == 1 else None
+
+
+def _bare_letter(text: str, letters: str) -> str | None:
+    bare = unwrap(text).strip(_BARE_STRIP).upper()
+    return bare if len(bare) == 1 and bare in letters else None
+
+
+def _explicit_letter(text: str, letters: str) -> str | None:
+    explicit = [
+        m.group(1).upper()
+        for m in _EXPLICIT_CHOICE_RE.finditer(text)
+        if m.group(1).upper() in letters and (m.group(1).isupper() or _CLAUSE_END_RE.match(text, m.end(1)))
+    ]
+    return explicit[-1] if explicit else None  # "not A, the answer is B": the final statement wins
+
+
+_LETTER_THEN_WORD_RE = re.compile(r"\s+(?!(?:because|since|as|is|and|or|which|-)\b)[a-z]")
+
+
+def _segment_letter(segment: str, letters: str) -> str | None:
+    """The letter a marked answer names: ``B``, ``(B) 52``, ``B because ...``, ``option B``.
+
+    Two or more letters ("A or B", "A, C") name no single option; a capital "A"/"I" opening a sentence
+    ("A triangle has ...") is a word, not an option.
+    """
+    seg = unwrap(segment)
+    letter = _bare_letter(seg, letters)
+    if letter is not None:
+        return letter
+    several = _letter_set(seg, ALL_LETTERS)
+    if several is not None and len(several) > 1:
+        return None
+    m = _LEADING_LETTER_RE.match(seg.strip())
+    if m and m.group(1) in letters and not (m.group(1) in "AI" and _LETTER_THEN_WORD_RE.match(seg.strip(), m.end())):
+        return m.group(1)
+    return _explicit_letter(seg, letters) or _unique_marked(seg, letters)
+
+
+def _extract_letter(response: str, letters: str) -> str | None:
+    """The letter an unmarked response picks: whole response, "option B", last line, one marked letter."""
+    text = strip_markup(response)
+    letter = _bare_letter(text, letters) or _explicit_letter(text, letters)
+    if letter is not None:
+        return letter
+    line = last_line(text)
+    letter = _bare_letter(line, letters)
+    if letter is not None:
+        return letter
+    return _unique_marked(line, letters) or _unique_marked(text, letters)
+
+
+def letters_for(choices: Sequence[str]) -> str:
+    if not choices:
+        raise ValueError("choices is empty; pass the option texts in order (A, B, ...)")
+    if len(choices) > len(ALL_LETTERS):
+        raise ValueError(f"{len(choices)} choices given; at most {len(ALL_LETTERS)} can be lettered")
+    return ALL_LETTERS[: len(choices)]
+
+
+def read_choice(response: str, choices: Sequence[str], letters: str) -> str | None:
+    seg = final_segment(response)
+    if seg is not None:
+        letter = _segment_letter(seg[0], letters)
+        if letter is not None or not choices:
+            return letter
+        candidates = segment_candidates(seg[0])
+        index = _choice_by_text(candidates[0], choices) if candidates else None
+        if index is None:
+            index = _choice_by_value(candidates, choices)
+        return None if index is None else letters[index]
+    letter = _extract_letter(response, letters)
+    if letter is not None or not choices:
+        return letter
+    text = strip_markup(response).strip()
+    line = text if "\n" not in text else last_line(text)
+    index = _choice_by_text(line, choices)
+    if index is None:
+        index = _choice_by_value(segment_candidates(line), choices)
+    return None if index is None else letters[index]
+
+
+def extract_choice(response: str, choices: Sequence[str]) -> str | None:
+    """The option letter the response picks ("B", "(B)", "Answer: b", \\boxed{B}, or B's text), or None."""
+    return read_choice(response, choices, letters_for(choices))
+
+
+_LETTER_WORDS_RE = re.compile(r"\b(?:and|or|both|options?|choices?|letters?)\b", re.I)
+
+
+def _letter_set(text: str, letters: str) -> frozenset[str] | None:
+    """``"A, C"`` / ``"AC"`` / ``"(A) and (C)"`` -> {A, C}; None when the text is not just letters."""
+    s = _LETTER_WORDS_RE.sub(" ", unwrap(text))
+    s = re.sub(r"[()\[\]{}]", " ", s).strip(" .")
+    tokens = [t for t in re.split(r"[\s,;/&+]+", s) if t]
+    if not tokens:
+        return None
+    if all(len(t) == 1 and t.isalpha() for t in tokens):
+        found = [t.upper() for t in tokens]
+    elif len(tokens) == 1 and tokens[0].isalpha() and tokens[0].isupper() and len(set(tokens[0])) == len(tokens[0]):
+        found = list(tokens[0])
+    else:
+        return None
+    if not set(found) <= set(letters):
+        return None
+    return frozenset(found)
+
+
+_CLAUSE_CUT_RE = re.compile(r"(?:\.\s|;|\s(?:because|since|as|which|so|but)\s)", re.I)
+
+
+def _segment_letter_set(segment: str, letters: str) -> frozenset[str] | None:
+    seg = unwrap(segment)
+    exact = _letter_set(seg, letters)
+    if exact is not None:
+        return exact
+    head = _CLAUSE_CUT_RE.split(seg + " ", maxsplit=1)[0]
+    exact = _letter_set(head, letters)
+    if exact is not None:
+        return exact
+    # "Options A and C are correct": standalone capitals; "A" / "I" before a lower-case word are words
+    found = {
+        m.group(1)
+        for m in re.finditer(r"(?<![A-Za-z'])([A-Z])(?![A-Za-z'])", head)
+        if m.group(1) in letters and not (m.group(1) in "AI" and re.match(r"\s+(?!and\b|or\b)[a-z]", head[m.end() :]))
+    }
+    return frozenset(found) or None
+
+
+def extract_letters(response: str, choices: Sequence[str] = ()) -> str | None:
+    """The set of option letters a response picks, as ``"A, C"`` (sorted), or None."""
+    letters = letters_for(choices) if choices else ALL_LETTERS
+    seg = final_segment(response)
+    if seg is not None:
+        found = _segment_letter_set(seg[0], letters)
+    else:
+        found = _letter_set(last_line(response), letters)
+        if found is None:
+            one = _extract_letter(response, letters)
+            found = frozenset(one) if one else None
+    return ", ".join(sorted(found)) if found else None
+
+
+def gold_choice_letters(answer: str, choices: Sequence[str]) -> set[str]:
+    """The letters a choice gold accepts: its letter, or the letter(s) of the option(s) with its text."""
+    letters = letters_for(choices) if choices else ALL_LETTERS
+    text = str(answer).strip()
+    m = re.fullmatch(r"[\(\[]?\s*([A-Za-z])\s*[\)\]]?\.?", text)
+    if m and m.group(1).upper() in letters:
+        return {m.group(1).upper()}
+    if choices:
+        options = _option_texts(choices)
+        hits = {letters[i] for i, c in enumerate(options) if c.strip() == text}
+        if not hits:
+            hits = {letters[i] for i, c in enumerate(options) if text_key(c) == text_key(text) and text_key(text)}
+        if hits:
+            return hits
+    need = "must be a single option letter A-Z" + (" or the text of one of the choices" if choices else "")
+    raise gold_error("choice", answer, need)
+
+
+def gold_letter_set(answer: str, choices: Sequence[str]) -> frozenset[str]:
+    letters = letters_for(choices) if choices else ALL_LETTERS
+    found = _letter_set(str(answer), letters)
+    if found is None:
+        raise gold_error("multi_choice", answer, f"must be option letters such as 'A, C' (within {letters[-1]})")
+    return found
