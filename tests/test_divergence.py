@@ -122,6 +122,46 @@ def test_student_t_p_matches_scipy(t: float, df: float) -> None:
     assert student_t_two_sided_p(t, df) == pytest.approx(2 * student_t.sf(abs(t), df), rel=1e-9, abs=1e-15)
 
 
+@pytest.mark.parametrize("t", [0.0, 0.3, 1.0, 2.5, -6.0, 50.0, 1e4])
+def test_student_t_p_matches_closed_forms_for_one_and_two_df(t: float) -> None:
+    # Independent of scipy: df = 1 is the Cauchy distribution, p = 1 - (2/pi) atan|t|; df = 2 has
+    # p = 1 - |t| / sqrt(2 + t^2), written here as 2 / (sqrt(2 + t^2) (sqrt(2 + t^2) + |t|)) to keep its tail.
+    cauchy = 1.0 - 2.0 / math.pi * math.atan(abs(t)) if abs(t) < 10 else 2.0 / math.pi * math.atan(1.0 / abs(t))
+    root = math.sqrt(2.0 + t * t)
+    assert student_t_two_sided_p(t, 1) == pytest.approx(cauchy, rel=1e-12)
+    assert student_t_two_sided_p(t, 2) == pytest.approx(2.0 / (root * (root + abs(t))), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("t", "df", "p"),
+    [(12.706, 1, 0.05), (4.303, 2, 0.05), (2.571, 5, 0.05), (2.228, 10, 0.05), (2.042, 30, 0.05),
+     (3.169, 10, 0.01), (2.750, 30, 0.01), (1.812, 10, 0.10), (4.587, 10, 0.001)],
+)
+def test_student_t_p_at_printed_table_critical_values(t: float, df: int, p: float) -> None:
+    # Two-sided critical values as printed in standard t tables (3 decimals), so the p-values agree to the
+    # table's rounding.
+    assert student_t_two_sided_p(t, df) == pytest.approx(p, rel=2e-3)
+
+
+@pytest.mark.parametrize(("t", "df"), [(0.5, 3), (2.1, 10), (8.0, 200), (40.0, 3), (1.96, 1e6), (3.3, 7.5)])
+def test_student_t_p_matches_mpmath_incomplete_beta(t: float, df: float) -> None:
+    # The definition, p = I_{df/(df+t^2)}(df/2, 1/2), evaluated by mpmath at 50 digits: another implementation.
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    x = mpmath.mpf(df) / (mpmath.mpf(df) + mpmath.mpf(t) ** 2)
+    expected = float(mpmath.betainc(mpmath.mpf(df) / 2, mpmath.mpf(1) / 2, 0, x, regularized=True))
+    assert student_t_two_sided_p(t, df) == pytest.approx(expected, rel=1e-9)
+
+
+def test_student_t_p_edges_and_bad_df() -> None:
+    assert student_t_two_sided_p(0.0, 4) == 1.0
+    assert student_t_two_sided_p(math.inf, 4) == 0.0 and student_t_two_sided_p(-math.inf, 4) == 0.0
+    assert math.isnan(student_t_two_sided_p(math.nan, 4))
+    for df in (0, -3, math.nan):
+        with pytest.raises(ValueError, match="df must be positive"):
+            student_t_two_sided_p(1.0, df)
+
+
 def test_layer_summary_hand_example() -> None:
     # Two pairs with JSD 0 and 1 at site 0: resampled means are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4,
     # so the 2.5% and 97.5% percentiles are 0 and 1. Site 1 is 0.3 for both pairs: a point CI.

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from scipy.special import stdtr
 
 if TYPE_CHECKING:
     from rd_eval.routing.site_table import SiteTable
@@ -228,59 +229,16 @@ def layer_summary(jsd: Any, n_boot: int = 10000, seed: int = 0, *, level: float 
     )
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c = 1.0
-    d = 1.0 - qab * x / qap
-    d = tiny if abs(d) < tiny else d
-    d = 1.0 / d
-    h = d
-    for m in range(1, 10_000):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = tiny if abs(d) < tiny else d
-        c = 1.0 + aa / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = tiny if abs(d) < tiny else d
-        c = 1.0 + aa / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        step = d * c
-        h *= step
-        if abs(step - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _betainc_regularised(a: float, b: float, x: float) -> float:
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    front = math.exp(log_front)
-    # The continued fraction converges fast for x < (a + 1) / (a + b + 2); use the symmetry otherwise.
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
 def student_t_two_sided_p(t: float, df: float) -> float:
-    """Two-sided p-value of Student's t statistic ``t`` with ``df`` degrees of freedom."""
+    """Two-sided p-value of Student's t statistic ``t`` with ``df`` degrees of freedom.
+
+    scipy's Student t CDF at ``-|t|`` (the lower tail directly, so it stays accurate far out where ``1 - cdf``
+    would round to 0); scipy.special rather than scipy.stats because it imports in a third of the time."""
     if not df > 0:
         raise ValueError(f"df must be positive, got {df!r}")
     if math.isnan(t):
         return math.nan
-    if math.isinf(t):
-        return 0.0
-    return min(1.0, _betainc_regularised(df / 2.0, 0.5, df / (df + t * t)))
+    return min(1.0, float(2.0 * stdtr(df, -abs(t))))
 
 
 @dataclass(frozen=True)
