@@ -31,6 +31,7 @@ class Gold:
     answer_type: str
     choices: tuple[str, ...] = ()
     precision: int | None = None
+    abs_tolerance: float | None = None  # DynaMath: right when |pred - gold| <= this
 
     def __post_init__(self) -> None:
         if self.answer_type not in ANSWER_TYPES:
