@@ -3,13 +3,24 @@
 The rule, in order (the first that applies wins, and later rules are not consulted):
 
 1. Reasoning is dropped: only the text after the last ``</think>`` counts, and inside
-   ``<answer>...</answer>`` tags only the last tagged block counts.
-2. ``\\boxed{...}`` (or ``\\fbox{...}``): the content of the last one, braces balanced.
+   ``<answer>...</answer>`` tags only the last tagged block counts. A made-up follow-on question the model
+   writes after it has answered ("Question 2: ...", "Q: ...", "Human: ...") is cut off with all after it.
+2. ``\\boxed{...}`` (or ``\\fbox{...}``): the content of the last one, braces balanced (an unclosed last box
+   gives the rest of its line).
 3. An answer marker: the last "answer is / answer: / answers are / final answer: / correct answer is ..."
-   (case-insensitive); the answer is the rest of that line (or the next non-empty line when the marker
-   ends its line).
-4. Otherwise there is no marked segment and each answer type falls back to its own "last" rule
-   (the last number, the last option letter statement, the last line).
+   (case-insensitive; a parenthesis may sit before the verb, "the answer (in cm) is"; also ``答案是`` /
+   ``答案：`` and "Respuesta:", "Réponse :", "Antwort:"); the answer is the rest of that line, or the next
+   non-empty line, or the display block (``$$ .. $$``, ``\\[ .. \\]``) that follows it. A marker inside an
+   option's own text ("None of the other answers is correct") is no marker.
+4. An unmarked answer stated first: a first line that is only a number, a letter or one math span, with
+   an explanation after it.
+5. Otherwise there is no marked segment and each answer type falls back to its own "last" rule
+   (the last number, the last option letter statement, the last line or display block).
+
+A refusal ("cannot be determined", "not enough information") and a hedge ("1490 or 1500", "either A or B",
+"if ..., (A); otherwise (B)"), in the marked segment or, unmarked, in the last sentence, are no answer:
+:func:`final_segment` returns the empty segment with ``how`` "refusal" / "hedge", which every answer type
+reads as nothing (and so as wrong).
 
 A segment is then cut into candidate spellings (:func:`segment_candidates`) so that "12 cm, since
 7 + 5 = 12" yields "12 cm" before anything else.
@@ -18,16 +29,57 @@ A segment is then cut into candidate spellings (:func:`segment_candidates`) so t
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-__all__ = ["final_segment", "last_line", "math_spans", "segment_candidates", "strip_markup", "unwrap"]
+__all__ = [
+    "Located",
+    "final_segment",
+    "last_line",
+    "locate_answer",
+    "math_spans",
+    "segment_candidates",
+    "strip_markup",
+    "unwrap",
+]
 
 _ANSWER_TAG_RE = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.S | re.I)
 _MARKER_RE = re.compile(
-    r"(?:final\s+answer|correct\s+answer|best\s+answer|the\s+answer|my\s+answer|\banswers?"
+    r"(?:(?:final\s+answer|correct\s+answer|best\s+answer|the\s+answer|my\s+answer|\banswers?"
     r"|(?:correct|right|final)\s+(?:options?|choices?))"
     r"(?:\s+(?:to|for)\s+(?:this|the)\s+(?:question|problem))?"
-    r"\s*(?:is|are|would\s+be|should\s+be|will\s+be|=|:|\uff1a)\s*(?:that\s+)?(?::\s*)?",
+    r"(?:\s*\([^()\n]{1,40}\))?"  # "the answer (arabic numerals) is 7"
+    r"\s*(?:is|are|would\s+be|should\s+be|will\s+be|=|:|\uff1a)\s*(?:that\s+)?(?::\s*)?"
+    r"|(?:最终|正确)?答案\s*(?:应该是|应为|是|为|[:\uff1a])\s*[:\uff1a]?\s*"
+    r"|\b(?:respuesta|r[ée]ponse|antwort|risposta|resposta)(?:\s+(?:final|finale|correcta))?\s*[:\uff1a]\s*)",
     re.I,
+)
+# A header the model writes to start a question of its own after answering (cut off, with all after it).
+_FOLLOW_ON_RE = re.compile(
+    r"^[ \t]*(?:#+[ \t]*)?(?:question|problem|exercise|human|user|q)(?:[ \t]*\d+)?[ \t]*(?:[:.\uff1a]|$)",
+    re.I | re.M,
+)
+_REFUSAL_RE = re.compile(
+    r"\b(?:cannot|can\s?not|can't|unable\s+to|impossible\s+to|not\s+possible\s+to|no\s+way\s+to)\s+"
+    r"(?:be\s+)?(?:determined?|calculated?|computed?|found|find|answer(?:ed)?|tell|know|decided?)\b"
+    r"|\b(?:not\s+enough|insufficient)\s+(?:information|data|info)\b|\bundeterminable\b"
+    r"|无法(?:确定|判断|计算|得出)",
+    re.I,
+)
+_CONDITIONAL_HEDGE_RE = re.compile(
+    r"\bif\b.*\b(?:otherwise|if\s+not|else)\b|\beither\b.*\bor\b|\bdepending\s+on\b", re.I | re.S
+)
+_PLAIN_NUMBER = r"[-\u2212]?\d[\d,]*(?:\.\d+)?"
+# "1490 or 1500": two plain numbers (a unit or % may follow the first) offered as alternatives.
+_NUMBER_HEDGE_RE = re.compile(
+    rf"(?<![\w.^/])({_PLAIN_NUMBER})\s*(?:%|[a-z]{{1,8}}\s+)?\s*\bor\s+(?:maybe\s+|perhaps\s+)?({_PLAIN_NUMBER})"
+    r"(?![\d/.^]*\d)(?!\s*[/^*])",
+    re.I,
+)
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?\u3002])\s+")
+# An unmarked first line that is only an answer: a number, an option letter, or one math span.
+_LEAD_RE = re.compile(
+    r"[\(\[]?[A-Z][\)\]]?\.?|[-\u2212]?\$?\d[\d,]*(?:\.\d+)?\s*%?\.?"
+    r"|\$[^$\n]{1,60}\$\.?|\\\([^\n]{1,60}\\\)\.?"
 )
 _WRAP_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 
@@ -35,6 +87,18 @@ _WRAP_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{(
 def strip_markup(text: str) -> str:
     """Markdown emphasis out (``**B**`` -> ``B``); LaTeX is left for the math parser."""
     return str(text).replace("**", "").replace("__", "")
+
+
+def _has_mark(text: str) -> bool:
+    return bool(re.search(r"\\(?:boxed|fbox)\s*\{", text) or _MARKER_RE.search(text))
+
+
+def _before_follow_on(text: str) -> str:
+    """The text before a made-up follow-on question, when an answer was marked before it."""
+    for m in _FOLLOW_ON_RE.finditer(text):
+        if m.start() > 0 and _has_mark(text[: m.start()]):
+            return text[: m.start()]
+    return text
 
 
 def _after_reasoning(response: str) -> tuple[str, bool]:
@@ -45,7 +109,7 @@ def _after_reasoning(response: str) -> tuple[str, bool]:
     tags = _ANSWER_TAG_RE.findall(text)
     if tags and tags[-1].strip():
         return tags[-1], True
-    return text, False
+    return _before_follow_on(text), False
 
 
 def _last_boxed(text: str) -> str | None:
@@ -62,34 +126,138 @@ def _last_boxed(text: str) -> str | None:
                     if content:
                         return content
                     break
+        else:  # never closed ("\boxed{D."): the rest of its line
+            content = text[start:].split("\n", 1)[0].strip()
+            if content:
+                return content
     bare = re.findall(r"\\boxed\s+([^\s$]+)", text)  # "\boxed 5"
     return bare[-1] if bare else None
 
 
-def final_segment(response: str) -> tuple[str, str] | None:
-    """(segment, how) for the marked final answer, ``how`` in {"boxed", "marker", "tag"}; None if unmarked."""
-    text, tagged = _after_reasoning(response)
-    boxed = _last_boxed(text)
-    if boxed is not None:
-        return boxed, "boxed"
-    markers = list(_MARKER_RE.finditer(text))
-    if markers:
-        marker = markers[-1]
-        rest = text[marker.end():]
-        line, _, after = rest.partition("\n")
-        if not line.strip():
-            line = next((ln for ln in after.splitlines() if ln.strip()), "")
-        if line.strip():
-            return line.strip(), "marker"
-    if tagged and text.strip():
-        return text.strip(), "tag"
+_OPENERS = {"$$": "$$", "\\[": "\\]"}
+
+
+def _block_from(lines: list[str]) -> str:
+    """The first non-empty line, or the content of the display block that opens there."""
+    rest = [ln.strip() for ln in lines if ln.strip()]
+    if not rest:
+        return ""
+    closer = _OPENERS.get(rest[0])
+    if closer is None:
+        return rest[0]
+    body = []
+    for ln in rest[1:]:
+        if ln == closer:
+            break
+        body.append(ln)
+    return " ".join(body)
+
+
+def _masked_spans(text: str, options: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Where an option whose own text holds a marker ("None of the other answers is correct") occurs."""
+    spans: list[tuple[int, int]] = []
+    lowered = text.lower()
+    for option in options:
+        key = " ".join(str(option).split()).lower().rstrip(" .")
+        if key and _MARKER_RE.search(key):
+            start = lowered.find(key)
+            while start >= 0:
+                spans.append((start, start + len(key)))
+                start = lowered.find(key, start + 1)
+    return spans
+
+
+def _marker_segment(text: str, options: tuple[str, ...]) -> str | None:
+    masked = _masked_spans(text, options) if options else []
+    markers = [m for m in _MARKER_RE.finditer(text) if not any(a <= m.start() < b for a, b in masked)]
+    if not markers:
+        return None
+    rest = text[markers[-1].end() :]
+    line, _, after = rest.partition("\n")
+    if line.strip() in _OPENERS:
+        line, after = "", rest
+    segment = line.strip() or _block_from(after.splitlines())
+    return segment or None
+
+
+def _lead_segment(text: str) -> str | None:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if len(lines) > 1 and _LEAD_RE.fullmatch(lines[0].strip("# ")):
+        return lines[0].strip("# ")
     return None
 
 
+@dataclass(frozen=True)
+class Located:
+    """Where a response's answer was found: ``segment`` (empty for a refusal or hedge), ``how`` it was found
+    ("boxed", "marker", "tag", "lead", "refusal", "hedge", or "" when unmarked) and the ``raw`` text judged
+    a refusal/hedge (so that an option whose text is "Cannot be determined" can still be matched)."""
+
+    segment: str | None
+    how: str
+    raw: str = ""
+
+
+def _flag(text: str) -> str | None:
+    head = re.split(r";|\s(?:because|since)\s", text, maxsplit=1)[0]
+    if _REFUSAL_RE.search(head):
+        return "refusal"
+    if _CONDITIONAL_HEDGE_RE.search(text):
+        return "hedge"
+    for m in _NUMBER_HEDGE_RE.finditer(text):
+        if m.group(1).replace(",", "").lstrip("+") != m.group(2).replace(",", "").lstrip("+"):
+            return "hedge"
+    return None
+
+
+def locate_answer(response: str, options: tuple[str, ...] = ()) -> Located:
+    """The marked final answer (rules 1-4 of the module docstring), a refusal/hedge, or unmarked."""
+    text, tagged = _after_reasoning(response)
+    found: tuple[str, str] | None = None
+    boxed = _last_boxed(text)
+    if boxed is not None:
+        found = (boxed, "boxed")
+    else:
+        marked = _marker_segment(text, options)
+        if marked is not None:
+            found = (marked, "marker")
+        elif tagged and text.strip():
+            found = (text.strip(), "tag")
+        else:
+            lead = _lead_segment(text)
+            if lead is not None:
+                found = (lead, "lead")
+    if found is not None:
+        flag = _flag(found[0])
+        return Located(found[0], found[1]) if flag is None else Located("", flag, found[0])
+    sentences = _SENTENCE_END_RE.split(_last_line_of(text))
+    flag = _flag(sentences[-1]) if sentences else None
+    return Located(None, "") if flag is None else Located("", flag, sentences[-1])
+
+
+def final_segment(response: str, options: tuple[str, ...] = ()) -> tuple[str, str] | None:
+    """(segment, how) for the marked final answer, ``how`` in {"boxed", "marker", "tag", "lead"}, or
+    ("", "refusal"/"hedge") for an answer that is none; None if unmarked. ``options`` are the option
+    texts, whose own words are never a marker."""
+    located = locate_answer(response, options)
+    return None if located.segment is None else (located.segment, located.how)
+
+
+def _last_line_of(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    if lines[-1] in ("$$", "\\]"):  # a display block closes the response: its content
+        opener = "$$" if lines[-1] == "$$" else "\\["
+        for i in range(len(lines) - 2, -1, -1):
+            if lines[i] == opener:
+                return " ".join(lines[i + 1 : -1])
+    return lines[-1]
+
+
 def last_line(response: str) -> str:
-    """The last non-empty line of the response (after any reasoning block)."""
-    lines = [ln.strip() for ln in _after_reasoning(response)[0].splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+    """The last non-empty line of the response (after any reasoning block); a closing display block whole."""
+    return _last_line_of(_after_reasoning(response)[0])
 
 
 _SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
@@ -116,7 +284,7 @@ _LAST_IS_RE = re.compile(r".*\b(?:is|are|be|equals|gives|becomes)\b\s*:?\s*(.+)$
 
 def unwrap(text: str) -> str:
     """``\\text{B}`` -> ``B``, ``$x$`` -> ``x``; trailing sentence punctuation and surrounding spaces out."""
-    s = _WRAP_RE.sub(r"\1", text).strip().rstrip(".;:?").strip()
+    s = _WRAP_RE.sub(r"\1", text).strip().rstrip(".;:?\u3002").strip()
     s = re.sub(r"(?<=[^\d)\]}!])!+$", "", s).strip()  # "Yes!" loses its "!", a factorial "5!" keeps it
     if len(s) > 1 and s.startswith("$") and s.endswith("$") and "$" not in s.strip("$"):
         s = s.strip("$").strip()  # one math span: "$\frac{3}{4}$" -> "\frac{3}{4}"
