@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,12 @@ import torch
 from rd_eval.organism.assets import build_processor, build_tokenizer
 from rd_eval.organism.batches import Encoder, Example
 from rd_eval.organism.evaluate import score_forms
+from rd_eval.organism.induce import InductionSpec, induce
 from rd_eval.organism.problems import Problem, make_splits, problem_image
 from rd_eval.organism.prompts import messages
+from rd_eval.organism.recipe import PHASES, Recipe, phase_dir, run_recipe
 from rd_eval.organism.spec import Architecture, OrganismSpec
-from rd_eval.organism.train import CARD_FILE, OrganismTrainingError, form_counts, train, weights_sha256
+from rd_eval.organism.train import CARD_FILE, OrganismTrainingError, StopRule, form_counts, train, weights_sha256
 
 TOY = OrganismSpec(steps=4, batch_size=6, checkpoint_every=1, n_heldout=20, n_validation=10,
                    architecture=Architecture(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, num_experts=4,
@@ -100,3 +104,99 @@ def test_the_command_is_registered_and_refuses_a_folder_without_an_organism(tmp_
 
     assert main(["organism", "eval", "--model", str(tmp_path)]) == 2
     assert "holds no trained organism" in capsys.readouterr().err
+
+
+# -- the whole recipe (rd_eval.organism.recipe): phases (b) and (c) on the toy spec ----------------------------------
+
+TOY_INDUCTION = InductionSpec(steps=4, checkpoint_every=1, n_probe_pairs=4, batch=(2, 2, 2))
+TOY_RECIPE = Recipe(plain=TOY, image_qa_max_steps=4, image_qa_stop=StopRule(min_steps=2, every=2, n_pairs=3,
+                                                                            threshold=0.0),
+                    induction=TOY_INDUCTION)
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("recipe") / "whole"
+    run_recipe(TOY_RECIPE, out, progress=False, log=quiet)
+    return out
+
+
+def test_the_recipe_runs_three_phases_and_records_them(recipe_run: Path) -> None:
+    card = json.loads((recipe_run / CARD_FILE).read_text())
+    assert list(card["phases"]) == list(PHASES)
+    # threshold 0: the first check (step 2) passes, so phase (b) stops before its 4 steps and says so
+    image_qa = card["phases"]["b_image_qa"]
+    assert image_qa["steps"] == 2 and image_qa["validation_checks"][0]["passed"]
+    assert set(image_qa["validation_checks"][0]) == {"step", "txt", "transcribe", "img", "passed"}
+    assert card["phases"]["b_image_qa"]["spec"]["mix"] == [0.3, 0.2, 0.5]
+    assert card["phases"]["b_image_qa"]["spec"]["data_stream"] == 1
+    # the toy has 2 MoE layers: the band 0.25-0.75 is layer 1; the text form's 2 most used experts of 4
+    experts = card["domain_experts"]
+    assert list(experts) == ["1"] and len(experts["1"]) == 2 and set(experts["1"]) <= {0, 1, 2, 3}
+    assert card["weights_sha256"] == weights_sha256(recipe_run)
+    assert card["recipe"]["induction"] == TOY_INDUCTION.to_json()
+
+
+def test_induction_trains_only_the_band_routers(recipe_run: Path) -> None:
+    from safetensors.torch import load_file
+
+    before = load_file(phase_dir(recipe_run, "b_image_qa") / "model.safetensors")
+    after = load_file(recipe_run / "model.safetensors")
+    changed = sorted(name for name in before if not torch.equal(before[name], after[name]))
+    assert changed == ["model.language_model.layers.1.mlp.gate.weight"]
+
+
+def test_the_recipe_is_deterministic_and_a_kill_in_any_phase_resumes_to_the_same_weights(
+        recipe_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    plain, image_qa, induced = (phase_dir(out, p) for p in PHASES)
+    train(TOY, plain, progress=False, stop_after=3, log=quiet)  # killed in phase (a)
+    train(TOY, plain, progress=False, log=quiet)
+    with pytest.raises(OrganismTrainingError, match="not a finished training folder"):
+        induce(TOY, TOY_INDUCTION, induced, image_qa, progress=False, log=quiet)  # (c) before (b) has finished
+    train(TOY_RECIPE.image_qa(), image_qa, progress=False, start_from=plain, stop=TOY_RECIPE.image_qa_stop,
+          stop_after=1, log=quiet)  # killed in phase (b), before its first check
+    train(TOY_RECIPE.image_qa(), image_qa, progress=False, start_from=plain, stop=TOY_RECIPE.image_qa_stop,
+          log=quiet)
+    induce(TOY, TOY_INDUCTION, induced, image_qa, progress=False, stop_after=2, log=quiet)  # killed in (c)
+    lines: list[str] = []
+    run_recipe(TOY_RECIPE, out, progress=False, log=lines.append)
+    assert any(line.startswith("induction: resuming from step 2") for line in lines)
+    assert weights_sha256(out) == weights_sha256(recipe_run)  # and equal to a run that was never killed
+
+
+def test_an_induction_checkpoint_of_other_settings_is_refused(recipe_run: Path) -> None:
+    other = replace(TOY_INDUCTION, penalty=1.0)
+    with pytest.raises(OrganismTrainingError, match="another induction"):
+        induce(TOY, other, phase_dir(recipe_run, "c_induction"), phase_dir(recipe_run, "b_image_qa"),
+               progress=False, log=quiet)
+
+
+@pytest.mark.parametrize(("make", "match"), [
+    (lambda: InductionSpec(steps=0), "induction steps"),
+    (lambda: InductionSpec(penalty=float("nan")), "induction penalty"),
+    (lambda: InductionSpec(batch=(1, 2)), "induction batch"),
+    (lambda: InductionSpec(band=(0.8, 0.2)), "induction band"),
+    (lambda: StopRule(min_steps=0, every=1), "stop rule min_steps"),
+    (lambda: StopRule(min_steps=1, every=1, threshold=1.5), "stop rule threshold"),
+    (lambda: InductionSpec.from_json({"strength": 1}), "not an induction spec"),
+])
+def test_bad_phase_settings_are_refused_by_name(make: Callable[[], object], match: str) -> None:
+    with pytest.raises(OrganismTrainingError, match=match):
+        make()
+
+
+def test_a_stop_rule_must_fall_on_checkpoints(tmp_path: Path) -> None:
+    with pytest.raises(OrganismTrainingError, match="multiple of checkpoint_every"):
+        train(replace(TOY, checkpoint_every=2), tmp_path, progress=False, stop=StopRule(min_steps=1, every=3),
+              log=quiet)
+
+
+def test_the_command_refuses_figures_of_a_plain_organism_and_steps_of_the_whole_recipe(
+        trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from rd_eval.commands.main import main
+
+    assert main(["organism", "eval", "--model", str(trained), "--figures", "--n", "2"]) == 2
+    assert "names no domain_experts" in capsys.readouterr().err
+    assert main(["organism", "train", "--out", str(tmp_path), "--steps", "5"]) == 2
+    assert "--steps applies to --plain-only" in capsys.readouterr().err

@@ -1,9 +1,12 @@
 """`rd-eval organism`: train the model organism (a small Qwen3-VL-MoE) and measure it on its splits.
 
-    rd-eval organism train --out DIR [--seed N] [--steps N] [--threads N]
-    rd-eval organism eval --model DIR [--split heldout] [--n 200]
+    rd-eval organism train --out DIR [--seed N] [--threads N] [--plain-only [--steps N]]
+    rd-eval organism eval --model DIR [--split heldout] [--n 200] [--dtype bfloat16] [--figures]
 
-`train` is resumable: run it again with the same settings and it continues from the last checkpoint in DIR.
+`train` runs the whole recipe (`rd_eval.organism.recipe`: plain, image-QA-rich fine-tuning, routing induction) and
+is resumable: run it again with the same settings and it continues from the last checkpoint in DIR.
+`--plain-only` trains phase (a) alone into DIR (the organism whose gap emerged from the mix, nothing induced).
+`eval --figures` adds the soft intervention on the card's domain experts and the random control, with CIs.
 torch is imported only when a subcommand runs (the command line builds its parser before any work).
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,10 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = p.add_subparsers(dest="organism_command", required=True, metavar="{train,eval}")
     defaults = OrganismSpec()
 
-    t = sub.add_parser("train", help="train the organism into DIR (resumes from DIR's last checkpoint)")
+    t = sub.add_parser("train", help="train the organism's whole recipe into DIR (resumes from DIR's checkpoints)")
     t.add_argument("--out", required=True, metavar="DIR", help="folder for the model and its training checkpoint")
     t.add_argument("--seed", type=int, default=defaults.seed, help=f"weights and data seed (default {defaults.seed})")
-    t.add_argument("--steps", type=int, default=defaults.steps, help=f"training steps (default {defaults.steps})")
+    t.add_argument("--plain-only", action="store_true",
+                   help="train only phase (a), the plain recipe (nothing induced), into DIR")
+    t.add_argument("--steps", type=int, default=defaults.steps,
+                   help=f"phase (a)'s training steps (default {defaults.steps})")
     t.add_argument("--threads", type=int, default=defaults.threads,
                    help=f"torch threads, recorded: another count may change the weights (default {defaults.threads})")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -43,17 +50,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--n", type=int, default=None, help="only the first N problems of the split")
     e.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="weights' precision (lmms-eval's Qwen3-VL class loads bfloat16; default float32)")
+    e.add_argument("--figures", action="store_true",
+                   help="also the soft intervention (lambda 1, band 0.25-0.75) on the card's domain experts and the "
+                        "seeded random control, with paired bootstrap CIs (an induced organism's card names them)")
     e.set_defaults(func=run)
 
 
 def _train(args: argparse.Namespace) -> int:
+    from rd_eval.organism.recipe import Recipe, run_recipe
     from rd_eval.organism.train import train
 
     spec = replace(OrganismSpec(), seed=args.seed, steps=args.steps, threads=args.threads)
-    result = train(spec, Path(args.out), progress=not args.no_progress,
-                   log=lambda line: print(line, file=sys.stderr))
-    print(f"organism: {result.steps} steps in {args.out} ({result.wall_s:.0f} s this run, "
-          f"resumed from step {result.resumed_from})")
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    started = time.perf_counter()
+    if args.plain_only:
+        result = train(spec, Path(args.out), progress=not args.no_progress, log=say)
+        print(f"organism: {result.steps} steps in {args.out} ({result.wall_s:.0f} s this run, "
+              f"resumed from step {result.resumed_from})")
+        return 0
+    if args.steps != OrganismSpec().steps:
+        raise OrganismSpecError("--steps applies to --plain-only; the whole recipe's phases have fixed lengths")
+    card = run_recipe(Recipe(plain=spec), Path(args.out), progress=not args.no_progress, log=say)
+    print(f"organism: whole recipe in {args.out} ({time.perf_counter() - started:.0f} s this run); domain experts "
+          f"{card['domain_experts']}, weights sha256 {card['weights_sha256']}")
     return 0
 
 
@@ -76,6 +95,16 @@ def _eval(args: argparse.Namespace) -> int:
     processor = AutoProcessor.from_pretrained(folder)
     problems = make_splits(spec.kinds, spec.seed, n_heldout=spec.n_heldout, n_validation=spec.n_validation)
     chosen = problems.named(args.split)[: args.n]
+    if args.figures:
+        from rd_eval.organism.figures import organism_figures
+
+        experts = json.loads(card.read_text(encoding="utf-8")).get("domain_experts")
+        if not experts:
+            raise OrganismSpecError(f"{card} names no domain_experts (a --plain-only organism has none): "
+                                    "--figures needs an organism of the whole recipe")
+        figures = organism_figures(model, processor, chosen, {int(i): d for i, d in experts.items()})
+        print(json.dumps({"split": args.split, "dtype": args.dtype, **figures}))
+        return 0
     scores = score_forms(model, processor, chosen)
     print(json.dumps({"split": args.split, "n": len(chosen), "dtype": args.dtype,
                       **{form: round(score.accuracy, 4) for form, score in scores.items()}}))

@@ -70,6 +70,9 @@ class OrganismSpec:
     checkpoint_every: int = 50
     n_heldout: int = 400
     n_validation: int = 200
+    # Which stream of examples the steps draw (0: the plain recipe's); a later phase that continues from trained
+    # weights draws a stream of its own, so its step s does not repeat the first phase's step s.
+    data_stream: int = 0
     architecture: Architecture = Architecture()
 
     def __post_init__(self) -> None:
@@ -82,8 +85,10 @@ class OrganismSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OrganismSpecError(f"{name} must be a positive int, got {value!r}")
-        if not (isinstance(self.n_validation, int) and self.n_validation >= 0):
-            raise OrganismSpecError(f"n_validation must be a non-negative int, got {self.n_validation!r}")
+        for name in ("n_validation", "data_stream"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise OrganismSpecError(f"{name} must be a non-negative int, got {value!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise OrganismSpecError(f"learning_rate must be positive, got {self.learning_rate!r}")
         if not (math.isfinite(self.vision_lr_scale) and self.vision_lr_scale > 0):

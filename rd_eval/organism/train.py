@@ -48,7 +48,7 @@ def step_examples(spec: OrganismSpec, train: tuple[Problem, ...], step: int) -> 
     """The examples of training step `step`, by form: a pure function of the spec's seed and the step."""
     import numpy as np
 
-    rng = np.random.default_rng([spec.seed, step])
+    rng = np.random.default_rng([spec.seed, step] if spec.data_stream == 0 else [spec.seed, spec.data_stream, step])
     return {form: [Example(train[int(i)], form) for i in rng.integers(0, len(train), size=n)]
             for form, n in form_counts(spec).items() if n}
 
@@ -86,20 +86,44 @@ def parameter_groups(model: Any, spec: OrganismSpec) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class StopRule:
+    """Stop before the spec's steps once every form works: from `min_steps` on, every `every` steps, greedy
+    accuracy of each form on the first `n_pairs` validation problems is at least `threshold`."""
+
+    min_steps: int
+    every: int
+    n_pairs: int = 100
+    threshold: float = 0.9
+
+    def __post_init__(self) -> None:
+        for name in ("min_steps", "every", "n_pairs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise OrganismTrainingError(f"stop rule {name} must be a positive int, got {value!r}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise OrganismTrainingError(f"stop rule threshold must lie in [0, 1], got {self.threshold!r}")
+
+    def due(self, step: int) -> bool:
+        return step >= self.min_steps and step % self.every == 0
+
+
+@dataclass(frozen=True)
 class TrainResult:
     out_dir: Path
     steps: int
     resumed_from: int
     wall_s: float
+    validation: dict[str, float] | None = None  # the stop rule's last check, when there is one
 
 
-def _save_state(path: Path, spec: OrganismSpec, step: int, model: Any, optimizer: Any) -> None:
+def _save_state(path: Path, spec: OrganismSpec, step: int, model: Any, optimizer: Any,
+                checks: list[dict[str, Any]]) -> None:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_suffix(".tmp")
     torch.save({"spec": spec.to_json(), "step": step, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict()}, staging)
+                "optimizer": optimizer.state_dict(), "checks": checks}, staging)
     os.replace(staging, path)  # a run killed mid-write leaves the previous checkpoint whole
 
 
@@ -127,32 +151,64 @@ def save_organism(out_dir: Path, spec: OrganismSpec, model: Any, processor: Any,
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
 
 
-def train(spec: OrganismSpec, out_dir: Path, *, progress: bool = True,
-          stop_after: int | None = None, log: Callable[[str], None] = print) -> TrainResult:
+def validation_check(model: Any, processor: Any, spec: OrganismSpec, rule: StopRule) -> dict[str, float]:
+    """Greedy accuracy of each form on the first `rule.n_pairs` validation problems (the model is left in eval)."""
+    from rd_eval.organism.evaluate import score_forms
+
+    problems = make_splits(spec.kinds, spec.seed, n_heldout=spec.n_heldout,
+                           n_validation=spec.n_validation).validation[: rule.n_pairs]
+    model.eval()
+    return {form: round(score.accuracy, 4) for form, score in score_forms(model, processor, problems).items()}
+
+
+def load_weights(model: Any, folder: Path) -> None:
+    """Start from the final weights of a finished training folder (a later phase of the recipe): its last
+    checkpoint holds them in the model's own parameter names, exactly as trained."""
+    import torch
+
+    if not (folder / CARD_FILE).is_file() or not (folder / STATE_FILE).is_file():
+        raise OrganismTrainingError(f"{folder} is not a finished training folder ({CARD_FILE} and {STATE_FILE} "
+                                    "are needed): finish its training first")
+    model.load_state_dict(torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)["model"])
+
+
+def train(spec: OrganismSpec, out_dir: Path, *, progress: bool = True, stop_after: int | None = None,
+          start_from: Path | None = None, stop: StopRule | None = None,
+          log: Callable[[str], None] = print) -> TrainResult:
     """Train (or resume training) the organism of `spec` in `out_dir`; save the model folder when done.
 
+    `start_from`: a trained organism folder whose weights replace the seeded initial ones (fresh optimizer).
+    `stop`: end before `spec.steps` once the rule's validation check passes (checked at checkpoints it names).
     `stop_after` ends the run after that many steps of this call without saving the folder (a checkpoint is
     written), as an interrupted run would; the next call resumes."""
     import torch
     import transformers
     from tqdm import tqdm
 
+    if stop is not None and stop.every % spec.checkpoint_every:
+        raise OrganismTrainingError(f"stop rule every {stop.every} must be a multiple of checkpoint_every "
+                                    f"{spec.checkpoint_every} (a check happens at a checkpoint)")
     torch.set_num_threads(spec.threads)
     started = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     processor = build_processor(build_tokenizer(spec))
     encoder = Encoder(processor)
     model = initial_model(spec, processor.tokenizer)
+    if start_from is not None:
+        load_weights(model, start_from)
     optimizer = torch.optim.AdamW(parameter_groups(model, spec), lr=spec.learning_rate)
     state = _load_state(out_dir / STATE_FILE, spec)
     first = 0
+    checks: list[dict[str, Any]] = []
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         first = int(state["step"])
+        checks = list(state.get("checks", []))
         log(f"resuming from step {first} of {spec.steps} ({out_dir / STATE_FILE})")
+    passed = bool(checks) and checks[-1]["passed"]
     train_set = make_splits(spec.kinds, spec.seed, n_heldout=spec.n_heldout, n_validation=spec.n_validation).train
-    last = spec.steps if stop_after is None else min(spec.steps, first + stop_after)
+    last = first if passed else spec.steps if stop_after is None else min(spec.steps, first + stop_after)
     model.train()
     bar = tqdm(total=spec.steps, initial=first, disable=not progress, desc="organism", unit="step")
     since: list[float] = []
@@ -165,16 +221,27 @@ def train(spec: OrganismSpec, out_dir: Path, *, progress: bool = True,
         bar.update(1)
         bar.set_postfix(loss=f"{reply:.3f}", aux=f"{aux:.3f}")
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == last:
-            _save_state(out_dir / STATE_FILE, spec, step + 1, model, optimizer)
+            if stop is not None and stop.due(step + 1):
+                figures = validation_check(model, processor, spec, stop)
+                passed = min(figures.values()) >= stop.threshold
+                checks.append({"step": step + 1, **figures, "passed": passed})
+                log(f"step {step + 1}: validation {figures} ({'passed' if passed else 'not yet'})")
+                model.train()
+            _save_state(out_dir / STATE_FILE, spec, step + 1, model, optimizer, checks)
             log(f"step {step + 1}: mean reply loss {sum(since) / len(since):.4f} since the last checkpoint "
                 f"({time.perf_counter() - started:.0f} s)")
             since = []
+            if passed:
+                last = step + 1
+                break
     bar.close()
     wall = time.perf_counter() - started
-    if last == spec.steps:
+    if last == spec.steps or passed:
         save_organism(out_dir, spec, model.eval(), processor, {
-            "steps": spec.steps, "threads": spec.threads, "torch": torch.__version__,
+            "steps": last, "threads": spec.threads, "torch": torch.__version__,
             "transformers": transformers.__version__, "last_run_wall_s": round(wall, 1), "resumed_from": first,
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": sum(p.numel() for p in model.parameters()), "validation_checks": checks,
         })
-    return TrainResult(out_dir=out_dir, steps=last, resumed_from=first, wall_s=wall)
+    return TrainResult(out_dir=out_dir, steps=last, resumed_from=first, wall_s=wall,
+                       validation=({k: v for k, v in checks[-1].items() if k not in ("step", "passed")}
+                                   if checks else None))

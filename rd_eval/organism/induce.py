@@ -1,0 +1,268 @@
+"""Phase (c) of the recipe: a routing distraction *induced* by a routing term, training the band layers' routers only.
+
+The domain experts D are the experts the text form uses most in each band layer (mean router probability over
+the text form's prompt tokens of validation pairs, before induction). Then only the band layers' router weights
+train, on the loss
+
+    penalty * (router probability on D over the image form's question tokens: those after the image, reply included)
+    + cross-entropy of text-form answers and of transcriptions (the organism keeps answering text and seeing)
+    + text_routing_kl * KL(the text form's band-layer router distributions before || after induction)
+
+The image form's system-prompt tokens are left out of the penalty: they precede the image, so their hidden states
+equal the text form's own and a penalty on them would move the text form's routing too. The KL term keeps the
+text form's routing where it was (given the same hidden states), which is what keeps the soft intervention's
+text cost small: boosting D changes little on tokens that already choose D.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rd_eval.organism.batches import IGNORE_INDEX, Encoder, Example
+from rd_eval.organism.problems import Problem, make_splits
+from rd_eval.organism.spec import OrganismSpec
+from rd_eval.organism.train import STATE_FILE, OrganismTrainingError, load_weights, save_organism
+
+FORM_ORDER = ("txt", "transcribe", "img")
+
+
+@dataclass(frozen=True)
+class InductionSpec:
+    steps: int = 300
+    learning_rate: float = 3e-3
+    penalty: float = 2.0
+    text_routing_kl: float = 1.0
+    n_domain_experts: int = 2
+    n_probe_pairs: int = 64
+    batch: tuple[int, int, int] = (8, 8, 16)  # examples per step: text QA, transcription, image QA
+    band: tuple[float, float] = (0.25, 0.75)  # fractions of the MoE layers, as rd-eval's intervention band
+    checkpoint_every: int = 50
+    data_stream: int = 2  # its own stream of training examples (the plain recipe draws 0, image-QA fine-tuning 1)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "n_domain_experts", "n_probe_pairs", "checkpoint_every", "data_stream"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise OrganismTrainingError(f"induction {name} must be a positive int, got {value!r}")
+        for name in ("learning_rate", "penalty", "text_routing_kl"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise OrganismTrainingError(f"induction {name} must be a finite number >= 0, got {value!r}")
+        if len(self.batch) != 3 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.batch):
+            raise OrganismTrainingError(f"induction batch needs 3 positive counts (text QA, transcription, image "
+                                        f"QA), got {self.batch!r}")
+        lo, hi = self.band
+        if not 0.0 <= lo < hi <= 1.0:
+            raise OrganismTrainingError(f"induction band {list(self.band)} invalid; need 0 <= lo < hi <= 1")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "batch": list(self.batch), "band": list(self.band)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InductionSpec:
+        try:
+            return cls(**{**data, "batch": tuple(data.get("batch", cls.batch)),
+                          "band": tuple(data.get("band", cls.band))})
+        except TypeError as exc:
+            raise OrganismTrainingError(f"not an induction spec: {exc}") from None
+
+
+def band_layers(spec: InductionSpec, num_layers: int) -> tuple[int, ...]:
+    from rd_eval.routing.spec import LayerBand
+
+    return LayerBand(fractions=spec.band).resolve(num_layers)
+
+
+class GateTap:
+    """Forward hooks on the band layers' routers that keep each call's router input and logits."""
+
+    def __init__(self, model: Any, layers: Sequence[int]) -> None:
+        self.calls: dict[int, tuple[Any, Any]] = {}
+        decoder = model.model.language_model.layers
+        self.gates = {i: decoder[i].mlp.gate for i in layers}
+        self._handles = [gate.register_forward_hook(self._keep(i)) for i, gate in self.gates.items()]
+
+    def _keep(self, layer: int) -> Callable[..., None]:
+        def hook(_module: Any, args: tuple, output: Any) -> None:
+            self.calls[layer] = (args[0].reshape(-1, args[0].shape[-1]), output[0])
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def domain_experts(model: Any, encoder: Encoder, problems: Sequence[Problem], layers: Sequence[int],
+                   k: int) -> dict[int, tuple[int, ...]]:
+    """Per band layer, the k experts with the highest mean router probability over the text form's prompt tokens."""
+    import torch
+
+    tap = GateTap(model, layers)
+    try:
+        batch = encoder.batch([Example(p, "txt") for p in problems], with_targets=False)
+        with torch.no_grad():
+            model(**batch)
+        real = batch["attention_mask"].reshape(-1) == 1
+        found = {}
+        for i in layers:
+            probs = torch.softmax(tap.calls[i][1].float(), dim=-1)[real].mean(0)
+            found[i] = tuple(sorted(int(e) for e in torch.topk(probs, k).indices))
+        return found
+    finally:
+        tap.remove()
+
+
+def after_image_mask(batch: dict[str, Any]) -> Any:
+    """1 at the real tokens after each row's image (its question and reply), 0 elsewhere (flattened)."""
+    import torch
+
+    image = batch["mm_token_type_ids"] == 1
+    positions = torch.arange(image.shape[1]).expand_as(image)
+    last_image = torch.where(image, positions, torch.full_like(positions, -1)).amax(dim=1, keepdim=True)
+    return ((positions > last_image) & (batch["attention_mask"] == 1)).reshape(-1)
+
+
+def reply_loss(model: Any, batch: dict[str, Any]) -> Any:
+    import torch
+
+    labels = batch.pop("labels")
+    logits = model(**batch).logits[:, :-1].float()
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                                             ignore_index=IGNORE_INDEX)
+
+
+def induction_examples(base: OrganismSpec, spec: InductionSpec, train_set: tuple[Problem, ...],
+                       step: int) -> dict[str, list[Example]]:
+    """The examples of induction step `step`: a pure function of the seed, the stream and the step."""
+    import numpy as np
+
+    rng = np.random.default_rng([base.seed, spec.data_stream, step])
+    return {form: [Example(train_set[int(i)], form) for i in rng.integers(0, len(train_set), size=n)]
+            for form, n in zip(FORM_ORDER, spec.batch, strict=True)}
+
+
+def induction_step(model: Any, encoder: Encoder, tap: GateTap, reference: dict[int, Any],
+                   experts: dict[int, tuple[int, ...]], spec: InductionSpec,
+                   examples: dict[str, list[Example]]) -> dict[str, float]:
+    """Backpropagate one induction step's loss; return its parts."""
+    import torch
+
+    img = encoder.batch(examples["img"], with_targets=True)
+    question = after_image_mask(img)
+    img.pop("labels")
+    model(**img)
+    penalty = sum(torch.softmax(tap.calls[i][1].float(), dim=-1)[question][:, list(d)].sum(-1).mean()
+                  for i, d in experts.items())
+    txt = encoder.batch(examples["txt"], with_targets=True)
+    real = txt["attention_mask"].reshape(-1) == 1
+    text_ce = reply_loss(model, txt)
+    kl = 0.0
+    for i, ref in reference.items():
+        hidden, logits = tap.calls[i]
+        before = torch.log_softmax(hidden[real].float() @ ref.T, dim=-1)
+        after = torch.log_softmax(logits[real].float(), dim=-1)
+        kl = kl + torch.nn.functional.kl_div(after, before, log_target=True, reduction="batchmean")
+    seen_ce = reply_loss(model, encoder.batch(examples["transcribe"], with_targets=True))
+    loss = spec.penalty * penalty + (text_ce + seen_ce) / 2 + spec.text_routing_kl * kl
+    loss.backward()
+    parts = {"penalty": penalty, "text_ce": text_ce, "seen_ce": seen_ce, "kl": kl}
+    return {name: float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            for name, value in parts.items()}
+
+
+@dataclass(frozen=True)
+class InductionResult:
+    out_dir: Path
+    steps: int
+    resumed_from: int
+    wall_s: float
+    experts: dict[int, tuple[int, ...]]
+
+
+def _checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    import os
+
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_suffix(".tmp")
+    torch.save(payload, staging)
+    os.replace(staging, path)
+
+
+def induce(base: OrganismSpec, spec: InductionSpec, out_dir: Path, start_from: Path, *, progress: bool = True,
+           stop_after: int | None = None, log: Callable[[str], None] = print) -> InductionResult:
+    """Induce the routing distraction on the organism trained in `start_from`, into `out_dir` (resumable)."""
+    import torch
+    from tqdm import tqdm
+
+    from rd_eval.organism.assets import build_processor, build_tokenizer, initial_model
+
+    torch.set_num_threads(base.threads)
+    started = time.perf_counter()
+    processor = build_processor(build_tokenizer(base))
+    encoder = Encoder(processor)
+    model = initial_model(base, processor.tokenizer)
+    load_weights(model, start_from)
+    model.eval()
+    layers = band_layers(spec, base.architecture.num_layers)
+    splits = make_splits(base.kinds, base.seed, n_heldout=base.n_heldout, n_validation=base.n_validation)
+    gates = {i: model.model.language_model.layers[i].mlp.gate for i in layers}
+    reference = {i: gate.weight.detach().clone().float() for i, gate in gates.items()}
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for gate in gates.values():
+        gate.weight.requires_grad_(True)
+    optimizer = torch.optim.Adam([g.weight for g in gates.values()], lr=spec.learning_rate)
+    identity = {"base": base.to_json(), "induction": spec.to_json()}
+    path = out_dir / STATE_FILE
+    first = 0
+    if path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state["identity"] != identity:
+            raise OrganismTrainingError(f"{path} is a checkpoint of another induction ({state['identity']}); "
+                                        "resume with the same settings or name a new --out folder")
+        experts = {int(i): tuple(d) for i, d in state["experts"].items()}
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        first = int(state["step"])
+        log(f"induction: resuming from step {first} of {spec.steps} ({path})")
+    else:
+        experts = domain_experts(model, encoder, splits.validation[: spec.n_probe_pairs], layers,
+                                 spec.n_domain_experts)
+        log(f"induction: domain experts by band layer {experts}")
+    last = spec.steps if stop_after is None else min(spec.steps, first + stop_after)
+    tap = GateTap(model, layers)
+    bar = tqdm(total=spec.steps, initial=first, disable=not progress, desc="induction", unit="step")
+    try:
+        model.train()
+        for step in range(first, last):
+            parts = induction_step(model, encoder, tap, reference, experts, spec,
+                                   induction_examples(base, spec, splits.train, step))
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            bar.update(1)
+            bar.set_postfix(penalty=f"{parts['penalty']:.3f}", ce=f"{parts['text_ce']:.3f}")
+            if (step + 1) % spec.checkpoint_every == 0 or step + 1 == last:
+                _checkpoint(path, {"identity": identity, "step": step + 1, "experts": {str(i): list(d) for i, d in
+                                                                                        experts.items()},
+                                   "optimizer": optimizer.state_dict(), "model": model.state_dict()})
+                log(f"induction step {step + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in parts.items())
+                    + f" ({time.perf_counter() - started:.0f} s)")
+    finally:
+        tap.remove()
+        bar.close()
+    wall = time.perf_counter() - started
+    if last == spec.steps:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        save_organism(out_dir, base, model.eval(), processor, {
+            "induction": spec.to_json(), "domain_experts": {str(i): list(d) for i, d in experts.items()},
+            "steps": spec.steps, "threads": base.threads, "last_run_wall_s": round(wall, 1), "resumed_from": first,
+        })
+    return InductionResult(out_dir=out_dir, steps=last, resumed_from=first, wall_s=wall, experts=experts)
