@@ -9,12 +9,16 @@ NUMBER_TOLERANCE = 1e-6
 ALL_LETTERS = string.ascii_uppercase
 
 
+class GoldError(ValueError):
+    """A gold answer that cannot be read for its answer type (empty, not a number, no such option, ...)."""
+
+
 def type_error(answer_type: str) -> ValueError:
     return ValueError(f"unknown answer_type {answer_type!r}; valid types: {list(ANSWER_TYPES)}")
 
 
-def gold_error(kind: str, answer: str, need: str) -> ValueError:
-    return ValueError(f"{kind} answer {answer!r} {need}; valid answer types: {list(ANSWER_TYPES)}")
+def gold_error(kind: str, answer: str, need: str) -> GoldError:
+    return GoldError(f"{kind} answer {answer!r} {need}; valid answer types: {list(ANSWER_TYPES)}")
 
 
 def check_answer_type(answer_type: str) -> None:

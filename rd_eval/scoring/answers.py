@@ -42,6 +42,7 @@ from rd_eval.scoring.choices import (
     gold_letter_set,
     letters_for,
     read_choice,
+    same_answer_letters,
 )
 from rd_eval.scoring.extract import final_segment, last_line, math_spans, segment_candidates, strip_markup, unwrap
 from rd_eval.scoring.math_parse import MathAnswer, answers_equivalent, parse_answer, text_key
@@ -56,6 +57,7 @@ __all__ = [
     "extract_letters",
     "extract_number",
     "is_correct",
+    "judge",
 ]
 
 
@@ -94,6 +96,11 @@ def _gold_expression(answer: str) -> MathAnswer:
 # Public API
 
 
+def _check_precision(precision: int | None) -> None:
+    if precision is not None and (not isinstance(precision, int) or precision < 0):
+        raise ValueError(f"precision must be a non-negative int or None, got {precision!r}")
+
+
 def extract_answer(
     response: str, answer_type: str, choices: Sequence[str] = (), *, precision: int | None = None
 ) -> str | None:
@@ -116,6 +123,54 @@ def extract_answer(
     return candidates[0] if candidates else None
 
 
+def judge(
+    response: str,
+    answer: str,
+    answer_type: str,
+    choices: Sequence[str] = (),
+    *,
+    precision: int | None = None,
+) -> tuple[str | None, bool]:
+    """(the answer read from ``response``, whether it is the gold ``answer``): one extraction for both.
+
+    The gold is read first, so a gold that cannot be read for its type raises
+    :class:`~rd_eval.scoring.answer_types.GoldError` (a ValueError) whatever the response. The answer
+    returned is the one judged: for text and expression golds, the spelling that matched when one did.
+    """
+    check_answer_type(answer_type)
+    _check_precision(precision)
+    if answer_type == "number":
+        gold = gold_number(answer)
+        pred = extract_number(response)
+        return pred, numbers_equal(pred, gold, precision)
+    if answer_type == "choice":
+        letters = letters_for(choices) if choices else ALL_LETTERS
+        accepted = same_answer_letters(gold_choice_letters(answer, choices), choices)
+        pred = read_choice(response, choices, letters)
+        return pred, pred in accepted
+    if answer_type == "multi_choice":
+        gold_set = gold_letter_set(answer, choices)
+        pred = extract_letters(response, choices)
+        return pred, pred is not None and frozenset(pred.split(", ")) == gold_set
+    if answer_type == "text":
+        key = text_key(str(answer))
+        if not key:
+            raise gold_error("text", answer, "is empty")
+        candidates = _answer_candidates(response)
+        hit = next((c for c in candidates if text_key(c) == key), None)
+        return (hit, True) if hit is not None else (candidates[0] if candidates else None, False)
+    gold = _gold_expression(answer)
+    candidates = _answer_candidates(response)
+    if gold.is_text:
+        hit = next((c for c in candidates if text_key(c) == gold.text), None)
+        if hit is not None:
+            return hit, True
+    pred = _predicted_math(candidates)
+    if pred is None:
+        return (candidates[0] if candidates else None), False
+    return pred.source, not gold.is_text and answers_equivalent(gold, pred, precision)
+
+
 def is_correct(
     response: str,
     answer: str,
@@ -127,31 +182,8 @@ def is_correct(
     """Whether ``response`` gives the gold ``answer`` under the rules of ``answer_type`` (module docstring).
 
     ``choices`` (option texts, in letter order) are optional; with them a response naming only an option's
-    text or value also counts. ``precision`` rounds numbers to that many decimals before comparing
-    ("number" and "expression"). A gold answer that cannot be read for its type raises ValueError.
+    text or value also counts, and options with the same text are the same answer. ``precision`` rounds
+    numbers to that many decimals before comparing ("number" and "expression"). A gold answer that cannot
+    be read for its type raises GoldError (a ValueError).
     """
-    check_answer_type(answer_type)
-    if precision is not None and (not isinstance(precision, int) or precision < 0):
-        raise ValueError(f"precision must be a non-negative int or None, got {precision!r}")
-    if answer_type == "number":
-        gold = gold_number(answer)
-        return numbers_equal(extract_number(response), gold, precision)
-    if answer_type == "choice":
-        accepted = gold_choice_letters(answer, choices)
-        letters = letters_for(choices) if choices else ALL_LETTERS
-        return read_choice(response, choices, letters) in accepted
-    if answer_type == "multi_choice":
-        gold_set = gold_letter_set(answer, choices)
-        pred = extract_letters(response, choices)
-        return pred is not None and frozenset(pred.split(", ")) == gold_set
-    candidates = _answer_candidates(response)
-    if answer_type == "text":
-        key = text_key(str(answer))
-        if not key:
-            raise gold_error("text", answer, "is empty")
-        return any(text_key(c) == key for c in candidates)
-    gold = _gold_expression(answer)
-    if gold.is_text:
-        return any(text_key(c) == gold.text for c in candidates)
-    pred = _predicted_math(candidates)
-    return pred is not None and answers_equivalent(gold, pred, precision)
+    return judge(response, answer, answer_type, choices, precision=precision)[1]

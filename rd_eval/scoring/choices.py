@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from rd_eval.scoring.answer_types import ALL_LETTERS, gold_error
-from rd_eval.scoring.extract import final_segment, last_line, segment_candidates, strip_markup, unwrap
+from rd_eval.scoring.extract import final_segment, last_line, locate_answer, segment_candidates, strip_markup, unwrap
 from rd_eval.scoring.math_parse import answers_equivalent, parse_answer, text_key
 
 _EXPLICIT_CHOICE_RE = re.compile(
@@ -16,13 +16,34 @@ _EXPLICIT_CHOICE_RE = re.compile(
 # A lowercase letter after "answer is" must end the clause, so the article in "answer is a number" is skipped.
 _CLAUSE_END_RE = re.compile(r"\s*[\)\]]?\s*(?:[.,;:!?]|$)")
 _MARKED_LETTER_RE = re.compile(r"[\(\[]([A-Z])[\)\]]|(?<![\w])([A-Z])[\).:](?!\w)")
+# "A is correct", "(D) is the right answer", and Chinese "选项A正确" / "故选D": a letter stated as the answer.
+_LETTER_IS_ANSWER_RE = re.compile(
+    r"(?<![\w'])[\(\[]?([A-Z])[\)\]]?\s+is\s+(?:the\s+)?(?:correct|right|best|true)\b"
+    r"|(?:选项|选择|故选|应选|选)\s*[\(\[（]?\s*([A-Z])(?![A-Za-z])"
+)
+# A word before a capital letter that makes it a name, not an option: "point B", "Figure A", "Solution B", "Let B".
+_LABEL_BEFORE_RE = re.compile(
+    r"\b(?:figure|fig|point|points|solution|method|case|step|part|table|line|segment|side|vertex|vertices|angle"
+    r"|triangle|region|graph|diagram|image|picture|panel|approach|plan|player|person|box|circle|set|group|type"
+    r"|shape|section|square|block|city|town|car|team|student|machine|strategy|scenario|object|label|position"
+    r"|sample|container|bag|tank|location|let|call|denote|where|and)\.?\s*$",
+    re.I,
+)
+# "A, B, C, or D", "(A), (B) or (C)": a list of letters names the options, not an answer.
+_LETTER_LIST_RE = re.compile(
+    r"[\(\[]?\b[A-Z]\b[\)\]]?(?:\s*(?:,\s*(?:or\s+|and\s+)?|/|\s(?:or|and)\s)\s*[\(\[]?\b[A-Z]\b[\)\]]?)+"
+)
+# An option label that starts an option of a listing: "(A) 5", "B. 6", "C: 7", "D) 8".
+_LISTED_LABEL_RE = re.compile(r"(?:^|(?<=\s))[\(\[]?([A-Z])[\)\].:](?=\s|$)", re.M)
+_ANSWER_LABEL_RE = re.compile(r"^\s*A\s*[:\uff1a]\s*(.+)$", re.M)
 _LEADING_LETTER_RE = re.compile(r"^[\(\[]?([A-Z])[\)\]]?(?![\w'])")
-_BARE_STRIP = " \t\r\n()[]{}*_`'\".:;,!"
+_BARE_STRIP = " \t\r\n()[]{}*_`'\".:;,!#\u3002"
 _OPTION_PREFIX_RE = re.compile(r"^\s*[\(\[]?([A-Z])\s*[\)\]:.]\s*")
 
 
 def _norm_text(text: str) -> str:
-    return " ".join(text.lower().split())
+    """Lower case, one space, no closing period: MathVerse's option "The bar is longer." is the answer's words."""
+    return " ".join(text.lower().split()).rstrip(" .\u3002")
 
 
 def _option_texts(choices: Sequence[str]) -> list[str]:
@@ -63,22 +84,31 @@ def _choice_by_value(candidates: Sequence[str], choices: Sequence[str]) -> int |
 
 
 def _unique_marked(text: str, letters: str) -> str | None:
-    found = {m.group(1) or m.group(2) for m in _MARKED_LETTER_RE.finditer(text)} & set(letters)
+    """The one letter marked as an option ("(B)", "B."), not counting names ("point B:") or letter lists."""
+    text = _LETTER_LIST_RE.sub(" ", text)
+    found = {
+        m.group(1) or m.group(2)
+        for m in _MARKED_LETTER_RE.finditer(text)
+        if not _LABEL_BEFORE_RE.search(text, max(0, m.start() - 24), m.start())
+    } & set(letters)
     return found.pop() if len(found) == 1 else None
 
 
 def _bare_letter(text: str, letters: str) -> str | None:
-    bare = unwrap(text).strip(_BARE_STRIP).upper()
+    bare = unwrap(text).strip(_BARE_STRIP)
+    bare = re.sub(r"^\d{1,2}[.)]\s+", "", bare).strip(_BARE_STRIP).upper()  # a numbered answer line "1. A"
     return bare if len(bare) == 1 and bare in letters else None
 
 
 def _explicit_letter(text: str, letters: str) -> str | None:
     explicit = [
-        m.group(1).upper()
+        (m.start(), m.group(1).upper())
         for m in _EXPLICIT_CHOICE_RE.finditer(text)
         if m.group(1).upper() in letters and (m.group(1).isupper() or _CLAUSE_END_RE.match(text, m.end(1)))
     ]
-    return explicit[-1] if explicit else None  # "not A, the answer is B": the final statement wins
+    explicit += [(m.start(), m.group(1) or m.group(2)) for m in _LETTER_IS_ANSWER_RE.finditer(text)]
+    explicit = [(pos, x) for pos, x in explicit if x in letters]
+    return max(explicit)[1] if explicit else None  # "not A, the answer is B": the final statement wins
 
 
 _LETTER_THEN_WORD_RE = re.compile(r"\s+(?!(?:because|since|as|is|and|or|which|-)\b)[a-z]")
@@ -124,26 +154,69 @@ def letters_for(choices: Sequence[str]) -> str:
     return ALL_LETTERS[: len(choices)]
 
 
+def _is_listing(text: str, letters: str) -> bool:
+    """Whether the text ends by listing every option in order ("(A) 5 (B) 6 (C) 7 (D) 8"): no pick."""
+    labels = [m.group(1) for m in _LISTED_LABEL_RE.finditer(text)]
+    return len(letters) > 1 and "".join(labels[-len(letters) :]) == letters
+
+
+def _answer_label_choice(text: str, choices: Sequence[str], letters: str) -> str | None:
+    """ "A: no" as the answer half of a Q/A pair: the option whose text follows "A:", when it is not A's."""
+    lines = _ANSWER_LABEL_RE.findall(text)
+    if not lines:
+        return None
+    said = _norm_text(re.split(r"[,;.!]\s|[,;]", lines[-1] + " ", maxsplit=1)[0])
+    normed = [_norm_text(c) for c in _option_texts(choices)]
+    hits = [i for i, c in enumerate(normed) if c and c == said]
+    return letters[hits[0]] if hits and normed[0] != said else None
+
+
+def _refused_or_hedged(raw: str, choices: Sequence[str], letters: str) -> str | None:
+    """A refusal/hedge names no option, unless its words are an option's whole text ("Cannot be determined")."""
+    if not choices:
+        return None
+    said = _norm_text(unwrap(raw)).strip(_BARE_STRIP)
+    hits = [i for i, c in enumerate(_option_texts(choices)) if _norm_text(c) == said]
+    return letters[hits[0]] if hits else None
+
+
 def read_choice(response: str, choices: Sequence[str], letters: str) -> str | None:
-    seg = final_segment(response)
-    if seg is not None:
-        letter = _segment_letter(seg[0], letters)
+    located = locate_answer(response, tuple(_option_texts(choices)))
+    if located.how in ("refusal", "hedge"):
+        return _refused_or_hedged(located.raw, choices, letters)
+    if located.segment is not None:
+        letter = _segment_letter(located.segment, letters)
         if letter is not None or not choices:
             return letter
-        candidates = segment_candidates(seg[0])
+        candidates = segment_candidates(located.segment)
         index = _choice_by_text(candidates[0], choices) if candidates else None
         if index is None:
             index = _choice_by_value(candidates, choices)
         return None if index is None else letters[index]
+    text = strip_markup(response).strip()
+    if _is_listing(text, letters):
+        return None
+    if choices:
+        letter = _answer_label_choice(text, choices, letters)
+        if letter is not None:
+            return letter
     letter = _extract_letter(response, letters)
     if letter is not None or not choices:
         return letter
-    text = strip_markup(response).strip()
     line = text if "\n" not in text else last_line(text)
     index = _choice_by_text(line, choices)
     if index is None:
         index = _choice_by_value(segment_candidates(line), choices)
     return None if index is None else letters[index]
+
+
+def same_answer_letters(accepted: set[str], choices: Sequence[str]) -> set[str]:
+    """``accepted`` with every option whose text equals an accepted one's (MathVista ``['9','12','18','18']``)."""
+    if not choices:
+        return accepted
+    normed = [_norm_text(c) for c in _option_texts(choices)]
+    texts = {normed[ALL_LETTERS.index(x)] for x in accepted if ALL_LETTERS.index(x) < len(normed)}
+    return accepted | {ALL_LETTERS[i] for i, c in enumerate(normed) if c and c in texts}
 
 
 def extract_choice(response: str, choices: Sequence[str]) -> str | None:

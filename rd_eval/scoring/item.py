@@ -1,9 +1,11 @@
 """One scored document: the typed value every rd task's ``process_results`` builds, and the metrics over them.
 
 A :class:`ScoredDoc` is either judged (``correct`` True/False, ``pred`` the answer extracted from the
-response) or unscored (``correct`` and ``pred`` None, ``error`` the reason the model could not run the
-document, :mod:`rd_eval.scoring.doc_errors`). :func:`score_doc` is the one place that decides which:
-an error response is never judged, so it is never counted as wrong.
+response: the very answer that was judged, read once) or unscored (``correct`` and ``pred`` None, ``error``
+the reason the model could not run the document, :mod:`rd_eval.scoring.doc_errors`, or ``"unusable gold:
+..."`` for a gold that cannot be read for its type, such as an empty one). :func:`score_doc` is the one
+place that decides which: an error response or an unusable gold is never judged, so it is never counted
+as wrong and never crashes the run.
 
 :meth:`ScoredDoc.metric_item` is the ``rd_acc`` value lmms-eval logs per sample (``pair_id``, ``form``,
 ``correct``, ``pred``, ``answer``, ``error``; the task layer adds the documents' ``data_source``);
@@ -16,10 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rd_eval.scoring.answers import ANSWER_TYPES, extract_answer, is_correct
+from rd_eval.scoring.answer_types import GoldError
+from rd_eval.scoring.answers import ANSWER_TYPES, judge
 from rd_eval.scoring.doc_errors import error_reason
 
 ACC_METRIC = "rd_acc"
+UNUSABLE_GOLD = "unusable gold"
 WORST_METRIC = "rd_worst"
 
 
@@ -72,15 +76,34 @@ def first_response(results: Sequence[str]) -> str:
     return results[0] if results else ""
 
 
+def _judge_options(gold: Gold) -> dict[str, Any]:
+    return {} if gold.precision is None else {"precision": gold.precision}
+
+
+def gold_problem(gold: Gold) -> str | None:
+    """Why ``gold`` cannot be judged (its error names the answer and the valid forms), or None when it can.
+
+    Benchmarks may call this when they build a document, to find an unusable gold before any model runs.
+    """
+    try:
+        judge("", gold.answer, gold.answer_type, gold.choices, **_judge_options(gold))
+    except GoldError as exc:
+        return str(exc)
+    return None
+
+
 def score_doc(pair_id: str, form: str, response: str, gold: Gold) -> ScoredDoc:
-    """The score of ``response``: unscored for an error response, else the extracted answer and its judgement."""
+    """The score of ``response``: unscored for an error response or an unusable gold, else the answer read
+    from the response and its judgement, from one extraction."""
     reason = error_reason(response)
-    if reason is not None:
-        return ScoredDoc(pair_id=pair_id, form=form, answer=gold.answer, correct=None, pred=None, error=reason)
-    kwargs: dict[str, Any] = {} if gold.precision is None else {"precision": gold.precision}
-    pred = extract_answer(response, gold.answer_type, gold.choices, **kwargs)
-    correct = is_correct(response, gold.answer, gold.answer_type, gold.choices, **kwargs)
-    return ScoredDoc(pair_id=pair_id, form=form, answer=gold.answer, correct=correct, pred=pred, error=None)
+    if reason is None:
+        try:
+            pred, correct = judge(response, gold.answer, gold.answer_type, gold.choices, **_judge_options(gold))
+        except GoldError as exc:
+            reason = f"{UNUSABLE_GOLD}: {exc}"
+        else:
+            return ScoredDoc(pair_id=pair_id, form=form, answer=gold.answer, correct=correct, pred=pred, error=None)
+    return ScoredDoc(pair_id=pair_id, form=form, answer=gold.answer, correct=None, pred=None, error=reason)
 
 
 # ---------------------------------------------------------------------------------------------------------
