@@ -1,0 +1,149 @@
+"""The phrasing corpus (tests/phrasing/) against the scorer: every benchmark's real gold answers in the phrasings
+models use, labelled right or wrong by construction, scored through the task path (``score_doc``).
+
+Targets, outside the documented limitations (tests/phrasing/limitations.py, docs/scoring_corpus.md): at least
+99.5% of right responses accepted and 99.9% of wrong ones rejected, overall and per benchmark. A failure names
+the first phrasings that miss. Skipped when the shared sample data (``../shared/data``) is absent.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+from phrasing.corpus import RIGHT_CLASSES, WRONG_CLASSES, build_corpus, item_responses
+from phrasing.forms import decimal_of_fraction, perturbed_text, thousands, unit_in, usable_options
+from phrasing.items import BENCHMARKS, DATA, Item, inline_options, load_items
+from phrasing.limitations import LIMITATIONS, is_limitation
+from phrasing.report import Tally, Verdict, counted, failure_line, judge, table, tally
+
+from rd_eval.scoring.item import Gold
+
+RIGHT_TARGET = 99.5
+WRONG_TARGET = 99.9
+needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared sample data not found at {DATA}")
+
+
+@pytest.fixture(scope="module")
+def items() -> list[Item]:
+    return load_items()
+
+
+@pytest.fixture(scope="module")
+def verdicts(items: list[Item]) -> list[Verdict]:
+    return judge(build_corpus(items))
+
+
+def _misses(chosen: list[Verdict], limit: int = 12) -> str:
+    failures = [v for v in chosen if not v.agrees]
+    return "\n".join(failure_line(v) for v in failures[:limit]) + (
+        f"\n... {len(failures) - limit} more" if len(failures) > limit else "")
+
+
+# -- the corpus itself --------------------------------------------------------------------------------------------
+
+
+def test_inline_options_read_the_lettered_list_of_a_question() -> None:
+    question = "Which weight? Select from A, B and C. (A) 1 lb  (B) 2 lb (C) 8 lb"
+    assert inline_options(question) == ("1 lb", "2 lb", "8 lb")
+    assert inline_options("Select from A, B and C  (A)  A  (B)  B (C) C") == ("", "", "")  # letters, no texts
+    assert inline_options("choice: (A) Yes (B) No") == ("Yes", "No")
+    assert inline_options("(B) first (A) second") == ()  # out of order: not an option list
+    assert inline_options("no options here (A)") == ()
+
+
+def test_surface_forms() -> None:
+    assert thousands(Decimal("1490")) == ["1,490", "1{,}490", "1\\,490"]
+    assert thousands(Decimal("-12345.5"))[0] == "-12,345.5"
+    assert thousands(Decimal("999")) == []
+    assert decimal_of_fraction("\\frac{1}{4}") == "0.25" and decimal_of_fraction("-3/8") == "-0.375"
+    assert decimal_of_fraction("\\frac{1}{3}") is None and decimal_of_fraction("x") is None
+    assert perturbed_text("(2,-2)") == "(2,-3)"
+    # the value changes, never the unit's power
+    assert perturbed_text("Area $=9 \\pi \\mathrm{cm}^{2}$") == "Area $=0 \\pi \\mathrm{cm}^{2}$"
+    assert perturbed_text("x^2") is None
+    assert unit_in("How old is he? (Unit: years)") == "years" and unit_in("the side is 4 cm long") == "cm"
+    assert unit_in("How many apples?") is None
+    assert usable_options(("A", "12", "12", "Yes", "")) == ["", "", "", "Yes", ""]
+
+
+def test_responses_are_labelled_by_construction() -> None:
+    item = Item("demo", "d1", "Which weight? (A) 1 lb (B) 2 lb (C) 8 lb (D) 10 lb", Gold("B", "choice"),
+                ("1 lb", "2 lb", "8 lb", "10 lb"))
+    responses = item_responses(item)
+    assert item_responses(item) == responses  # seeded: the same item gives the same corpus
+    right = {r.text for r in responses if r.right}
+    wrong = {r.text for r in responses if not r.right}
+    assert {"B", "(B) 2 lb", "2 lb"} <= right and not right & wrong
+    assert "(A) 1 lb (B) 2 lb (C) 8 lb (D) 10 lb" in wrong
+    assert all("Answer: B" != r.text.splitlines()[-1] for r in responses if not r.right)
+    number = item_responses(Item("demo", "d2", "How far? (Unit: km)", Gold("1490", "number")))
+    texts = {(r.phrasing, r.text.splitlines()[-1]) for r in number}
+    assert ("with_unit", "Answer: 1490 km") in texts and ("thousands_separator", "The answer is 1,490.") in texts
+    assert ("hedge", "1490 or 1639") in texts and ("perturbed_value", "Answer: 1639") in texts
+    for r in number:  # reasoning before the answer never states the gold
+        reasoning = [line for line in r.text.splitlines() if line.startswith("From the figure")]
+        assert all("1490" not in line for line in reasoning), r.text
+
+
+@needs_data
+def test_corpus_covers_every_benchmark_and_class(items: list[Item]) -> None:
+    responses = build_corpus(items)
+    assert {i.benchmark for i in items} == set(BENCHMARKS)
+    assert responses == build_corpus(items)  # deterministic
+    classes = Counter(r.phrasing for r in responses)
+    assert set(classes) == set(RIGHT_CLASSES) | set(WRONG_CLASSES)
+    labels = {(r.phrasing, r.right) for r in responses}
+    assert all((c, True) in labels for c in RIGHT_CLASSES) and all((c, False) in labels for c in WRONG_CLASSES)
+    per_item = Counter(r.item.item_id for r in responses if r.right)
+    assert min(per_item.values()) >= 10
+    for lim in LIMITATIONS:  # a limitation covers real responses, and never most of its class
+        covered = sum(lim.covers(r) for r in responses)
+        assert 0 < covered < classes[lim.phrasing], lim.name
+
+
+def test_tables_count_what_they_say() -> None:
+    item = Item("demo", "d1", "?", Gold("7", "number"))
+    rs = item_responses(item)[:2] + [r for r in item_responses(item) if not r.right][:2]
+    verdicts = [Verdict(rs[0], True, "7"), Verdict(rs[1], False, None), Verdict(rs[2], False, None),
+                Verdict(rs[3], False, None)]
+    rows = tally(verdicts, lambda v: v.response.key)
+    t = rows[("demo", "number")]
+    assert (t.right, t.accepted, t.wrong, t.rejected) == (2, 1, 2, 2)
+    assert t.accepted_pct == 50.0 and t.rejected_pct == 100.0 and Tally().accepted_pct is None
+    assert "| demo × number | 50.0% (2) | 100.0% (2) |" in table(rows, "benchmark × answer type")
+
+
+# -- the scorer against the corpus ----------------------------------------------------------------------------------
+
+
+@needs_data
+def test_scorer_meets_targets_overall(verdicts: list[Verdict]) -> None:
+    chosen = counted(verdicts, with_limitations=False)
+    total = Tally()
+    for v in chosen:
+        total.add(v)
+    assert total.accepted_pct >= RIGHT_TARGET and total.rejected_pct >= WRONG_TARGET, (
+        f"right accepted {total.accepted_pct:.2f}% (target {RIGHT_TARGET}), wrong rejected "
+        f"{total.rejected_pct:.2f}% (target {WRONG_TARGET}); first misses:\n{_misses(chosen)}")
+
+
+@needs_data
+@pytest.mark.parametrize("benchmark", BENCHMARKS)
+def test_scorer_meets_targets_per_benchmark(verdicts: list[Verdict], benchmark: str) -> None:
+    chosen = [v for v in counted(verdicts, with_limitations=False) if v.response.item.benchmark == benchmark]
+    total = Tally()
+    for v in chosen:
+        total.add(v)
+    assert total.right and total.wrong
+    assert total.accepted_pct >= RIGHT_TARGET and total.rejected_pct >= WRONG_TARGET, (
+        f"{benchmark}: right accepted {total.accepted_pct:.2f}%, wrong rejected {total.rejected_pct:.2f}%; "
+        f"first misses:\n{_misses(chosen)}")
+
+
+@needs_data
+def test_limitations_are_excluded_and_nothing_else(verdicts: list[Verdict]) -> None:
+    kept = counted(verdicts, with_limitations=False)
+    assert len(kept) == sum(not is_limitation(v.response) for v in verdicts) < len(verdicts)
+    assert len(counted(verdicts, with_limitations=True)) == len(verdicts)
