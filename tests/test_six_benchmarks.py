@@ -521,15 +521,15 @@ def test_hub_datasets_become_the_same_documents(benchmark: str, monkeypatch: pyt
     assert img.select_columns([c for c in img.column_names if c != "image"]).to_list() == txt.to_list()
     got = [BenchDoc.from_row(r) for r in txt]
     expected = {
-        "mathvista": [("1", "1.25", "number", 2), ("2", "B", "choice", None)],
-        "mathvision": [("7", "B", "choice", None)],
-        "wemath": [("3steps_1/3steps_multi", "A", "choice", None)],
-        "logicvista": [("v2_5", "A, D", "multi_choice", None)],
-        "dynamath": [("1-v1", "3.1416", "number", dynamath.FLOAT_PRECISION),
-                     ("1-v2", "6.2832", "number", dynamath.FLOAT_PRECISION), ("2-v1", "B", "choice", None),
-                     ("2-v2", "C", "choice", None)],
+        "mathvista": [("1", "1.25", "number", 2, None), ("2", "B", "choice", None, None)],
+        "mathvision": [("7", "B", "choice", None, None)],
+        "wemath": [("3steps_1/3steps_multi", "A", "choice", None, None)],
+        "logicvista": [("v2_5", "A, D", "multi_choice", None, None)],
+        "dynamath": [("1-v1", "3.1416", "number", None, dynamath.FLOAT_TOLERANCE),
+                     ("1-v2", "6.2832", "number", None, dynamath.FLOAT_TOLERANCE), ("2-v1", "B", "choice", None, None),
+                     ("2-v2", "C", "choice", None, None)],
     }[benchmark]
-    assert [(d.pair_id, d.answer, d.answer_type, d.precision) for d in got] == expected
+    assert [(d.pair_id, d.answer, d.answer_type, d.precision, d.abs_tolerance) for d in got] == expected
     if benchmark == "dynamath":  # question-major, variants by question_id; images follow their rows
         assert [d.group_id for d in got] == ["1", "1", "2", "2"] and [d.variant for d in got] == [1, 2, 1, 2]
         assert [img[i]["image"].getpixel((0, 0))[0] for i in range(4)] == [40, 80, 0, 120]

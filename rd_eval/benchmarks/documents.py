@@ -29,6 +29,7 @@ def _text_features() -> datasets.Features:
         "choices": datasets.List(datasets.Value("string")), "show_choices": datasets.Value("bool"),
         "answer": datasets.Value("string"),
         "answer_type": datasets.Value("string"), "precision": datasets.Value("int32"),
+        "abs_tolerance": datasets.Value("float64"),
     })
 
 
@@ -125,6 +126,7 @@ def build_form(
     reader = MirrorReader.from_env(benchmark, folder)
     if reader is not None:
         docs = mirror(with_image, reader)
+        reader.check_images()
         return with_record(to_dataset(docs, with_image=with_image), reader.record())
     loaded = load_hub(benchmark, hub)
     table = docs_from_hf(loaded.dataset, to_docs, image_column=hub.image_column if with_image else None)

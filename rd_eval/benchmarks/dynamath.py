@@ -10,10 +10,13 @@ variant number is k.
 ``pair_id`` is ``<question>-v<variant>`` (each variant has its own image, so its own twin) and ``group_id``
 the question, over which :func:`rd_eval.scoring.item.worst_case_accuracy` counts a question as solved
 only when all of its variants are. Documents are ordered by question, then variant, so ``--limit`` takes whole
-questions first. Answers: ``multiple choice`` -> a letter; ``float`` -> a number, asked for and scored at
-:data:`FLOAT_PRECISION` decimal places (DynaMath's own evaluation asks for "a three-digit floating-point
-number" and accepts an absolute error of 0.001; its float answers carry up to 4 decimals); other answers
-(e.g. clock times ``4:45``) -> expression or text.
+questions first. Answers: ``multiple choice`` -> a letter, with the options the question lists inline
+(``"choice: (A) Yes (B) No"``) as the document's choices for scoring only (they are in the question text of
+both forms already), so an answer naming an option's text counts; ``float`` -> a number, right within
+:data:`FLOAT_TOLERANCE` of the gold, as DynaMath's own evaluation rules (it asks for "a three-digit
+floating-point number" and accepts an absolute error of 0.001; its float answers carry up to 4 decimals, so
+rounding both to 3 decimals would be a different rule); other answers (e.g. clock times ``4:45``) ->
+expression or text.
 """
 
 from __future__ import annotations
@@ -23,11 +26,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.benchmarks.documents import build_form, image_form
-from rd_eval.benchmarks.gold import choice_letter, free_form_gold, numeric_answer
+from rd_eval.benchmarks.gold import choice_letter, free_form_gold, numeric_answer, option_index, parse_inline_options
 from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.benchmarks.six import six_task
 from rd_eval.data.sources import HubSplit, MirrorReader
 from rd_eval.fileio.jsonio import read_json
+from rd_eval.scoring.answers import ALL_LETTERS
 
 if TYPE_CHECKING:
     import datasets
@@ -36,33 +40,49 @@ NAME = "dynamath"
 FOLDER = "dynamath"
 HUB = HubSplit(path="kcz358/DynaMath", name=None, split="test", image_column="decoded_image")
 N_VARIANTS = 10
-FLOAT_PRECISION = 3
+FLOAT_TOLERANCE = 0.001
 
 
 def _numeric_key(value: str) -> tuple[int, str]:
     return (int(value), "") if re.fullmatch(r"\d+", value) else (10**12, value)
 
 
-def gold(answer: str, answer_type: str) -> tuple[str, str, int | None]:
-    """(answer, answer_type, precision) of a DynaMath ground truth."""
+def gold(answer: str, answer_type: str, options: Sequence[str] = ()) -> tuple[str, str, float | None]:
+    """(answer, answer_type, absolute tolerance) of a DynaMath ground truth; ``options`` are the option texts
+    of a multiple-choice question (a gold stating an option's text becomes its letter)."""
     kind = answer_type.strip().lower()
     if kind == "multiple choice":
-        letter = choice_letter(answer)
+        letter = choice_letter(answer, len(options) or None)
+        if letter is None and options:
+            index = option_index(answer, options)
+            letter = None if index is None else ALL_LETTERS[index]
+        letter = letter or choice_letter(answer)  # beyond the parsed options: scored as a bare letter
         if letter is not None:
             return letter, "choice", None
     number = numeric_answer(answer)
     if kind in ("float", "integer") and number is not None:
-        return number, "number", FLOAT_PRECISION if kind == "float" else None
+        return number, "number", FLOAT_TOLERANCE if kind == "float" else None
     text, free_type = free_form_gold(answer)
     return text, free_type, None
+
+
+def _scored_options(answer: str, answer_type: str, options: Sequence[str]) -> tuple[str, ...]:
+    """The options to score a gold against: those of a letter gold within their range, else none."""
+    if answer_type == "choice" and ALL_LETTERS.index(answer) < len(options):
+        return tuple(options)
+    return ()
 
 
 def variant_doc(record: Mapping[str, Any], question: str, variant: int, image: str | None = None) -> BenchDoc:
     """One generated variant of a seed question as a document."""
     truth = record["ground_truth"] if "ground_truth" in record else record["answer"]
-    answer, answer_type, precision = gold(str(truth), str(record.get("answer_type") or ""))
-    return BenchDoc(pair_id=f"{question}-v{variant}", question=str(record["question"]).strip(), answer=answer,
-                    answer_type=answer_type, benchmark=NAME, precision=precision,
+    text = str(record["question"]).strip()
+    kind = str(record.get("answer_type") or "")
+    options = (parse_inline_options(text) or []) if kind.strip().lower() == "multiple choice" else []
+    answer, answer_type, tolerance = gold(str(truth), kind, options)
+    return BenchDoc(pair_id=f"{question}-v{variant}", question=text, answer=answer, answer_type=answer_type,
+                    benchmark=NAME, choices=_scored_options(answer, answer_type, options), show_choices=False,
+                    abs_tolerance=tolerance,
                     source_id=str(record.get("question_id", f"{question}-v{variant}")), group_id=question,
                     variant=variant, image=image)
 

@@ -130,6 +130,31 @@ def parse_lettered_options(text: str) -> list[str] | None:
     return options if all(options) else None
 
 
+_INLINE_MARK = re.compile(r"\(\s*([A-H])\s*\)")
+
+
+def parse_inline_options(text: str) -> list[str] | None:
+    """Option texts listed inline at the end of a question: ``"... Select from A, B and C. (A) True (B)False
+    (C)Insufficient Information"`` -> ``["True", "False", "Insufficient Information"]``.
+
+    The marks ``(A)``, ``(B)``, ... must run in order from the last ``(A)`` to the end of the text, at least two
+    of them; each option is the text up to the next mark, without the separators around it. None when there is
+    no such run, or when an option has no text (``"(A) (B) (C) (D)"``: the options are drawn in the image).
+    """
+    marks = list(_INLINE_MARK.finditer(text))
+    starts = [i for i, m in enumerate(marks) if m.group(1) == "A"]
+    if not starts:
+        return None
+    run = marks[starts[-1]:]
+    if len(run) < 2 or [m.group(1) for m in run] != list(ALL_LETTERS[: len(run)]):
+        return None
+    options = []
+    for i, m in enumerate(run):
+        end = run[i + 1].start() if i + 1 < len(run) else len(text)
+        options.append(" ".join(text[m.end():end].split()).strip(",; "))
+    return options if all(options) else None
+
+
 _IMAGE_TAG = re.compile(r"<image\d*>")
 
 

@@ -5,9 +5,12 @@ Hugging Face: ``lscpku/LogicVista``, split ``test`` (448 questions; image column
 a dict keyed by question id) with the images at ``logicvista/images/<imagename>``. ``pair_id`` is the
 question id (``id`` on the Hub, the dict key upstream, e.g. ``v1_0``).
 
-The options are almost always drawn in the image (the question says which letters to choose from), so no
-choices are listed. An answer of one letter is a ``choice``; several letters (``"A, C"``) a ``multi_choice``
-that counts as correct only when exactly those letters are given.
+Most questions list their options inline at the end (``"Select from A, B and C. (A) True (B)False (C)..."``);
+those option texts become the document's choices, for scoring only (``show_choices`` False: the question
+already states them, in both forms), so an answer naming an option's text ("£619 million") counts. The other
+questions leave the options to the image (``"(A) (B) (C) (D)"`` without texts, or only "which letter"): no
+choices. An answer of one letter is a ``choice``; several letters (``"A, C"``) a ``multi_choice`` that counts
+as correct only when exactly those letters are given; a gold that is an option's text becomes its letter.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.benchmarks.documents import build_form, image_form
-from rd_eval.benchmarks.gold import choice_letter, choice_letters, free_form_gold
+from rd_eval.benchmarks.gold import choice_letter, choice_letters, free_form_gold, option_index, parse_inline_options
 from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.benchmarks.six import six_task
 from rd_eval.data.sources import HubSplit, MirrorReader
 from rd_eval.fileio.jsonio import read_json
+from rd_eval.scoring.answers import ALL_LETTERS
 
 if TYPE_CHECKING:
     import datasets
@@ -42,11 +46,31 @@ def gold(answer: str) -> tuple[str, str]:
     return free_form_gold(answer)
 
 
+def choice_gold(answer: str, options: Sequence[str]) -> tuple[str, str] | None:
+    """(answer, answer_type) of a gold scored against the question's inline ``options``: letters within range,
+    or an option's text as its letter; None when the gold names no option (the options are then not used)."""
+    letter = choice_letter(answer, len(options))
+    if letter is not None:
+        return letter, "choice"
+    letters = choice_letters(answer)
+    if letters is not None and all(ALL_LETTERS.index(c) < len(options) for c in letters.split(", ")):
+        return letters, "multi_choice"
+    index = option_index(answer, options)
+    return None if index is None else (ALL_LETTERS[index], "choice")
+
+
 def record_doc(record: Mapping[str, Any], pair_id: str, image: str | None = None) -> BenchDoc:
     """One LogicVista record (Hugging Face or upstream schema) as a document."""
-    answer, answer_type = gold(str(record["answer"]))
-    return BenchDoc(pair_id=pair_id, question=str(record["question"]).strip(), answer=answer,
-                    answer_type=answer_type, benchmark=NAME, source_id=pair_id, image=image)
+    question = str(record["question"]).strip()
+    options = parse_inline_options(question) or []
+    scored = choice_gold(str(record["answer"]).strip(), options) if options else None
+    if scored is None:
+        answer, answer_type = gold(str(record["answer"]))
+        options = []
+    else:
+        answer, answer_type = scored
+    return BenchDoc(pair_id=pair_id, question=question, answer=answer, answer_type=answer_type, benchmark=NAME,
+                    choices=tuple(options), show_choices=False, source_id=pair_id, image=image)
 
 
 def hub_id(record: Mapping[str, Any]) -> str:

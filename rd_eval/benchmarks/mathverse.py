@@ -7,11 +7,13 @@ Hugging Face: ``CaraJ/MathVerse-lmmseval``, as lmms-eval's ``mathverse_testmini_
 
 The gold of a pair comes from its Text-Only record, for both forms: the versions of one problem sometimes
 state the same answer differently (an option letter in one, the option's text in another, or extra
-formatting), and both forms must be scored by the same rule. Option texts are parsed from the Text-Only
-question (``Choices:`` / ``Choice:`` then ``A:...`` / ``A. ...`` lines) for scoring; they are not listed again
-in the prompt (they are in the question text, or in the image). Free-form answers are numbers where they
-state one once labels and units are removed (``Area $=9.4 \\mathrm{~cm}^{2}$`` -> 9.4), else expressions
-(equations, intervals, ``9 \\pi``, ...) that rule-based scoring matches less reliably.
+formatting), and both forms must be scored by the same rule. A multiple-choice gold of several letters
+(``"C\\nD"``: every correct option) is a ``multi_choice`` set, right only when exactly those letters are
+given. Option texts are parsed from the Text-Only question (``Choices:`` / ``Choice:`` then ``A:...`` /
+``A. ...`` lines) for scoring; they are not listed again in the prompt (they are in the question text, or in
+the image). Free-form answers are numbers where they state one once labels and units are removed
+(``Area $=9.4 \\mathrm{~cm}^{2}$`` -> 9.4), else expressions (equations, intervals, ``9 \\pi``, ...) that
+rule-based scoring matches less reliably.
 
 Local mirror (``RD_EVAL_DATA_DIR``), laid out like the project's shared sample: ``mathverse/pairs.jsonl``
 (one line per problem: the visualizer ``pid`` of each version and its testmini ``problem_index``, or null),
@@ -29,7 +31,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.benchmarks.documents import docs_from_hf, image_form, to_dataset
-from rd_eval.benchmarks.gold import choice_letter, free_form_gold, option_index, parse_lettered_options
+from rd_eval.benchmarks.gold import (
+    choice_letter,
+    choice_letters,
+    free_form_gold,
+    option_index,
+    parse_lettered_options,
+)
 from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.benchmarks.six import six_task
 from rd_eval.data.provenance import with_record
@@ -73,6 +81,17 @@ def listed_choices(choices: Sequence[str] | None) -> list[str]:
     return out
 
 
+def letter_set(answer: str, n_choices: int) -> str | None:
+    """``"C\nD"``, ``"A, C"`` -> ``"C, D"``, ``"A, C"``: the letters of a multi-answer gold, each naming one of
+    ``n_choices`` options (0: no options parsed, so only letters written apart count, never a word like ``AB``)."""
+    letters = choice_letters(answer)
+    if letters is None or len(letters) < 4:  # one letter is a choice, not a set
+        return None
+    if n_choices == 0:
+        return letters if re.search(r"[^A-Za-z]", answer.strip()) else None
+    return letters if all(ALL_LETTERS.index(c) < n_choices for c in letters.split(", ")) else None
+
+
 def gold(answer: str, choices: Sequence[str], multi_choice: bool) -> tuple[str, str, tuple[str, ...]]:
     """(answer, answer_type, choices for scoring) of a Text-Only record."""
     answer = str(answer).strip()
@@ -83,6 +102,9 @@ def gold(answer: str, choices: Sequence[str], multi_choice: bool) -> tuple[str, 
             letter = None if index is None else ALL_LETTERS[index]
         if letter is not None:
             return letter, "choice", tuple(choices)
+        letters = letter_set(answer, len(choices))
+        if letters is not None:
+            return letters, "multi_choice", tuple(choices)
     text, answer_type = free_form_gold(answer)
     return text, answer_type, ()
 
@@ -164,7 +186,9 @@ def load(form: str) -> datasets.Dataset:
     with_image = image_form(form, FORMS)
     reader = MirrorReader.from_env(NAME, FOLDER)
     if reader is not None:
-        return with_record(to_dataset(mirror_docs(form, with_image, reader), with_image=with_image), reader.record())
+        docs = mirror_docs(form, with_image, reader)
+        reader.check_images()
+        return with_record(to_dataset(docs, with_image=with_image), reader.record())
     text_only = load_hub(NAME, HUB["txt"])
     if form == "txt":
         source, twins = text_only, None

@@ -7,6 +7,7 @@ lmms-eval's ``pre_prompt``/``post_prompt`` affixes (:func:`with_affixes`) apply 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,11 +36,20 @@ def with_affixes(body: str, kwargs: Kwargs) -> str:
     return f"{kwargs.get('pre_prompt', '')}{body}{kwargs.get('post_prompt', '')}"
 
 
-def answer_instruction(answer_type: str, precision: int | None = None) -> str:
+def asked_places(precision: int | None, abs_tolerance: float | None) -> int | None:
+    """The decimal places a number answer is asked for: ``precision``, else the places an absolute tolerance
+    resolves (0.001 -> 3: DynaMath asks for three decimals and accepts an error of 0.001), else None."""
+    if precision is not None or abs_tolerance is None or abs_tolerance <= 0:
+        return precision
+    return max(0, round(-math.log10(abs_tolerance)))
+
+
+def answer_instruction(answer_type: str, precision: int | None = None, abs_tolerance: float | None = None) -> str:
     """The answer-format sentence, identical in both forms of a pair."""
     if answer_type not in _ANSWER_FORMAT:
         raise ValueError(f"unknown answer_type {answer_type!r}; valid types: {list(_ANSWER_FORMAT)}")
     text = _ANSWER_FORMAT[answer_type]
+    precision = asked_places(precision, abs_tolerance)
     if answer_type == "number" and precision is not None:
         places = "an integer" if precision == 0 else f"{precision} decimal place{'s' if precision != 1 else ''}"
         text += f" Round the number to {places}."
@@ -65,7 +75,7 @@ def problem_text(doc: BenchDoc) -> str:
 def prompt_img(doc: BenchDoc, kwargs: Kwargs = None) -> str:
     """The image form's text: lead, problem text, answer instruction (the image is attached)."""
     problem = problem_text(doc)
-    instruction = answer_instruction(doc.answer_type, doc.precision)
+    instruction = answer_instruction(doc.answer_type, doc.precision, doc.abs_tolerance)
     body = f"{LEAD}\n\n{problem}\n\n{instruction}" if problem else f"{LEAD_IMAGE_ONLY}\n\n{instruction}"
     return with_affixes(body, kwargs)
 
@@ -82,6 +92,6 @@ def prompt_txt(doc: BenchDoc, kwargs: Kwargs = None, transcript: str | None = No
     problem = problem_text(doc)
     if problem:
         parts.append(problem)
-    parts.append(answer_instruction(doc.answer_type, doc.precision))
+    parts.append(answer_instruction(doc.answer_type, doc.precision, doc.abs_tolerance))
     return with_affixes("\n\n".join(parts), kwargs)
 

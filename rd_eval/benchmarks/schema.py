@@ -3,7 +3,7 @@
 Every benchmark module (:mod:`rd_eval.benchmarks.mathvista` and the others) turns its dataset's records
 into :class:`BenchDoc` values: one schema for all six, whatever the source (the Hugging Face dataset or a
 local mirror under ``RD_EVAL_DATA_DIR``). Both forms of a pair are built from the same gold fields
-(answer, answer type, choices, precision), so they are scored by the same rule; only the carrier of the
+(answer, answer type, choices, precision, tolerance), so they are scored by the same rule; only the carrier of the
 image content differs: the image itself (image form) or text (text twin).
 
 Documents reach lmms-eval as rows with the columns of :data:`TEXT_COLUMNS` plus, in image forms, an ``image``
@@ -12,6 +12,7 @@ column (:mod:`rd_eval.benchmarks.documents`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from rd_eval.scoring.item import Gold
 
 TEXT_COLUMNS: tuple[str, ...] = (
     "pair_id", "benchmark", "source_id", "group_id", "variant", "question", "choices", "show_choices", "answer",
-    "answer_type", "precision",
+    "answer_type", "precision", "abs_tolerance",
 )
 
 
@@ -30,8 +31,9 @@ class BenchDoc:
     """One document of a paired benchmark, in the form-independent schema.
 
     ``pair_id`` is stable across forms (and across runs); ``question`` is the problem text of this form
-    without the image content; ``answer``/``answer_type``/``choices``/``precision`` are what
-    :func:`rd_eval.scoring.answers.is_correct` scores against. ``group_id`` groups documents scored together by a
+    without the image content; ``answer``/``answer_type``/``choices``/``precision``/``abs_tolerance`` are what
+    :func:`rd_eval.scoring.answers.is_correct` scores against (``abs_tolerance``: a number is right within
+    this absolute error, DynaMath's rule). ``group_id`` groups documents scored together by a
     worst-case metric (DynaMath: the seed question; elsewhere the pair itself). ``show_choices`` False keeps
     ``choices`` for scoring only, where the options are already in the question text or in the image.
     ``image`` is a local file (documents from a local mirror) or None (Hugging Face documents carry their
@@ -45,6 +47,7 @@ class BenchDoc:
     benchmark: str
     choices: tuple[str, ...] = ()
     precision: int | None = None
+    abs_tolerance: float | None = None
     show_choices: bool = True
     source_id: str = ""
     group_id: str = ""
@@ -57,6 +60,10 @@ class BenchDoc:
         if self.answer_type not in ANSWER_TYPES:
             raise ValueError(f"{self.benchmark} {self.pair_id}: unknown answer_type {self.answer_type!r}; "
                              f"valid types: {list(ANSWER_TYPES)}")
+        if self.abs_tolerance is not None and not (isinstance(self.abs_tolerance, (int, float))
+                                                   and 0 <= self.abs_tolerance < math.inf):
+            raise ValueError(f"{self.benchmark} {self.pair_id}: abs_tolerance must be a finite number >= 0 or None, "
+                             f"got {self.abs_tolerance!r}")
         object.__setattr__(self, "choices", tuple(str(c) for c in self.choices))
         if not self.group_id:
             object.__setattr__(self, "group_id", self.pair_id)
@@ -69,7 +76,7 @@ class BenchDoc:
             "pair_id": self.pair_id, "benchmark": self.benchmark, "source_id": self.source_id,
             "group_id": self.group_id, "variant": self.variant, "question": self.question,
             "choices": list(self.choices), "show_choices": self.show_choices, "answer": self.answer,
-            "answer_type": self.answer_type, "precision": self.precision,
+            "answer_type": self.answer_type, "precision": self.precision, "abs_tolerance": self.abs_tolerance,
         }
 
     @classmethod
@@ -78,11 +85,12 @@ class BenchDoc:
         missing = [c for c in TEXT_COLUMNS if c not in row]
         if missing:
             raise ValueError(f"not an rd-eval benchmark document: missing {missing}; has {sorted(row)}")
-        precision = row["precision"]
+        precision, tolerance = row["precision"], row["abs_tolerance"]
         return cls(
             pair_id=str(row["pair_id"]), question=str(row["question"]), answer=str(row["answer"]),
             answer_type=str(row["answer_type"]), benchmark=str(row["benchmark"]),
             choices=tuple(row["choices"] or ()), precision=None if precision is None else int(precision),
+            abs_tolerance=None if tolerance is None else float(tolerance),
             show_choices=bool(row["show_choices"]),
             source_id=str(row["source_id"]), group_id=str(row["group_id"]), variant=int(row["variant"] or 0),
         )
@@ -91,4 +99,4 @@ class BenchDoc:
     @property
     def gold(self) -> Gold:
         """What both forms of the pair are judged against."""
-        return Gold(self.answer, self.answer_type, self.choices, self.precision)
+        return Gold(self.answer, self.answer_type, self.choices, self.precision, self.abs_tolerance)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rd_eval.data.provenance import ITEM_KEY, item_source
+from rd_eval.data.sources import LocalDataError
 from rd_eval.scoring.item import (
     ACC_METRIC,
     WORST_METRIC,
@@ -53,6 +54,18 @@ class PairedDocs(Protocol):
         """What a response to ``doc`` is judged against (the same in both forms)."""
 
 
+class TaskDataError(BaseException):
+    """A task's documents cannot be built from its data: a file or image missing from the local mirror, a
+    malformed record.
+
+    A BaseException on purpose: lmms-eval retries every ``Exception`` raised while it loads a task's data
+    (``ConfigurableTask.download``: 5 attempts over about 10 s, then a ``tenacity.RetryError`` that hides the
+    message), and a data error would only fail the same way again. Like KeyboardInterrupt, a BaseException
+    passes that retry (and lmms-eval's catch-all "Error during evaluation") at once, so the run stops when the
+    task is built, with this message.
+    """
+
+
 @dataclass(frozen=True)
 class PairedTask:
     """The tasks of one paired benchmark.
@@ -82,10 +95,13 @@ class PairedTask:
         of every form)."""
         if self.load is None:
             raise ValueError(f"rd_{self.name}: the task's data file is its documents; there is no process_docs")
-        load = self.load
+        load, task = self.load, f"rd_{self.name}" + ("" if form is None else f"_{form}")
 
         def process_docs(placeholder: datasets.Dataset) -> datasets.Dataset:
-            return load(form, placeholder)
+            try:
+                return load(form, placeholder)
+            except (LocalDataError, ValueError, KeyError) as err:
+                raise TaskDataError(f"{task}: its documents cannot be built: {err}") from err
 
         process_docs.__name__ = "process_docs" if form is None else f"process_docs_{form}"
         return process_docs

@@ -57,11 +57,11 @@ def data_dir(environ: Mapping[str, str] | None = None) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
 
-def local_path(benchmark: str, relative: str, *, environ: Mapping[str, str] | None = None) -> Path | None:
-    """``$RD_EVAL_DATA_DIR/<benchmark>/<relative>``, or None when RD_EVAL_DATA_DIR is not set.
+def mirror_path(benchmark: str, relative: str, *, environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$RD_EVAL_DATA_DIR/<benchmark>/<relative>``, which may not exist, or None when RD_EVAL_DATA_DIR is not set.
 
-    Raises :class:`LocalDataError` when the variable is set but the folder or the file does not exist, and
-    ValueError for a benchmark or relative path that would leave the folder.
+    Raises :class:`LocalDataError` when the variable is set but is not a folder, and ValueError for a benchmark
+    or relative path that would leave the folder.
     """
     bench = _relative_part("benchmark", benchmark)
     rel = _relative_part("relative", relative)
@@ -73,7 +73,19 @@ def local_path(benchmark: str, relative: str, *, environ: Mapping[str, str] | No
             f"{ENV_VAR}={str(root)!r} is not a folder; point it at a local data mirror "
             f"(<dir>/{bench}/{rel}) or unset {ENV_VAR} to load {bench} from the Hugging Face Hub"
         )
-    path = root / bench / rel
+    return root / bench / rel
+
+
+def local_path(benchmark: str, relative: str, *, environ: Mapping[str, str] | None = None) -> Path | None:
+    """``$RD_EVAL_DATA_DIR/<benchmark>/<relative>``, or None when RD_EVAL_DATA_DIR is not set.
+
+    Raises :class:`LocalDataError` when the variable is set but the folder or the file does not exist, and
+    ValueError for a benchmark or relative path that would leave the folder.
+    """
+    path = mirror_path(benchmark, relative, environ=environ)
+    if path is None:
+        return None
+    bench, rel, root = _relative_part("benchmark", benchmark), _relative_part("relative", relative), data_dir(environ)
     if not path.is_file():
         raise LocalDataError(
             f"{bench}: {path} does not exist, and {ENV_VAR} is set to {str(root)!r}, so {bench} is read from "
@@ -183,11 +195,13 @@ def _check_no_revision_override(benchmark: str, root: Path, environ: Mapping[str
 
 class MirrorReader:
     """Reads one benchmark's files from the local mirror (``$RD_EVAL_DATA_DIR/<folder>/...``) and remembers
-    each file read, for the record's content hash."""
+    each file read, for the record's content hash, and each image asked for that is missing, so that
+    :meth:`check_images` names them all at once."""
 
     def __init__(self, benchmark: str, folder: str, root: Path, environ: Mapping[str, str] | None = None) -> None:
         self.benchmark, self.folder, self.root, self._environ = benchmark, folder, root, environ
         self._read: dict[str, Path] = {}
+        self._missing_images: list[str] = []
 
     @classmethod
     def from_env(cls, benchmark: str, folder: str,
@@ -209,11 +223,35 @@ class MirrorReader:
         return path
 
     def image(self, relative: str) -> str:
-        """An image file of the mirror, as an absolute path (the image forms need every image)."""
-        return str(self.file(relative).resolve())
+        """An image file of the mirror, as an absolute path. A missing image is remembered, not raised, so that
+        :meth:`check_images` can name every missing one (the image forms need them all)."""
+        path = mirror_path(self.folder, relative, environ=self._environ)
+        if path is None:  # RD_EVAL_DATA_DIR was unset after the reader was made
+            raise LocalDataError(f"{self.benchmark}: {ENV_VAR} is no longer set; cannot read {self.folder}/{relative}")
+        if path.is_file():
+            within = PurePosixPath(self.folder) / PurePosixPath(relative.replace("\\", "/"))
+            self._read[within.as_posix()] = path
+        else:
+            self._missing_images.append(str(path))
+        return str(path.resolve())
+
+    def check_images(self) -> None:
+        """Raise :class:`LocalDataError` naming the images asked for that the mirror does not hold."""
+        missing = self._missing_images
+        if not missing:
+            return
+        folder = self.root / self.folder
+        others = ", ".join(missing[1:6]) + (f", ... ({len(missing) - 6} more)" if len(missing) > 6 else "")
+        also = f", nor do {len(missing) - 1} more images the records name ({others})" if len(missing) > 1 else ""
+        raise LocalDataError(
+            f"{self.benchmark}: image {missing[0]} does not exist{also}. The image form needs every image of the "
+            f"local mirror {folder} ({ENV_VAR}={str(self.root)!r}): put each at {folder}/<the path its record "
+            f"names>, run only the text twin (it needs no image), or unset {ENV_VAR} to load {self.benchmark} from "
+            f"the Hugging Face Hub")
 
     def record(self) -> DataRecord:
-        """The record of every file read so far."""
+        """The record of every file read so far; refused (:meth:`check_images`) while an image is missing."""
+        self.check_images()
         return mirror_record(self.benchmark, self.root / self.folder, self._read)
 
 
