@@ -8,10 +8,13 @@ the first phrasings that miss. Skipped when the shared sample data (``../shared/
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from phrasing import reference
 from phrasing.corpus import RIGHT_CLASSES, WRONG_CLASSES, build_corpus, item_responses
 from phrasing.forms import decimal_of_fraction, perturbed_text, thousands, unit_in, usable_options
 from phrasing.items import BENCHMARKS, DATA, Item, inline_options, load_items
@@ -147,3 +150,56 @@ def test_limitations_are_excluded_and_nothing_else(verdicts: list[Verdict]) -> N
     kept = counted(verdicts, with_limitations=False)
     assert len(kept) == sum(not is_limitation(v.response) for v in verdicts) < len(verdicts)
     assert len(counted(verdicts, with_limitations=True)) == len(verdicts)
+
+
+# -- math-verify as an independent reference (its own interpreter; skipped where it is not installed) ----------------
+
+REFERENCE_SAMPLE = 300
+
+
+def test_reference_python_is_named_or_found(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="RD_EVAL_MATH_VERIFY_PYTHON"):
+        reference.reference_python({reference.PYTHON_ENV: str(tmp_path / "missing" / "python")})
+    named = tmp_path / "python"
+    named.write_text("")
+    assert reference.reference_python({reference.PYTHON_ENV: str(named)}) == named
+    found = reference.reference_python({})
+    assert found == (reference.DEFAULT_PYTHON if reference.DEFAULT_PYTHON.is_file() else None)
+
+
+def test_math_verify_applies_to_exact_free_form_golds_only() -> None:
+    def verdict(gold: Gold) -> Verdict:
+        return Verdict(item_responses(Item("demo", "d", "?", gold))[0], True, None)
+
+    assert reference.applies(verdict(Gold("7", "number"))) and reference.applies(verdict(Gold("\\sqrt2", "expression")))
+    assert not reference.applies(verdict(Gold("B", "choice", ("1", "2"))))
+    assert not reference.applies(verdict(Gold("1.25", "number", precision=2)))  # MathVista's rounding rule
+
+
+@pytest.fixture(scope="module")
+def mv_python():
+    python = reference.reference_python()
+    if python is None:
+        pytest.skip(f"math-verify reference interpreter absent: set {reference.PYTHON_ENV} or create "
+                    f"{reference.DEFAULT_PYTHON} (pip install -r tests/phrasing/reference-requirements.txt)")
+    return python
+
+
+def test_math_verify_worker_judges_and_reports_failures(mv_python) -> None:
+    pairs = [("\\frac{1}{2}", "The answer is $0.5$."), ("7", "Answer: 8"), ("7", "I cannot tell."),
+             ("2\\sqrt{3}", "\\boxed{\\sqrt{12}}")]
+    assert reference.math_verify_verdicts(mv_python, pairs) == [True, False, False, True]
+    with pytest.raises(RuntimeError, match="failed"):
+        reference.math_verify_verdicts(Path(sys.executable), [("1", "1")])  # rd-eval's python has no math-verify
+
+
+@needs_data
+def test_rd_eval_is_right_at_least_as_often_as_math_verify(mv_python, verdicts: list[Verdict]) -> None:
+    """On a seeded sample of the free-form items math-verify applies to, both judge against the label; rd-eval must
+    be right at least as often (else math-verify would earn its place in the scorer, docs/scoring_corpus.md)."""
+    comparisons = reference.compare(mv_python, reference.sample(verdicts, REFERENCE_SAMPLE))
+    s = reference.summary(comparisons)
+    print(f"rd-eval vs math-verify on {s}")
+    assert s["compared"] == REFERENCE_SAMPLE
+    assert s["math_verify_no_verdict"] <= REFERENCE_SAMPLE // 50, s  # its time limit rarely bites
+    assert s["rd_eval_right"] >= s["math_verify_right"], s
