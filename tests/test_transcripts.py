@@ -133,10 +133,13 @@ def test_failed_transcriptions_round_trip_and_name_themselves(tmp_path: Path) ->
         transcript_for("mathvista", "11", tmp_path)
     # No transcript set configured yet: nothing to leave out (the prompts name the missing set).
     assert dict(failed_transcriptions("mathvista", tmp_path / "nowhere")) == {}
-    # Files written before failures were recorded have no 'failed' key.
+    # Files written before failures were recorded have no 'failed' key (and a hash without one).
     data = json.loads(path.read_text())
     del data["failed"]
     path.write_text(json.dumps(data))
+    with pytest.raises(TranscriptError, match="the file changed after it was written"):
+        TranscriptSet.load(path)  # dropping a recorded failure is an edit
+    path.write_text(json.dumps({**data, "content_hash": plain.content_hash}))
     assert dict(TranscriptSet.load(path).failed) == {}
 
 
@@ -164,3 +167,63 @@ def test_transcribe_summary_counts_failures(tmp_path: Path) -> None:
     assert lines[1] == (f"logicvista: 2 transcripts, 1 failed (left out of the text twin, so their pairs count as "
                         f"image-only) -> {with_failure}")
     assert lines[2] == f"text twins read them with: export {TRANSCRIPTS_ENV}={tmp_path}"
+
+
+def _documented_json(value: object) -> str:
+    """The canonical serialisation as docs/transcripts.md words it, written from that text (not json.dumps)."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_documented_json(k)}:{_documented_json(v)}" for k, v in sorted(value.items())) + "}"
+    short = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+    out = []
+    for ch in str(value):
+        if ch in short:
+            out.append(short[ch])
+        elif " " <= ch <= "~":
+            out.append(ch)
+        elif ord(ch) > 0xFFFF:
+            high, low = divmod(ord(ch) - 0x10000, 0x400)
+            out.append(f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}")
+        else:
+            out.append(f"\\u{ord(ch):04x}")
+    return '"' + "".join(out) + '"'
+
+
+def test_content_hash_is_what_the_format_document_says() -> None:
+    import hashlib
+
+    tricky = 'Ein Dreieck \u25b3ABC, \u2220B = 90\u00b0; "quoted" \\ back/slash\n\tx\x7f\x01 \U0001f600 \u00e9'
+    for transcripts in (a_set(entries={"7": tricky, "10": "plain", "b": "\u03c0r\u00b2"}),
+                        a_set(entries={"7": "x"}, failed={"8": "timeout \u2014 retried"}, prompt="", model_args="")):
+        content = {"transcriber": transcripts.transcriber, "model_args": transcripts.model_args,
+                   "prompt": transcripts.prompt, "entries": dict(transcripts.entries)}
+        if transcripts.failed:
+            content["failed"] = dict(transcripts.failed)
+        payload = _documented_json(content)
+        assert payload.isascii()
+        assert payload == json.dumps(content, sort_keys=True, separators=(",", ":"))  # the document's Python recipe
+        assert transcripts.content_hash == hashlib.sha256(payload.encode("ascii")).hexdigest()[:12]
+
+
+def test_an_edited_file_is_refused_and_names_how_to_reimport(tmp_path: Path) -> None:
+    path = a_set().save(tmp_path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    recorded = data["content_hash"]
+    for edit in ({"entries": {**data["entries"], "9": "x = 4"}}, {"prompt": "Transcribe carefully."},
+                 {"transcriber": "someone"}, {"failed": {"12": "skipped"}}):
+        path.write_text(json.dumps({**data, **edit}), encoding="utf-8")
+        with pytest.raises(TranscriptError, match=rf"{path}: the file changed after it was written: it records "
+                                                  rf"content_hash '{recorded}' but its content hashes to "
+                                                  r"'[0-9a-f]{12}'.* `rd-eval twins import FILE.jsonl --benchmark "
+                                                  r"mathvista --transcriber NAME --out DIR --overwrite`"):
+            TranscriptSet.load(path)
+    # What the hash leaves out may change: when it was written, and the file's layout.
+    path.write_text(json.dumps({**data, "created": "2020-01-01T00:00:00+00:00"}), encoding="utf-8")
+    assert TranscriptSet.load(path) == a_set(created="2020-01-01T00:00:00+00:00")
+    for missing in (None, "", 12):
+        path.write_text(json.dumps({**data, "content_hash": missing}), encoding="utf-8")
+        with pytest.raises(TranscriptError, match=rf"{path}: no content_hash; every transcript file records"):
+            TranscriptSet.load(path)
+    del data["content_hash"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(TranscriptError, match="no content_hash.*rd-eval twins import"):
+        load_transcripts("mathvista", tmp_path)

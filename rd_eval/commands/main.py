@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from rd_eval.commands import organism
+from rd_eval.commands.twins import add_import_parser
 from rd_eval.fileio.outpaths import PathArgumentError, check_output_dir, check_output_file, require_input
 from rd_eval.vocabulary.scopes import DEFAULT_PAIR_SCOPE, SCOPES_DEFAULT_FIRST
 
@@ -243,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch_size", type=int, default=1)
     t.add_argument("--gen_kwargs", default=None, help="passed to lmms-eval, e.g. max_new_tokens=512")
     t.set_defaults(func=_cmd_twins_transcribe)
+    add_import_parser(twins)
 
     p = sub.add_parser("experts", help="identify domain (or visual) experts of a checkpoint from probe sets")
     p.add_argument("--pretrained", default=None, metavar="DIR", help="local checkpoint folder")

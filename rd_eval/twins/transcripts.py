@@ -42,6 +42,12 @@ def _how_to_make(benchmark: str) -> str:
             f"--out DIR` and set {TRANSCRIPTS_ENV}=DIR")
 
 
+def _how_to_reimport(benchmark: str) -> str:
+    return ("To use edited transcriptions, write them as JSON lines {\"pair_id\": ..., \"transcription\": ...} and "
+            f"import them: `rd-eval twins import FILE.jsonl --benchmark {benchmark} --transcriber NAME --out DIR "
+            "--overwrite`; or restore the file as it was written")
+
+
 @dataclass(frozen=True)
 class TranscriptSet:
     """Transcripts of one benchmark's images by one transcriber."""
@@ -99,11 +105,26 @@ class TranscriptSet:
         if not isinstance(failed, dict):
             raise TranscriptError(f"{source}: 'failed' must be an object mapping pair_id to the reason")
         try:
-            return cls(benchmark=str(data["benchmark"]), transcriber=str(data["transcriber"]),
-                       model_args=str(data.get("model_args", "")), prompt=str(data.get("prompt", "")),
-                       entries=data["entries"], created=str(data.get("created", "")), failed=failed)
+            transcripts = cls(benchmark=str(data["benchmark"]), transcriber=str(data["transcriber"]),
+                              model_args=str(data.get("model_args", "")), prompt=str(data.get("prompt", "")),
+                              entries=data["entries"], created=str(data.get("created", "")), failed=failed)
         except TranscriptError as exc:
             raise TranscriptError(f"{source}: {exc}") from None
+        transcripts.verify(data.get("content_hash"), source=source)
+        return transcripts
+
+    def verify(self, recorded: Any, *, source: str) -> None:
+        """Refuse a file whose recorded content_hash is not the hash of its content: a run must read the
+        transcripts the file's hash names, never a hand edit that no record shows."""
+        if not isinstance(recorded, str) or not recorded:
+            raise TranscriptError(f"{source}: no content_hash; every transcript file records the hash of its "
+                                  f"content (docs/transcripts.md). {_how_to_reimport(self.benchmark)}")
+        if recorded != self.content_hash:
+            raise TranscriptError(
+                f"{source}: the file changed after it was written: it records content_hash {recorded!r} but its "
+                f"content hashes to {self.content_hash!r} (a transcription, the transcriber, model_args, prompt "
+                f"or failed list was edited). {_how_to_reimport(self.benchmark)}"
+            )
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
         return write_json_atomic(transcript_path(folder, self.benchmark), self.to_json())
