@@ -23,6 +23,7 @@ from phrasing.report import Tally, Verdict, counted, failure_line, judge, table,
 
 from rd_eval.scoring.item import Gold
 
+REPO = Path(__file__).resolve().parents[1]
 RIGHT_TARGET = 99.5
 WRONG_TARGET = 99.9
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared sample data not found at {DATA}")
@@ -203,3 +204,24 @@ def test_rd_eval_is_right_at_least_as_often_as_math_verify(mv_python, verdicts: 
     assert s["compared"] == REFERENCE_SAMPLE
     assert s["math_verify_no_verdict"] <= REFERENCE_SAMPLE // 50, s  # its time limit rarely bites
     assert s["rd_eval_right"] >= s["math_verify_right"], s
+
+
+# -- perf/scoring_speed.py --------------------------------------------------------------------------------------------
+
+
+@needs_data
+def test_scoring_speed_scores_the_asked_mix(capsys) -> None:
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from perf import scoring_speed
+
+    result = scoring_speed.measure(300)
+    assert result["responses"] == 300 and result["seconds"] > 0
+    assert sum(v["responses"] for v in result["by_answer_type"].values()) == 300
+    assert {"choice", "number", "expression"} <= set(result["by_answer_type"])
+    assert "| all | 300 |" in scoring_speed.table(result)
+    more = scoring_speed.sample_responses(40_000)  # more than the corpus holds: drawn again with another seed
+    assert len(more) == 40_000 and len(set(map(id, more))) < 40_000
+    with pytest.raises(SystemExit):
+        scoring_speed.main(["--count", "0"])
+    assert "--count must be at least 1" in capsys.readouterr().err
