@@ -60,9 +60,10 @@ def _option_texts(choices: Sequence[str]) -> list[str]:
 
 def _choice_by_text(response: str, choices: Sequence[str]) -> int | None:
     """Index of the single choice whose text appears in the response (longest match wins containment)."""
-    resp = _norm_text(response).strip(_BARE_STRIP)
+    whole = _norm_text(response)
+    resp = whole.strip(_BARE_STRIP)
     normed = [_norm_text(c) for c in _option_texts(choices)]
-    exact = [i for i, c in enumerate(normed) if c and c == resp]
+    exact = [i for i, c in enumerate(normed) if c and c in (whole, resp)]  # "... (UK)" keeps its bracket
     if exact and len({normed[i] for i in exact}) == 1:
         return exact[0]  # duplicated option texts (MathVista ['9', '12', '18', '18']): the first
     found = [  # a one-letter option text ("A") is a letter, not a word to look for ("A triangle ...")
@@ -155,9 +156,14 @@ def letters_for(choices: Sequence[str]) -> str:
 
 
 def _is_listing(text: str, letters: str) -> bool:
-    """Whether the text ends by listing every option in order ("(A) 5 (B) 6 (C) 7 (D) 8"): no pick."""
-    labels = [m.group(1) for m in _LISTED_LABEL_RE.finditer(text)]
-    return len(letters) > 1 and "".join(labels[-len(letters) :]) == letters
+    """Whether the text ends by listing the options in order ("(A) 5 (B) 6 (C) 7 (D) 8", "A.\\nB.\\nC."): no pick.
+
+    The last option labels must run A, B, C, ... (all of them, or at least three when the options are unknown).
+    """
+    labels = "".join(m.group(1) for m in _LISTED_LABEL_RE.finditer(text))
+    start = labels.rfind("A")
+    run = labels[start:] if start >= 0 else ""
+    return len(run) >= min(len(letters), 3) > 1 and letters.startswith(run)
 
 
 def _answer_label_choice(text: str, choices: Sequence[str], letters: str) -> str | None:
@@ -184,6 +190,9 @@ def read_choice(response: str, choices: Sequence[str], letters: str) -> str | No
     located = locate_answer(response, tuple(_option_texts(choices)))
     if located.how in ("refusal", "hedge"):
         return _refused_or_hedged(located.raw, choices, letters)
+    text = strip_markup(response).strip()
+    if located.how in ("", "lead") and _is_listing(text, letters):
+        return None
     if located.segment is not None:
         letter = _segment_letter(located.segment, letters)
         if letter is not None or not choices:
@@ -193,9 +202,6 @@ def read_choice(response: str, choices: Sequence[str], letters: str) -> str | No
         if index is None:
             index = _choice_by_value(candidates, choices)
         return None if index is None else letters[index]
-    text = strip_markup(response).strip()
-    if _is_listing(text, letters):
-        return None
     if choices:
         letter = _answer_label_choice(text, choices, letters)
         if letter is not None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 __all__ = [
     "Located",
     "final_segment",
+    "is_non_answer",
     "last_line",
     "locate_answer",
     "math_spans",
@@ -75,6 +76,8 @@ _NUMBER_HEDGE_RE = re.compile(
     r"(?![\d/.^]*\d)(?!\s*[/^*])",
     re.I,
 )
+# Where an answer's explanation starts: "X, because ...", "X. The other options ...".
+_CONNECTOR_RE = re.compile(r",?\s+(?:because|since|as|which|so|therefore)\s|(?<!^\d)(?<!^\d\d)(?<!\s)\.\s+(?=[A-Z])")
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?\u3002])\s+")
 # An unmarked first line that is only an answer: a number, an option letter, or one math span.
 _LEAD_RE = re.compile(
@@ -167,23 +170,33 @@ def _masked_spans(text: str, options: tuple[str, ...]) -> list[tuple[int, int]]:
     return spans
 
 
-def _marker_segment(text: str, options: tuple[str, ...]) -> str | None:
+def _marker_segment(text: str, options: tuple[str, ...]) -> tuple[str, str] | None:
+    """(the answer after the last marker, the sentence before that marker: "If ..., the answer is")."""
     masked = _masked_spans(text, options) if options else []
     markers = [m for m in _MARKER_RE.finditer(text) if not any(a <= m.start() < b for a, b in masked)]
     if not markers:
         return None
+    start = markers[-1].start()
+    sentence_start = max(text.rfind(". ", 0, start), text.rfind("\n", 0, start)) + 1
+    context = text[sentence_start:start]
     rest = text[markers[-1].end() :]
     line, _, after = rest.partition("\n")
     if line.strip() in _OPENERS:
         line, after = "", rest
     segment = line.strip() or _block_from(after.splitlines())
-    return segment or None
+    return (segment, context) if segment else None
 
 
 def _lead_segment(text: str) -> str | None:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if len(lines) > 1 and _LEAD_RE.fullmatch(lines[0].strip("# ")):
-        return lines[0].strip("# ")
+    """A first line that is only an answer, with an explanation after it ("12\\nBecause ...", "B, because ...")."""
+    lines = [ln.strip().strip("# ") for ln in text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return None
+    head = _CONNECTOR_RE.split(lines[0], maxsplit=1)
+    if len(head) > 1 and _LEAD_RE.fullmatch(head[0].strip()):
+        return head[0].strip()
+    if len(lines) > 1 and _LEAD_RE.fullmatch(lines[0]) and not _LEAD_RE.fullmatch(lines[1]):
+        return lines[0]  # (a second bare line would make it a list, "A.\\nB.\\nC.", not an answer)
     return None
 
 
@@ -198,11 +211,12 @@ class Located:
     raw: str = ""
 
 
-def _flag(text: str) -> str | None:
+def _flag(text: str, context: str = "") -> str | None:
+    """ "refusal" when ``text`` refuses, "hedge" when it (or the sentence around its marker) hedges, else None."""
     head = re.split(r";|\s(?:because|since)\s", text, maxsplit=1)[0]
     if _REFUSAL_RE.search(head):
         return "refusal"
-    if _CONDITIONAL_HEDGE_RE.search(text):
+    if _CONDITIONAL_HEDGE_RE.search(context + text):
         return "hedge"
     for m in _NUMBER_HEDGE_RE.finditer(text):
         if m.group(1).replace(",", "").lstrip("+") != m.group(2).replace(",", "").lstrip("+"):
@@ -210,17 +224,34 @@ def _flag(text: str) -> str | None:
     return None
 
 
+def is_non_answer(text: str) -> bool:
+    """Whether an answer segment (or an unmarked last sentence) refuses or hedges: no answer."""
+    return _flag(text) is not None
+
+
+def _without_flagged_options(text: str, options: tuple[str, ...]) -> str:
+    """``text`` with the options whose own words refuse or hedge ("Insufficient Information", "either C or D")
+    blanked out, so that naming such an option is an answer."""
+    for option in options:
+        key = " ".join(str(option).split())
+        if key and _flag(key) is not None:
+            text = re.sub(re.escape(key).replace("\\ ", r"\s+"), " ", text, flags=re.I)
+    return text
+
+
 def locate_answer(response: str, options: tuple[str, ...] = ()) -> Located:
     """The marked final answer (rules 1-4 of the module docstring), a refusal/hedge, or unmarked."""
     text, tagged = _after_reasoning(response)
     found: tuple[str, str] | None = None
+    context = ""
     boxed = _last_boxed(text)
     if boxed is not None:
         found = (boxed, "boxed")
     else:
         marked = _marker_segment(text, options)
         if marked is not None:
-            found = (marked, "marker")
+            found = (marked[0], "marker")
+            context = marked[1]
         elif tagged and text.strip():
             found = (text.strip(), "tag")
         else:
@@ -228,10 +259,10 @@ def locate_answer(response: str, options: tuple[str, ...] = ()) -> Located:
             if lead is not None:
                 found = (lead, "lead")
     if found is not None:
-        flag = _flag(found[0])
+        flag = _flag(_without_flagged_options(found[0], options), _without_flagged_options(context, options))
         return Located(found[0], found[1]) if flag is None else Located("", flag, found[0])
     sentences = _SENTENCE_END_RE.split(_last_line_of(text))
-    flag = _flag(sentences[-1]) if sentences else None
+    flag = _flag(_without_flagged_options(sentences[-1], options)) if sentences else None
     return Located(None, "") if flag is None else Located("", flag, sentences[-1])
 
 
@@ -296,7 +327,7 @@ def segment_candidates(segment: str) -> list[str]:
     the first sentence/clause break, the last math span, the part after the last "is/are", the last
     clause, the part after the last "=", the part from the first digit/bracket on, without duplicates."""
     seg = unwrap(segment)
-    out = [seg]
+    out = [seg, unwrap(_CONNECTOR_RE.split(seg, maxsplit=1)[0])]  # "(3, 5), because ..." before any comma cut
     cut = _CUT_RE.split(seg + " ", maxsplit=1)[0]
     out.append(unwrap(cut))
     spans = math_spans(seg)
