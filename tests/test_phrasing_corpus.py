@@ -82,6 +82,10 @@ def test_responses_are_labelled_by_construction() -> None:
     assert {"B", "(B) 2 lb", "2 lb"} <= right and not right & wrong
     assert "(A) 1 lb (B) 2 lb (C) 8 lb (D) 10 lb" in wrong
     assert all("Answer: B" != r.text.splitlines()[-1] for r in responses if not r.right)
+    duplicated = item_responses(Item("demo", "d3", "?", Gold("C", "choice", ("9", "12", "18", "18")),
+                                     ("9", "12", "18", "18")))
+    assert not any(r.text.endswith(("Answer: D", "{D}")) for r in duplicated if not r.right)  # D is C's twin
+    assert any(r.text.endswith("Answer: A") or r.text.endswith("Answer: B") for r in duplicated if not r.right)
     number = item_responses(Item("demo", "d2", "How far? (Unit: km)", Gold("1490", "number")))
     texts = {(r.phrasing, r.text.splitlines()[-1]) for r in number}
     assert ("with_unit", "Answer: 1490 km") in texts and ("thousands_separator", "The answer is 1,490.") in texts

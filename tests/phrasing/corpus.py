@@ -73,6 +73,10 @@ def _reasoning(rng: random.Random, item: Item) -> str:
             f"so together they give {a} + {b} = {a + b}.\n")
 
 
+def _key(option: str) -> str:
+    return " ".join(option.replace("$", "").lower().split())
+
+
 class _Phraser:
     """The responses of one item; each method yields (phrasing class, right, text)."""
 
@@ -96,7 +100,12 @@ class _Phraser:
         return strip_dollars(self.gold.answer)
 
     def _wrong_letters(self) -> list[str]:
-        letters = [c for c in LETTERS[: self.n_options] if c != self.gold.answer]
+        """Letters of the other options; an option whose text equals the gold option's (MathVista lists
+        ``['9', '12', '18', '18']``) is the same answer, so it is never offered as a wrong one."""
+        same = [i for i, text in enumerate(self.item.options) if self.letter_of is not None
+                and self.letter_of < len(self.item.options) and _key(text)
+                and _key(text) == _key(self.item.options[self.letter_of])]
+        letters = [c for i, c in enumerate(LETTERS[: self.n_options]) if c != self.gold.answer and i not in same]
         self.rng.shuffle(letters)
         return letters
 
