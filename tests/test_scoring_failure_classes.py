@@ -256,6 +256,18 @@ def test_a_choice_made_after_weighing_options_is_not_a_hedge(response: str, expe
     assert extract_choice(response, FOUR) == expected
 
 
+@pytest.mark.parametrize(
+    "response",
+    [
+        "If the pattern continues, the answer is (B); otherwise it is (A).",
+        "If the angle is obtuse the answer is A, else it is B.",
+        "Assuming the figure is to scale, the answer is B; if it is not, the answer is A.",
+    ],
+)
+def test_a_hedge_around_the_marker_is_wrong(response: str) -> None:
+    assert extract_choice(response, YES_NO) is None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Duplicate option texts, option texts ending in a period, display blocks
 
@@ -306,6 +318,58 @@ def test_option_text_ending_in_a_period_as_gold() -> None:
 )
 def test_a_display_block_is_read_whole(response: str, gold: str, answer_type: str) -> None:
     assert is_correct(response, gold, answer_type)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Found by the phrasing corpus (H3): an answer followed by its explanation, listings without choices,
+# options whose own words refuse or hedge, option text ending in a bracket
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("B, because that is what the figure shows.", "B"),
+        ("(C) since the other bars are shorter", "C"),
+        ("D. The other options do not fit the pattern.", "D"),
+    ],
+)
+def test_a_letter_then_its_explanation(response: str, expected: str) -> None:
+    assert extract_choice(response, FOUR) == expected
+
+
+@pytest.mark.parametrize(
+    ("response", "gold"),
+    [
+        ("\\left( 3, \\frac{\\pi}{2} \\right), because that is what the figure shows.", "(3, \\frac{\\pi}{2})"),
+        ("The answer is 3, 5, 7. The other possibilities do not fit.", "3, 5, 7"),
+        ("(2, -1), since both equations hold there", "(2, -1)"),
+    ],
+)
+def test_an_expression_then_its_explanation(response: str, gold: str) -> None:
+    assert is_correct(response, gold, "expression")
+
+
+@pytest.mark.parametrize("response", ["A.\nB.\nC.\nD.", "(A)\n(B)\n(C)", "A) \nB) \nC) \nD) \nE) "])
+def test_a_listing_without_choices_is_no_answer(response: str) -> None:
+    assert extract_answer(response, "choice") is None
+
+
+@pytest.mark.parametrize(
+    ("response", "choices", "expected"),
+    [
+        ("(C) Insufficient Information", ["1", "2", "Insufficient Information"], "C"),
+        ("Answer: (D) either C or D", ["either A or B", "only C", "only D", "either C or D"], "D"),
+        ("The answer is: not enough information", ["4", "5", "Not enough information"], "C"),
+    ],
+)
+def test_an_option_whose_words_refuse_or_hedge_is_an_answer(response: str, choices: list[str], expected: str) -> None:
+    assert extract_choice(response, choices) == expected
+
+
+def test_option_text_ending_in_a_bracket() -> None:
+    choices = ["23,500 (France); 23,000 (UK)", "23,650 (France); 23,200 (UK)"]
+    assert extract_choice("23,650 (France); 23,200 (UK)", choices) == "B"
+    assert extract_choice("The answer is 23,650 (France); 23,200 (UK).", choices) == "B"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -218,6 +218,8 @@ def _flag(text: str, context: str = "") -> str | None:
         return "refusal"
     if _CONDITIONAL_HEDGE_RE.search(context + text):
         return "hedge"
+    if _MARKER_RE.search(context) and re.search(r"\bif\b", context, re.I):
+        return "hedge"  # "the answer is B; if it is not, the answer is A": two answers under a condition
     for m in _NUMBER_HEDGE_RE.finditer(text):
         if m.group(1).replace(",", "").lstrip("+") != m.group(2).replace(",", "").lstrip("+"):
             return "hedge"
