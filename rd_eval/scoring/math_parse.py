@@ -8,9 +8,15 @@ works), expressions with variables are evaluated at a few fixed pseudo-random po
 inequalities compare ``lhs - rhs`` up to a constant factor. Evaluation is bounded (input length, nesting,
 exponent size, factorial size), so no comparison can hang.
 
-Numbers written as decimals carry their precision: a gold ``8.246`` accepts anything that rounds to it at
-3 decimals (``8.2462``, ``\\sqrt{68}``), and a response ``4.67`` (2 or more decimals) for an exact gold
-``\\frac{14}{3}`` counts when it is the gold rounded to those decimals.
+One value however it is written: a ratio ``5:12`` is 5/12 (``5:00`` is a time, not a ratio), ``2 1/2`` a mixed
+number, ``\\binom{12}{4}`` 495, ``1{,}490`` and ``1\\,490`` one number; ``18 (3 * 6)`` is 18 (a bracket after an
+answer that equals it is its working, not a factor); a unit in another script (``4.40米``) goes like ``cm``. Each
+item of a list may hold one ``\\pm`` (``\\{1\\pm\\sqrt{5},-2\\}`` is three values).
+
+Numbers compare by the one rule of :mod:`rd_eval.scoring.closeness`, shared with "number" answers: a decimal
+gold ``8.246`` accepts anything within half a unit of its last place (``8.2462``, ``\\sqrt{68}``), a response
+``4.67`` (2 or more decimals) for an exact gold ``\\frac{14}{3}`` counts when it is the gold rounded to those
+decimals, and ``precision`` / ``abs_tolerance`` replace those when a benchmark fixes its own rule.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import math
 import random
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
+from rd_eval.scoring.closeness import check_abs_tolerance, numbers_agree
 from rd_eval.scoring.math_tokens import (
     CONSTANTS,
     FUNCTIONS,
@@ -48,11 +55,11 @@ __all__ = [
 MAX_INPUT = 400  # characters: longer "answers" are not parsed (they are prose)
 MAX_DEPTH = 60
 MAX_EXPONENT = 2000.0
+MAX_BINOM = 1000  # \binom{1000}{500} still fits a float
 EXACT_TOL = 1e-9
 SAMPLE_POINTS = 5
-MIN_APPROX_DECIMALS = 2  # a decimal response approximating an exact gold needs at least this many places
 
-_ATOM_START = ("num", "sym", "const", "func", "frac", "sqrt", "base")
+_ATOM_START = ("num", "sym", "const", "func", "frac", "sqrt", "binom", "base")
 
 
 class _Parser:
@@ -118,9 +125,10 @@ class _Parser:
         if self.depth > MAX_DEPTH:
             raise ParseError("too deeply nested")
         node = self.term()
-        while self.at("op", "+") or self.at("op", "-"):
+        while self.at("op", "+") or self.at("op", "-") or self.at("pm"):
             op = self.take().text
-            node = (("add" if op == "+" else "sub"), _arith(node), _arith(self.term()))
+            kind = {"+": "add", "-": "sub", "pm": "pm", "mp": "mp"}[op]
+            node = (kind, _arith(node), _arith(self.term()))
         self.depth -= 1
         return node
 
@@ -134,6 +142,8 @@ class _Parser:
                 self.take()
                 right = self.unary()
                 node = ("mul" if tok.text == "*" else "div", _arith(node), _arith(right))
+            elif tok.kind == "num" and _unsigned(node)[0] == "num":
+                node = self.mixed_number(node)
             elif tok.kind == "frac" and _is_int_literal(node):
                 frac = self.postfix()
                 if frac[0] == "div" and _is_int_literal(frac[1]) and _is_int_literal(frac[2]):
@@ -149,6 +159,22 @@ class _Parser:
             else:
                 return node
 
+    def mixed_number(self, whole):
+        """``2 1/2`` is 2.5 (``-2 1/2`` is -2.5); two numbers side by side are no product ("1 490" is not 490)."""
+        num, slash, den = self.peek(), self.peek(1), self.peek(2)
+        if not (_is_int_literal(_unsigned(whole)) and num.decimals == 0 and slash is not None and slash.text == "/"
+                and den is not None and den.kind == "num" and den.decimals == 0):
+            raise ParseError(f"two numbers side by side: {num.text!r} after a number")
+        self.i += 3
+        frac = ("div", self.atom_of(num), self.atom_of(den))
+        if whole[0] == "neg":
+            return ("neg", ("add", whole[1], frac))
+        return ("add", whole, frac)
+
+    @staticmethod
+    def atom_of(tok: Tok):
+        return ("num", Fraction(Decimal(tok.text)), tok.decimals)
+
     def skip_unit_power(self) -> None:
         if self.at("op", "^") and self.peek(1) is not None and self.peek(1).kind in ("num", "lp"):
             save = self.i
@@ -158,6 +184,8 @@ class _Parser:
                 self.i = save
 
     def unary(self):
+        if self.at("pm"):  # "\\pm 7": both 7 and -7
+            return ("pm" if self.take().text == "pm" else "mp", ("num", Fraction(0), 0), _arith(self.unary()))
         if self.at("op", "-"):
             self.take()
             return ("neg", _arith(self.unary()))
@@ -189,7 +217,7 @@ class _Parser:
     def atom(self):
         tok = self.take()
         if tok.kind == "num":
-            return ("num", Fraction(Decimal(tok.text)), tok.decimals)
+            return self.atom_of(tok)
         if tok.kind == "base":
             return ("sym", tok.text)
         if tok.kind == "sym":
@@ -200,6 +228,8 @@ class _Parser:
             num = self.braced()
             den = self.braced()
             return ("div", _arith(num), _arith(den))
+        if tok.kind == "binom":
+            return ("binom", _arith(self.braced()), _arith(self.braced()))
         if tok.kind == "sqrt":
             index = None
             if self.at("lp", "["):
@@ -295,6 +325,10 @@ def _is_int_literal(node) -> bool:
     return node[0] == "num" and node[2] == 0 and node[1].denominator == 1
 
 
+def _unsigned(node):
+    return node[1] if node[0] == "neg" else node
+
+
 def _arith(node):
     """Arithmetic operands must be scalars, not tuples, intervals or lists."""
     if node[0] in ("seq", "bag", "union", "rel", "text"):
@@ -332,11 +366,19 @@ class MathAnswer:
         return not self.values and self.relation is None
 
 
+# Words in another script (Chinese, Japanese, Korean, Cyrillic) are never math: a trailing run is a unit ("4.40米").
+_FOREIGN_UNIT_RE = re.compile(
+    r"\s*[\u0400-\u04ff\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+" + UNIT_POWER + r"\s*[\u3002.]?\s*$"
+)
+
+
 def _strip_trailing_units(s: str) -> str:
-    """``56.55 units^3`` -> ``56.55``; ``9.4 square centimeters`` -> ``9.4``; ``12 apples`` -> ``12``.
+    """``56.55 units^3`` -> ``56.55``; ``9.4 square centimeters`` -> ``9.4``; ``12 apples`` -> ``12``; ``12 厘米``
+    -> ``12``.
 
     Up to three trailing words go, but only when what is left is a constant.
     """
+    s = _FOREIGN_UNIT_RE.sub("", s).rstrip() or s
     cur = s
     for _ in range(3):
         m = re.search(r"(?:\s|(?<=[\d)}]))([A-Za-z]+(?:/[A-Za-z]+)?)" + UNIT_POWER + r"\s*\.?\s*$", cur)
@@ -368,17 +410,6 @@ def _split_label(s: str) -> tuple[str | None, str, str]:
     if any(w.lower() in FUNCTIONS for w in words) or not m.group("rest").strip():
         return None, "", s
     return label, m.group("op"), m.group("rest")
-
-
-def _expand_pm(s: str) -> str:
-    """``1 \\pm \\sqrt{19}`` -> ``1 + \\sqrt{19}, 1 - \\sqrt{19}`` (one ± per item)."""
-    if "\\pm" not in s and "\\mp" not in s:
-        return s
-    if s.count("\\pm") + s.count("\\mp") > 1 or "," in s:
-        raise ParseError("more than one \\pm")
-    op = "\\pm" if "\\pm" in s else "\\mp"
-    first, second = ("+", "-") if op == "\\pm" else ("-", "+")
-    return f"{s.replace(op, first)}, {s.replace(op, second)}"
 
 
 _THOUSANDS_RE = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
@@ -417,8 +448,70 @@ def _parse_core(s: str):
     compact = s.replace(" ", "")
     if _THOUSANDS_RE.match(compact):
         s = compact.replace(",", "")
-    s = _expand_pm(s)
-    return _Parser(tokenize(s)).answer()
+    if s.count(":") == 1:
+        return _ratio(*s.split(":"))
+    worked = _WORKING_RE.match(s)
+    if worked:
+        head = _constant_tree(_strip_trailing_units(worked.group("head")))
+        work = _constant_tree(worked.group("work"))
+        if head is not None and work is not None and _close(_ev(head, {}), _ev(work, {})):
+            return head  # "18 (3 * 6)": the bracket shows how 18 was found, it is no factor
+    return _expand_pm(_Parser(tokenize(s)).answer())
+
+
+# An answer followed by its working in brackets: "18 (3 * 6)", "20 (= 4 x 5)".
+_WORKING_RE = re.compile(r"^(?P<head>.*?\S)\s+\(\s*=?(?P<work>[^()]*)\)$")
+
+
+def _constant_tree(s: str):
+    """The tree of a constant (``3 * 6``, ``3 * 6 = 18`` gives 18), or None for anything else."""
+    try:
+        node = _Parser(tokenize(s)).answer()
+    except (ParseError, RecursionError, ZeroDivisionError, InvalidOperation):
+        return None
+    if node[0] == "rel" and all(o == "=" for o in node[1]):
+        node = node[2][-1]
+    if _pm_count(node) or constant_value(node) is None:
+        return None
+    return node
+
+
+def _ratio(left: str, right: str):
+    """``5:12`` has the value 5/12 (a ratio answered as a fraction matches it); ``5:00`` is a time, not a ratio."""
+    a, b = _constant_tree(left), _constant_tree(right)
+    if a is None or b is None or constant_value(b) == 0:
+        raise ParseError(f"{left}:{right} is not a ratio of two numbers")
+    return ("div", a, b)
+
+
+_PM_KINDS = ("pm", "mp")
+_COLLECTIONS = ("seq", "bag", "union", "rel")
+
+
+def _pm_count(node) -> int:
+    return (node[0] in _PM_KINDS) + sum(_pm_count(c) for c in _children(node))
+
+
+def _pm_variants(node) -> list:
+    """The two values of a scalar holding one ± (``\\frac{1 \\pm \\sqrt{5}}{2}``, ``\\pm 7``)."""
+    if node[0] in _PM_KINDS:
+        first, second = ("add", "sub") if node[0] == "pm" else ("sub", "add")
+        return [(first, node[1], node[2]), (second, node[1], node[2])]
+    for i, child in enumerate(node):
+        if isinstance(child, tuple) and child and isinstance(child[0], str) and _pm_count(child):
+            return [node[:i] + (v,) + node[i + 1:] for v in _pm_variants(child)]
+    return [node]
+
+
+def _expand_pm(node):
+    """``1 \\pm \\sqrt{19}`` -> the list {1 + √19, 1 - √19}; each item of a list may hold one ± (``\\{1\\pm\\sqrt{5},
+    -2\\}`` is three values). A ± inside a tuple, an interval or a relation, or two in one item, is ambiguous."""
+    if not _pm_count(node):
+        return node
+    items = node[1] if node[0] == "bag" else (node,)
+    if any(item[0] in _COLLECTIONS or _pm_count(item) > 1 for item in items):
+        raise ParseError("a \\pm inside a tuple, interval or relation, or more than one \\pm in an item")
+    return ("bag", tuple(v for item in items for v in _pm_variants(item)))
 
 
 def _parse_plain(s: str):
@@ -451,32 +544,28 @@ class _EvalError(ArithmeticError):
     pass
 
 
-def _free_symbols(node) -> set[str]:
+def _children(node) -> tuple:
+    """The subtrees of a node, whatever its kind."""
     kind = node[0]
-    if kind == "sym":
-        return {node[1]}
-    if kind in ("num", "const", "text"):
-        return set()
-    if kind == "func":
-        return _free_symbols(node[2])
-    if kind in ("seq",):
-        out: set[str] = set()
-        for x in node[3]:
-            out |= _free_symbols(x)
-        return out
+    if kind in ("num", "sym", "const", "text"):
+        return ()
+    if kind == "seq":
+        return node[3]
     if kind in ("bag", "union"):
-        out = set()
-        for x in node[1]:
-            out |= _free_symbols(x)
-        return out
+        return node[1]
     if kind == "rel":
-        out = set()
-        for x in node[2]:
-            out |= _free_symbols(x)
-        return out
-    out = set()
-    for x in node[1:]:
-        out |= _free_symbols(x)
+        return node[2]
+    if kind == "func":
+        return (node[2],)
+    return node[1:]
+
+
+def _free_symbols(node) -> set[str]:
+    if node[0] == "sym":
+        return {node[1]}
+    out: set[str] = set()
+    for child in _children(node):
+        out |= _free_symbols(child)
     return out
 
 
@@ -531,6 +620,11 @@ def _ev(node, env: dict[str, complex]) -> complex:
         return complex(math.factorial(int(v.real)))
     if kind == "abs":
         return complex(abs(_ev(node[1], env)))
+    if kind == "binom":
+        n, k = _ev(node[1], env), _ev(node[2], env)
+        if any(v.imag != 0 or v.real != int(v.real) for v in (n, k)) or not 0 <= k.real and 0 <= n.real <= MAX_BINOM:
+            raise _EvalError("a binomial coefficient of non-integers or too large")
+        return complex(math.comb(int(n.real), int(k.real)))
     if kind == "func":
         v = _ev(node[2], env)
         return complex(_FUNCS[node[1]](v))
@@ -552,10 +646,6 @@ def _literal_decimals(node) -> int | None:
     return None
 
 
-def _round_half_up(x: float, places: int) -> Decimal:
-    return Decimal(repr(x)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-
-
 def _close(a: complex, b: complex, tol: float = EXACT_TOL) -> bool:
     if any(math.isinf(v) for v in (a.real, b.real, a.imag, b.imag)):
         return (math.isinf(a.real) and math.isinf(b.real) and (a.real > 0) == (b.real > 0))
@@ -574,27 +664,25 @@ def constant_value(node) -> complex | None:
         return None
 
 
-def _scalars_equal(gold, pred, precision: int | None) -> bool:
+@dataclass(frozen=True)
+class _Rule:
+    """How numbers are compared: decimal places to round to (MathVista), or an absolute tolerance (DynaMath)."""
+
+    precision: int | None = None
+    abs_tolerance: float | None = None
+
+
+def _scalars_equal(gold, pred, rule: _Rule) -> bool:
     names = _free_symbols(gold) | _free_symbols(pred)
     names -= {"i", "e"}
     if not names:
         g, p = constant_value(gold), constant_value(pred)
         if g is None or p is None:
             return False
-        if precision is not None and g.imag == 0 and p.imag == 0 and math.isfinite(g.real) \
-                and math.isfinite(p.real):
-            return _round_half_up(g.real, precision) == _round_half_up(p.real, precision)
-        if _close(g, p):
-            return True
         if g.imag != 0 or p.imag != 0 or not (math.isfinite(g.real) and math.isfinite(p.real)):
-            return False
-        dg, dp = _literal_decimals(gold), _literal_decimals(pred)
-        slack = 1 + 1e-9
-        if dg is not None and abs(g.real - p.real) <= 0.5 * 10.0 ** -dg * slack:
-            return True  # the gold is rounded: the response agrees with it at the gold's precision
-        if dp is not None and dp >= MIN_APPROX_DECIMALS and abs(g.real - p.real) <= 0.5 * 10.0 ** -dp * slack:
-            return True  # the response is the gold rounded to the response's precision
-        return False
+            return _close(g, p)
+        return numbers_agree(g.real, p.real, gold_places=_literal_decimals(gold), pred_places=_literal_decimals(pred),
+                             precision=rule.precision, abs_tolerance=rule.abs_tolerance)
     ok = 0
     for env in _points(names):
         try:
@@ -607,25 +695,25 @@ def _scalars_equal(gold, pred, precision: int | None) -> bool:
     return ok >= 2
 
 
-def _items_equal(gold, pred, precision: int | None) -> bool:
+def _items_equal(gold, pred, rule: _Rule) -> bool:
     gk, pk = gold[0], pred[0]
     if gk == "seq" or pk == "seq":
         if gk != pk or gold[1:3] != pred[1:3] or len(gold[3]) != len(pred[3]):
             return False
-        return all(_items_equal(g, p, precision) for g, p in zip(gold[3], pred[3], strict=True))
+        return all(_items_equal(g, p, rule) for g, p in zip(gold[3], pred[3], strict=True))
     if gk in ("bag", "union") or pk in ("bag", "union"):
         if gk != pk or len(gold[1]) != len(pred[1]):
             return False
         remaining = list(pred[1])
         for g in gold[1]:  # order-free: match every gold item to a distinct predicted one
-            hit = next((j for j, p in enumerate(remaining) if _items_equal(g, p, precision)), None)
+            hit = next((j for j, p in enumerate(remaining) if _items_equal(g, p, rule)), None)
             if hit is None:
                 return False
             remaining.pop(hit)
         return True
     if gk == "rel" or pk == "rel":
         return False
-    return _scalars_equal(gold, pred, precision)
+    return _scalars_equal(gold, pred, rule)
 
 
 _FLIP = {">": "<", ">=": "<="}
@@ -669,8 +757,13 @@ def _relations_equal(gold, pred) -> bool:
     return all(_close(r, ratios[0], 1e-7) for r in ratios)
 
 
-def answers_equivalent(gold: MathAnswer, pred: MathAnswer, precision: int | None = None) -> bool:
-    """Whether ``pred`` states ``gold``: same value(s), equation, interval, tuple or (for words) text."""
+def answers_equivalent(gold: MathAnswer, pred: MathAnswer, precision: int | None = None,
+                       abs_tolerance: float | None = None) -> bool:
+    """Whether ``pred`` states ``gold``: same value(s), equation, interval, tuple or (for words) text.
+
+    Numbers compare by the rule of :mod:`rd_eval.scoring.closeness` (``precision``, ``abs_tolerance``)."""
+    check_abs_tolerance(abs_tolerance)
+    rule = _Rule(precision, abs_tolerance)
     if gold.is_text or pred.is_text:
         return bool(gold.text) and gold.text == pred.text
     if gold.relation is not None and pred.relation is not None and _relations_equal(gold.relation, pred.relation):
@@ -681,4 +774,4 @@ def answers_equivalent(gold: MathAnswer, pred: MathAnswer, precision: int | None
     guess = pred.values[-1] if pred.values else pred.trailing
     if guess is None:
         return False
-    return any(_items_equal(g, guess, precision) for g in gold.values)
+    return any(_items_equal(g, guess, rule) for g in gold.values)

@@ -39,6 +39,7 @@ _UNICODE = {
 }
 _COMMANDS = [
     (r"\\[dt]frac", r"\\frac"),
+    (r"\\[dt]binom", r"\\binom"),
     (r"\\(?:cdot|times|ast)(?![A-Za-z])", "*"),
     (r"\\div(?![A-Za-z])", "/"),
     (r"\\(?:leq|leqslant|le)(?![A-Za-z])", "<="),
@@ -53,6 +54,8 @@ _COMMANDS = [
     (r"\\!", ""),
     (r"~", " "),
 ]
+# A LaTeX thousands separator between a digit and exactly three more: ",\!", "{,}", "\," (thin space), "\ ".
+_THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:,\\!\s*|\{,\}|\\[,;: ])(?=\d{3}(?!\d))")
 _DEGREE_RE = re.compile(r"(?:\^\s*)?(?:\{\s*\\circ\s*\}|\\circ|\\degree)(?:\s*T(?![A-Za-z]))?")
 _TEXT_GROUP_RE = re.compile(r"\\(?:text|textrm|textbf|textit|mathrm|mathbf|mathit|mbox|rm|operatorname)\s*\{([^{}]*)\}")
 UNIT_POWER = r"(?:\s*\^\s*\{?\s*[23]\s*\}?)?"
@@ -95,7 +98,7 @@ def normalize_latex(text: str) -> str:
     s = s.replace("\\\\", " \\cr ")  # matrix row separator, before the one-backslash commands below
     s = s.replace("\\$", " ").replace("$", " ")
     s = re.sub(r"\\[()\[\]]", " ", s)
-    s = re.sub(r",\\!\s*(?=\d{3}(?!\d))", "", s)  # LaTeX thousands separator "10,\!080"
+    s = _THOUSANDS_SEP_RE.sub("", s)  # "10,\!080", "1{,}490", "1\,490": one number, not a list or a product
     for pat, rep in _COMMANDS:
         s = re.sub(pat, rep, s)
     s = _DEGREE_RE.sub(" ", s)
@@ -131,7 +134,7 @@ def text_key(text: str) -> str:
 
 @dataclass(frozen=True)
 class Tok:
-    kind: str  # num sym const func frac sqrt op lp rp rel comma cup pm unit word base row
+    kind: str  # num sym const func frac sqrt binom op lp rp rel comma cup pm unit word base row
     text: str
     decimals: int = 0
     sub: str = ""  # a function's subscript: the base of \\log_{2}
@@ -197,6 +200,8 @@ def tokenize(s: str) -> list[Tok]:
                 toks.append(Tok("frac", name))
             elif name == "sqrt":
                 toks.append(Tok("sqrt", name))
+            elif name == "binom":
+                toks.append(Tok("binom", name))
             elif name in ("pm", "mp"):
                 toks.append(Tok("pm", name))
             elif name == "cup":

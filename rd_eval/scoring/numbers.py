@@ -1,17 +1,69 @@
-"""Reading the number a response answers (answer type ``"number"``) and comparing it with a gold number."""
+"""Reading the number a response answers (answer type ``"number"``) and comparing it with a gold number.
+
+Where the number is read (the first rule that applies): the marked answer (boxed, then "answer is/Answer:", see
+:mod:`rd_eval.scoring.extract`); else a final LaTeX span on the last line; else the last number in the response.
+A number is one value however it is written: ``1/4`` (0.25), ``1:3`` (a ratio, 1/3), ``2 1/2`` (a mixed number,
+2.5), ``24π`` and ``24\\pi`` (75.398...), ``\\binom{12}{4}`` (495), ``1{,}490`` and ``1\\,490`` (LaTeX thousands
+separators), ``18 (3 * 6)`` (18: the bracket is the working), ``4.40米`` (a unit in another script). When the text
+read has no digit at all, the last number word counts ("three objects are left" is 3).
+
+An answer that states two values is no number: a hedge the extraction flags ("1490 or 1500") and ``±7`` (both
+7 and -7) against a single gold number read as None, so they score wrong.
+
+Comparison (:func:`numbers_equal`) follows the one rule of :mod:`rd_eval.scoring.closeness` that expressions
+follow too: ``abs_tolerance`` (DynaMath), else ``precision`` (MathVista), else equal values, else a gold written
+with decimals (``3.5``) accepts a response within half a unit of its last place (``3.50``, ``3.4999``).
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from dataclasses import dataclass
+from decimal import Decimal
 
-from rd_eval.scoring.answer_types import NUMBER_TOLERANCE, gold_error
+from rd_eval.scoring.answer_types import gold_error
+from rd_eval.scoring.closeness import check_abs_tolerance, numbers_agree
 from rd_eval.scoring.extract import final_segment, last_line, math_spans, segment_candidates, strip_markup
 from rd_eval.scoring.math_parse import constant_value, parse_answer
 
-# A minus counts only when it does not follow a word character, so "10-3" reads as 10 and 3, not -3.
-_NUMBER_RE = re.compile(r"(?<![\w.])(?P<sign>[-\u2212])?\$?(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<frac>\.\d+)?(?!\d)")
+__all__ = ["GoldNumber", "check_abs_tolerance", "extract_number", "gold_number", "numbers_equal"]
+
+# A number in prose, with what makes it one value: a fraction "1/4" (not a date "3/4/2020"), a ratio "1:3", a mixed
+# number "2 1/2", a multiple of pi; or a LaTeX fraction or binomial without "$". A minus counts only when it does not
+# follow a word character, so "10-3" reads as 10 and 3, not -3; a "±" makes two values.
+_NUMBER_RE = re.compile(
+    r"(?<![\w.])(?P<sign>[-\u2212\u00b1])?\$?(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<frac>\.\d+)?(?![\d])"
+    r"(?P<tail>\s+\d+\s*/\s*\d+(?![\d/])|\s*/\s*\d+(?:\.\d+)?(?![\d/.])|\s*:\s*\d+(?:\.\d+)?(?![\d:]))?"
+    r"(?P<pi>\s*(?:\u03c0|\\pi(?![A-Za-z])))?"
+    r"|(?P<latex>-?\\[dt]?(?:frac|binom)\s*\{\s*\d+\s*\}\s*\{\s*\d+\s*\})"
+)
+_UNITS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_WORD_RE = re.compile(
+    rf"\b(?:(?P<tens>{'|'.join(_TENS)})(?:[-\s](?P<unit>{'|'.join(list(_UNITS)[1:10])}))?"
+    rf"|(?P<small>{'|'.join(_UNITS)}))\b",
+    re.I,
+)
+# "one" is a pronoun as often as a number: "the first one", "which one", "one of them" are no answers.
+_PRONOUN_ONE_RE = re.compile(
+    r"(?:\b(?:the|this|that|which|each|any|every|no|first|second|third|last|other|another|right|wrong|correct|"
+    r"larger|smaller|bigger|same|only\s+the)\s+)$",
+    re.I,
+)
+_PLUS_MINUS = ("\u00b1", "\\pm", "\\mp")
+
+
+@dataclass(frozen=True)
+class GoldNumber:
+    """A gold number and the decimal places it was written with (None when not written as a decimal: exact)."""
+
+    value: Decimal
+    places: int | None
 
 
 def _decimal_text(value: Decimal) -> str:
@@ -32,37 +84,68 @@ def _format_value(x: float) -> str:
     return _decimal_text(Decimal(repr(x)))
 
 
-def _last_number(text: str) -> str | None:
-    last = None
-    for m in _NUMBER_RE.finditer(text):
-        last = _normalise_number(m.group("sign") or "", m.group("int"), m.group("frac") or "")
-    return last
-
-
-def _first_number(text: str) -> str | None:
-    m = _NUMBER_RE.search(text)
-    return None if m is None else _normalise_number(m.group("sign") or "", m.group("int"), m.group("frac") or "")
+class _TwoValues(Exception):
+    """The candidate states two values (``±7``): no single number."""
 
 
 def _constant_of(candidate: str) -> str | None:
-    """The real number a candidate states (``\\frac{3}{4}``, ``x = 12``, ``12 cm``), or None."""
+    """The real number a candidate states (``\\frac{3}{4}``, ``x = 12``, ``12 cm``), or None.
+
+    Raises _TwoValues for a ``±`` answer, which states two numbers.
+    """
     parsed = parse_answer(candidate)
     if not parsed.values:
         return None
-    value = constant_value(parsed.values[-1])
+    node = parsed.values[-1]
+    if node[0] == "bag" and any(pm in candidate for pm in _PLUS_MINUS):
+        raise _TwoValues(candidate)
+    value = constant_value(node)
     if value is None or value.imag != 0 or not math.isfinite(value.real):
         return None
     return _format_value(value.real)
 
 
-def extract_number(response: str) -> str | None:
-    """The number the response answers, normalised (``"1,200"`` -> ``"1200"``, ``"\\frac{3}{4}"`` -> ``"0.75"``).
+def _match_value(m: re.Match[str]) -> str | None:
+    if m.group("sign") == "\u00b1":
+        raise _TwoValues(m.group(0))
+    if m.group("latex") or m.group("tail") or m.group("pi"):
+        value = _constant_of(m.group(0).replace("\u2212", "-").lstrip("$"))
+        if value is not None:
+            return value
+    return _normalise_number(m.group("sign") or "", m.group("int"), m.group("frac") or "")
 
-    The marked answer (boxed, then "answer is/Answer:") when there is one; else a final LaTeX span on
-    the last line; else the last number in the response.
-    """
+
+def _word_number(text: str) -> str | None:
+    """The last number word of a text with no digit ("three objects are left" -> "3"), or None."""
+    last = None
+    for m in _WORD_RE.finditer(text):
+        if m.group("small") and m.group("small").lower() == "one" and (
+                _PRONOUN_ONE_RE.search(text, 0, m.start()) or re.match(r"\s+(?:of|another)\b", text[m.end():], re.I)):
+            continue
+        if m.group("tens"):
+            last = _TENS[m.group("tens").lower()] + (_UNITS[m.group("unit").lower()] if m.group("unit") else 0)
+        else:
+            last = _UNITS[m.group("small").lower()]
+    return None if last is None else str(last)
+
+
+def _last_number(text: str) -> str | None:
+    matches = list(_NUMBER_RE.finditer(text))
+    if not matches:
+        return None if re.search(r"\d", text) else _word_number(text)
+    return _match_value(matches[-1])
+
+
+def _first_number(text: str) -> str | None:
+    m = _NUMBER_RE.search(text)
+    if m is None:
+        return None if re.search(r"\d", text) else _word_number(text)
+    return _match_value(m)
+
+
+def _read_number(response: str) -> str | None:
     seg = final_segment(response)
-    if seg is not None:
+    if seg is not None:  # an empty segment is a hedge or a refusal the extraction flagged: no answer
         candidates = segment_candidates(seg[0])
         for cand in candidates:
             value = _constant_of(cand)
@@ -77,26 +160,37 @@ def extract_number(response: str) -> str | None:
     return _last_number(strip_markup(response))
 
 
-def gold_number(answer: str) -> Decimal:
-    text = str(answer).strip()
+def extract_number(response: str) -> str | None:
+    """The number the response answers, normalised (``"1,200"`` -> ``"1200"``, ``"\\frac{3}{4}"`` -> ``"0.75"``);
+    None when it answers none or two (module docstring)."""
     try:
-        return Decimal(text.replace(",", ""))
-    except InvalidOperation:
-        pass
-    value = _constant_of(text) if text else None
-    if value is None:
+        return _read_number(response)
+    except _TwoValues:
+        return None
+
+
+def gold_number(answer: str) -> GoldNumber:
+    """The gold of a "number" answer: ``"1,450,000"``, ``"3.50"`` (2 places), ``"\\frac{1}{3}"`` (exact)."""
+    text = str(answer).strip()
+    plain = text.replace(",", "")
+    if re.fullmatch(r"[-+]?(?:\d+\.?\d*|\.\d+)", plain):
+        places = len(plain.split(".")[1]) if "." in plain else None
+        return GoldNumber(Decimal(plain), places or None)
+    try:
+        value_text = _constant_of(text) if text else None
+    except _TwoValues:
+        value_text = None
+    if value_text is None:
         raise gold_error("number", answer, "is not a number")
-    return Decimal(value)
+    return GoldNumber(Decimal(value_text), None)
 
 
-def _round(value: Decimal, places: int) -> Decimal:
-    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-
-
-def numbers_equal(pred: str | None, gold: Decimal, precision: int | None) -> bool:
+def numbers_equal(pred: str | None, gold: GoldNumber, precision: int | None,
+                  abs_tolerance: float | None = None) -> bool:
+    """Whether the extracted number ``pred`` states ``gold`` (the rule of :mod:`rd_eval.scoring.closeness`)."""
+    check_abs_tolerance(abs_tolerance)
     if pred is None:
         return False
-    value = Decimal(pred)
-    if precision is not None:
-        return _round(value, precision) == _round(gold, precision)
-    return abs(value - gold) <= Decimal(str(NUMBER_TOLERANCE))
+    places = len(pred.split(".")[1]) if "." in pred else None
+    return numbers_agree(gold.value, Decimal(pred), gold_places=gold.places, pred_places=places,
+                         precision=precision, abs_tolerance=abs_tolerance)
