@@ -160,6 +160,8 @@ def _masked_spans(text: str, options: tuple[str, ...]) -> list[tuple[int, int]]:
     """Where an option whose own text holds a marker ("None of the other answers is correct") occurs."""
     spans: list[tuple[int, int]] = []
     lowered = text.lower()
+    if len(lowered) != len(text):  # a letter whose lower case is longer ("İ"): positions would not line up
+        return spans
     for option in options:
         key = " ".join(str(option).split()).lower().rstrip(" .")
         if key and _MARKER_RE.search(key):
@@ -235,9 +237,13 @@ def _without_flagged_options(text: str, options: tuple[str, ...]) -> str:
     """``text`` with the options whose own words refuse or hedge ("Insufficient Information", "either C or D")
     blanked out, so that naming such an option is an answer."""
     for option in options:
-        key = " ".join(str(option).split())
-        if key and _flag(key) is not None:
-            text = re.sub(re.escape(key).replace("\\ ", r"\s+"), " ", text, flags=re.I)
+        key = " ".join(str(option).split()).lower()
+        if not key or _flag(key) is None or len(text.lower()) != len(text):
+            continue
+        start = text.lower().find(key)
+        while start >= 0:  # str.find, not a regex built per response
+            text = text[:start] + " " * len(key) + text[start + len(key) :]
+            start = text.lower().find(key, start + len(key))
     return text
 
 
