@@ -268,6 +268,23 @@ def test_a_hedge_around_the_marker_is_wrong(response: str) -> None:
     assert extract_choice(response, YES_NO) is None
 
 
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("Using either the formula or the graph, the answer is 12.", "12"),
+        ("The answer is 6 (or 6.0).", "6"),
+        ("If we double 6, the answer is 12.", "12"),
+    ],
+)
+def test_words_of_a_hedge_around_one_answer_are_no_hedge(response: str, expected: str) -> None:
+    assert extract_number(response) == expected
+
+
+def test_a_name_inside_a_marked_answer_is_the_option() -> None:
+    assert extract_choice("The answer is figure (B).", FOUR) == "B"
+    assert extract_choice("Figure (B) matches, so the answer is figure (B).", FOUR) == "B"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Duplicate option texts, option texts ending in a period, display blocks
 

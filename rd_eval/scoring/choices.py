@@ -18,7 +18,7 @@ _CLAUSE_END_RE = re.compile(r"\s*[\)\]]?\s*(?:[.,;:!?]|$)")
 _MARKED_LETTER_RE = re.compile(r"[\(\[]([A-Z])[\)\]]|(?<![\w])([A-Z])[\).:](?!\w)")
 # "A is correct", "(D) is the right answer", and Chinese "选项A正确" / "故选D": a letter stated as the answer.
 _LETTER_IS_ANSWER_RE = re.compile(
-    r"(?<![\w'])[\(\[]?([A-Z])[\)\]]?\s+is\s+(?:the\s+)?(?:correct|right|best|true)\b"
+    r"(?<![\w'])[\(\[]?([A-Z])[\)\]]?\s+is\s+(?:the\s+)?(?:correct|right|best)\b"
     r"|(?:选项|选择|故选|应选|选)\s*[\(\[（]?\s*([A-Z])(?![A-Za-z])"
 )
 # A word before a capital letter that makes it a name, not an option: "point B", "Figure A", "Solution B", "Let B".
@@ -84,13 +84,14 @@ def _choice_by_value(candidates: Sequence[str], choices: Sequence[str]) -> int |
     return hits[0] if hits and len({options[i].text for i in hits}) == 1 else None
 
 
-def _unique_marked(text: str, letters: str) -> str | None:
-    """The one letter marked as an option ("(B)", "B."), not counting names ("point B:") or letter lists."""
+def _unique_marked(text: str, letters: str, *, names: bool = True) -> str | None:
+    """The one letter marked as an option ("(B)", "B."), not counting letter lists nor, with ``names``
+    (unmarked text), names ("point B:", "Solution B."); in a marked answer "figure (B)" is option B."""
     text = _LETTER_LIST_RE.sub(" ", text)
     found = {
         m.group(1) or m.group(2)
         for m in _MARKED_LETTER_RE.finditer(text)
-        if not _LABEL_BEFORE_RE.search(text, max(0, m.start() - 24), m.start())
+        if not (names and _LABEL_BEFORE_RE.search(text, max(0, m.start() - 24), m.start()))
     } & set(letters)
     return found.pop() if len(found) == 1 else None
 
@@ -131,7 +132,7 @@ def _segment_letter(segment: str, letters: str) -> str | None:
     m = _LEADING_LETTER_RE.match(seg.strip())
     if m and m.group(1) in letters and not (m.group(1) in "AI" and _LETTER_THEN_WORD_RE.match(seg.strip(), m.end())):
         return m.group(1)
-    return _explicit_letter(seg, letters) or _unique_marked(seg, letters)
+    return _explicit_letter(seg, letters) or _unique_marked(seg, letters, names=False)
 
 
 def _extract_letter(response: str, letters: str) -> str | None:

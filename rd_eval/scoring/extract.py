@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 __all__ = [
     "Located",
@@ -66,9 +67,9 @@ _REFUSAL_RE = re.compile(
     r"|无法(?:确定|判断|计算|得出)",
     re.I,
 )
-_CONDITIONAL_HEDGE_RE = re.compile(
-    r"\bif\b.*\b(?:otherwise|if\s+not|else)\b|\beither\b.*\bor\b|\bdepending\s+on\b", re.I | re.S
-)
+_CONDITIONAL_HEDGE_RE = re.compile(r"\bif\b.*\b(?:otherwise|if\s+not|else)\b", re.I | re.S)
+# Only in the answer itself: "either A or B" before a marker ("using either the formula or the graph") is no hedge.
+_ALTERNATIVES_RE = re.compile(r"\beither\b.*\bor\b|\bdepending\s+on\b", re.I | re.S)
 _PLAIN_NUMBER = r"[-\u2212]?\d[\d,]*(?:\.\d+)?"
 # "1490 or 1500": two plain numbers (a unit or % may follow the first) offered as alternatives.
 _NUMBER_HEDGE_RE = re.compile(
@@ -218,12 +219,13 @@ def _flag(text: str, context: str = "") -> str | None:
     head = re.split(r";|\s(?:because|since)\s", text, maxsplit=1)[0]
     if _REFUSAL_RE.search(head):
         return "refusal"
-    if _CONDITIONAL_HEDGE_RE.search(context + text):
+    if _CONDITIONAL_HEDGE_RE.search(context + text) or _ALTERNATIVES_RE.search(text):
         return "hedge"
     if _MARKER_RE.search(context) and re.search(r"\bif\b", context, re.I):
         return "hedge"  # "the answer is B; if it is not, the answer is A": two answers under a condition
     for m in _NUMBER_HEDGE_RE.finditer(text):
-        if m.group(1).replace(",", "").lstrip("+") != m.group(2).replace(",", "").lstrip("+"):
+        first, second = (Decimal(g.replace(",", "").replace("\u2212", "-")) for g in m.groups())
+        if first != second:  # "6 or 6.0" restates one number
             return "hedge"
     return None
 
