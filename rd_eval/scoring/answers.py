@@ -9,7 +9,10 @@ Answer types (``ANSWER_TYPES``) and what counts as right:
 ``"choice"``
     One option letter. The gold is a letter (``"B"``, ``"(B)"``) or, when ``choices`` are given, an
     option's text (MathVista stores ``"Linear"``); the response may name the letter or, with ``choices``,
-    the option's text or value ("9 km" for the option ``$9 \\mathrm{~km}$``).
+    the option's text or value ("9 km" for the option ``$9 \\mathrm{~km}$``). Options with the same text
+    (MathVista ``['9', '12', '18', '18']``) are one answer. A letter that is not a pick is never read:
+    "A:" answering a Q/A pair ("A: no" is the option "No"), names ("point B", "Solution B."), letter
+    lists ("(A, B, C, or D)"), a response that only lists the options.
 ``"multi_choice"``
     A set of letters, order-free (LogicVista ``"A, C"``; also ``"AC"``, ``"A and C"``); exact set match.
 ``"expression"``
@@ -23,11 +26,18 @@ Answer types (``ANSWER_TYPES``) and what counts as right:
     A short text answer; normalised exact match (case, spaces, LaTeX/markdown wrapping, articles and
     number spelling ``5:00`` = ``5:0`` are ignored).
 
-Where the answer is taken from (:mod:`rd_eval.scoring.extract`): the text after the last ``</think>``;
-then the last ``\\boxed{...}``; else the last "answer is / Answer: ..." line; else the type's own last
+Where the answer is taken from (:mod:`rd_eval.scoring.extract`): the text after the last ``</think>``
+(and before a follow-on question the model makes up); then the last ``\\boxed{...}``; else the last
+"answer is / Answer: / 答案是 ..." line; else a first line that is only the answer; else the type's own last
 rule: the last number (``number``; a final LaTeX span such as ``$\\frac{1}{2}$`` first), the last
 option-letter statement (``choice``), the last line (the other types). Numbers restated from the question
-earlier in the response are therefore never taken when the response marks its answer.
+earlier in the response are therefore never taken when the response marks its answer. A refusal ("cannot
+be determined") or a hedge ("1490 or 1500", "if ..., (A); otherwise (B)") answers nothing: it is wrong.
+
+:func:`judge` reads the gold, then the response once, and returns both the answer read and the verdict:
+the task layer logs exactly the answer it judged. A gold that cannot be read for its type raises
+:class:`~rd_eval.scoring.answer_types.GoldError`; :func:`rd_eval.scoring.item.score_doc` turns it into an
+unscored document ("unusable gold: ...") instead of a crash.
 """
 
 from __future__ import annotations
