@@ -3,20 +3,28 @@ Face split, with the record of their source (:mod:`rd_eval.data.provenance`).
 
 A dataset has the columns of :data:`~rd_eval.benchmarks.schema.TEXT_COLUMNS` plus, in image forms, an ``image``
 column of the ``Image`` feature, which lmms-eval leaves out of the documents it gives to prompts and scoring.
+
+A document whose gold answer cannot be judged (LogicVista ``v1_382`` has an empty answer) is kept: it is
+reported by a warning when the documents are built, and each response to it is logged as an unscored data
+error (:func:`rd_eval.scoring.item.score_doc`), never counted, never a crash of the run.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rd_eval.benchmarks.schema import BenchDoc
 from rd_eval.data.provenance import with_record
 from rd_eval.data.sources import HubSplit, MirrorReader, load_hub
+from rd_eval.scoring.item import gold_problem
 from rd_eval.vocabulary.task_names import PAIRED_FORMS
 
 if TYPE_CHECKING:  # datasets is imported lazily: building documents needs it, the pure helpers do not
     import datasets
+
+logger = logging.getLogger(__name__)
 
 
 def _text_features() -> datasets.Features:
@@ -44,6 +52,28 @@ def check_unique(docs: Iterable[BenchDoc], benchmark: str) -> None:
         raise ValueError(f"{benchmark}: pair_id must be unique within a form; duplicated: {sorted(set(dups))[:5]}")
 
 
+def unusable_golds(docs: Iterable[BenchDoc]) -> dict[str, str]:
+    """pair_id -> why its gold answer cannot be judged, for the documents whose gold cannot be."""
+    out = {}
+    for doc in docs:
+        reason = gold_problem(doc.gold)
+        if reason is not None:
+            out[doc.pair_id] = reason
+    return out
+
+
+def report_unusable_golds(docs: Sequence[BenchDoc]) -> None:
+    """Warn, naming each document and why, when a gold answer cannot be judged (its responses will be logged
+    as data errors)."""
+    found = unusable_golds(docs)
+    if not found:
+        return
+    named = "; ".join(f"{pair_id}: {reason}" for pair_id, reason in list(found.items())[:5])
+    logger.warning("%s: %d document(s) have a gold answer that cannot be judged; their responses are logged as "
+                   "unscored data errors, left out of accuracy (%s%s)", docs[0].benchmark, len(found), named,
+                   "; ..." if len(found) > 5 else "")
+
+
 def to_dataset(docs: Sequence[BenchDoc], *, with_image: bool) -> datasets.Dataset:
     """Documents as a dataset; with ``with_image`` an ``image`` column (``Image`` feature) from ``doc.image``
     files, decoded only when a document is read."""
@@ -52,6 +82,7 @@ def to_dataset(docs: Sequence[BenchDoc], *, with_image: bool) -> datasets.Datase
     if not docs:
         raise ValueError("no documents to build a dataset from")
     check_unique(docs, docs[0].benchmark)
+    report_unusable_golds(docs)
     features = _text_features()
     rows = [doc.row() for doc in docs]
     if with_image:
@@ -92,6 +123,7 @@ def docs_from_hf(
         raise ValueError("the dataset yielded no documents")
     docs = [doc for _, doc in picked]
     check_unique(docs, docs[0].benchmark)
+    report_unusable_golds(docs)
     table = datasets.Dataset.from_list([doc.row() for doc in docs], features=_text_features())
     if image_column is None:
         return table
