@@ -464,3 +464,21 @@ def test_long_listing_like_responses_score_quickly() -> None:
         is_correct(response, "B", "choice", FOUR)
         extract_number(response)
     assert time.perf_counter() - start < 2.0
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DynaMath's absolute tolerance reaches the verdict through the one judged extraction
+
+
+def test_abs_tolerance_is_threaded_through_score_doc() -> None:
+    gold = Gold("20425.7025", "number", abs_tolerance=0.001)
+    assert score_doc("141-v9", "img", "Answer: 20425.702", gold).correct is True
+    assert score_doc("141-v9", "img", "Answer: 20425.7", gold).correct is False
+    assert is_correct("x = 2.0009", "2", "expression", abs_tolerance=0.001)
+
+
+def test_a_bad_abs_tolerance_is_refused_at_the_edge() -> None:
+    with pytest.raises(ValueError, match="abs_tolerance must be a finite number >= 0"):
+        Gold("1", "number", abs_tolerance=-0.5)
+    with pytest.raises(ValueError, match="abs_tolerance"):
+        is_correct("1", "1", "number", abs_tolerance=float("nan"))

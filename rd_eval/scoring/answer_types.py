@@ -5,7 +5,6 @@ from __future__ import annotations
 import string
 
 ANSWER_TYPES: tuple[str, ...] = ("number", "choice", "multi_choice", "expression", "text")
-NUMBER_TOLERANCE = 1e-6
 ALL_LETTERS = string.ascii_uppercase
 
 

@@ -3,8 +3,9 @@
 Answer types (``ANSWER_TYPES``) and what counts as right:
 
 ``"number"``
-    A number; the prediction matches the gold within ``NUMBER_TOLERANCE`` (1e-6), or, with ``precision``,
-    when both rounded half-up to that many decimals are equal (MathVista floats). The response may wrap
+    A number; the prediction states the gold under the one closeness rule of
+    :mod:`rd_eval.scoring.closeness` (``abs_tolerance``: DynaMath's absolute error; ``precision``: MathVista's
+    decimals rounded half-up; else equal values, or agreement at the gold's own decimals). The response may wrap
     the number: ``\\boxed{12}``, ``$12$``, ``12 cm``, ``12%``, ``\\frac{3}{4}``, ``x = 12``, ``1,200``.
 ``"choice"``
     One option letter. The gold is a letter (``"B"``, ``"(B)"``) or, when ``choices`` are given, an
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rd_eval.scoring.answer_types import ALL_LETTERS, ANSWER_TYPES, NUMBER_TOLERANCE, check_answer_type, gold_error
+from rd_eval.scoring.answer_types import ALL_LETTERS, ANSWER_TYPES, check_answer_type, gold_error
 from rd_eval.scoring.choices import (
     extract_choice,
     extract_letters,
@@ -54,6 +55,7 @@ from rd_eval.scoring.choices import (
     read_choice,
     same_answer_letters,
 )
+from rd_eval.scoring.closeness import check_abs_tolerance
 from rd_eval.scoring.extract import final_segment, last_line, math_spans, segment_candidates, strip_markup, unwrap
 from rd_eval.scoring.math_parse import MathAnswer, answers_equivalent, parse_answer, text_key
 from rd_eval.scoring.numbers import extract_number, gold_number, numbers_equal
@@ -61,7 +63,6 @@ from rd_eval.scoring.numbers import extract_number, gold_number, numbers_equal
 __all__ = [
     "ALL_LETTERS",
     "ANSWER_TYPES",
-    "NUMBER_TOLERANCE",
     "extract_answer",
     "extract_choice",
     "extract_letters",
@@ -112,11 +113,17 @@ def _check_precision(precision: int | None) -> None:
 
 
 def extract_answer(
-    response: str, answer_type: str, choices: Sequence[str] = (), *, precision: int | None = None
+    response: str,
+    answer_type: str,
+    choices: Sequence[str] = (),
+    *,
+    precision: int | None = None,
+    abs_tolerance: float | None = None,
 ) -> str | None:
     """What the response answers, for logging: a number, a letter, letters ``"A, C"``, or the answer text.
 
-    ``precision`` is accepted for symmetry with :func:`is_correct`; the logged prediction is not rounded.
+    ``precision`` and ``abs_tolerance`` are accepted for symmetry with :func:`is_correct`; the logged
+    prediction is not rounded.
     """
     check_answer_type(answer_type)
     if answer_type == "number":
@@ -140,6 +147,7 @@ def judge(
     choices: Sequence[str] = (),
     *,
     precision: int | None = None,
+    abs_tolerance: float | None = None,
 ) -> tuple[str | None, bool]:
     """(the answer read from ``response``, whether it is the gold ``answer``): one extraction for both.
 
@@ -149,10 +157,11 @@ def judge(
     """
     check_answer_type(answer_type)
     _check_precision(precision)
+    check_abs_tolerance(abs_tolerance)
     if answer_type == "number":
         gold = gold_number(answer)
         pred = extract_number(response)
-        return pred, numbers_equal(pred, gold, precision)
+        return pred, numbers_equal(pred, gold, precision, abs_tolerance)
     if answer_type == "choice":
         letters = letters_for(choices) if choices else ALL_LETTERS
         accepted = same_answer_letters(gold_choice_letters(answer, choices), choices)
@@ -178,7 +187,7 @@ def judge(
     pred = _predicted_math(candidates)
     if pred is None:
         return (candidates[0] if candidates else None), False
-    return pred.source, not gold.is_text and answers_equivalent(gold, pred, precision)
+    return pred.source, not gold.is_text and answers_equivalent(gold, pred, precision, abs_tolerance)
 
 
 def is_correct(
@@ -188,12 +197,14 @@ def is_correct(
     choices: Sequence[str] = (),
     *,
     precision: int | None = None,
+    abs_tolerance: float | None = None,
 ) -> bool:
     """Whether ``response`` gives the gold ``answer`` under the rules of ``answer_type`` (module docstring).
 
     ``choices`` (option texts, in letter order) are optional; with them a response naming only an option's
     text or value also counts, and options with the same text are the same answer. ``precision`` rounds
-    numbers to that many decimals before comparing ("number" and "expression"). A gold answer that cannot
-    be read for its type raises GoldError (a ValueError).
+    numbers to that many decimals before comparing and ``abs_tolerance`` accepts an absolute error up to it
+    ("number" and "expression"; :mod:`rd_eval.scoring.closeness`). A gold answer that cannot be read for its
+    type raises GoldError (a ValueError).
     """
-    return judge(response, answer, answer_type, choices, precision=precision)[1]
+    return judge(response, answer, answer_type, choices, precision=precision, abs_tolerance=abs_tolerance)[1]

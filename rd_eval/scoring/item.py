@@ -20,6 +20,7 @@ from typing import Any
 
 from rd_eval.scoring.answer_types import GoldError
 from rd_eval.scoring.answers import ANSWER_TYPES, judge
+from rd_eval.scoring.closeness import check_abs_tolerance
 from rd_eval.scoring.doc_errors import error_reason
 
 ACC_METRIC = "rd_acc"
@@ -29,7 +30,8 @@ WORST_METRIC = "rd_worst"
 
 @dataclass(frozen=True)
 class Gold:
-    """What a response is judged against: the gold answer, its type, the option texts and the decimal places."""
+    """What a response is judged against: the gold answer, its type, the option texts, the decimal places and
+    the absolute error allowed (both None unless the benchmark says so)."""
 
     answer: str
     answer_type: str
@@ -40,6 +42,7 @@ class Gold:
     def __post_init__(self) -> None:
         if self.answer_type not in ANSWER_TYPES:
             raise ValueError(f"unknown answer_type {self.answer_type!r}; valid types: {list(ANSWER_TYPES)}")
+        check_abs_tolerance(self.abs_tolerance)
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def first_response(results: Sequence[str]) -> str:
 
 
 def _judge_options(gold: Gold) -> dict[str, Any]:
-    return {} if gold.precision is None else {"precision": gold.precision}
+    return {"precision": gold.precision, "abs_tolerance": gold.abs_tolerance}
 
 
 def gold_problem(gold: Gold) -> str | None:
