@@ -156,6 +156,10 @@ class _Parser:
             elif tok.kind == "unit":
                 self.take()
                 self.skip_unit_power()
+                while self.at("op") and self.peek().text in "*/" and self.peek(1) is not None \
+                        and self.peek(1).kind == "unit":  # a compound unit: km / h, kg * m/s
+                    self.i += 2
+                    self.skip_unit_power()
             else:
                 return node
 
@@ -388,7 +392,7 @@ def _strip_trailing_units(s: str) -> str:
         low = word.lower()
         if low in FUNCTIONS or low in CONSTANTS or not (low in UNIT_WORDS or len(word) >= 3 or word == "T"):
             return s
-        cur = cur[: m.start()].rstrip()
+        cur = re.sub(r"\s*(?:/|\*|\bper)$", "", cur[: m.start()].rstrip())  # "60 km / h", "5 meters per second"
         if not cur:
             return s
         try:

@@ -30,13 +30,16 @@ from rd_eval.scoring.math_parse import constant_value, parse_answer
 __all__ = ["GoldNumber", "check_abs_tolerance", "extract_number", "gold_number", "numbers_equal"]
 
 # A number in prose, with what makes it one value: a fraction "1/4" (not a date "3/4/2020"), a ratio "1:3", a mixed
-# number "2 1/2", a multiple of pi; or a LaTeX fraction or binomial without "$". A minus counts only when it does not
+# number "2 1/2", a multiple of pi or of a root ("10 \sqrt{3}", "10√3"); or a LaTeX fraction, binomial or root
+# without "$". An exponent is no number: "12 cm^2" is 12. A minus counts only when it does not
 # follow a word character, so "10-3" reads as 10 and 3, not -3; a "±" makes two values.
+_ROOT = r"(?:\\sqrt\s*\{\s*\d+\s*\}|\\sqrt\s*\d+|\u221a\s*\d+)"
 _NUMBER_RE = re.compile(
-    r"(?<![\w.])(?P<sign>[-\u2212\u00b1])?\$?(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<frac>\.\d+)?(?![\d])"
-    r"(?P<tail>\s+\d+\s*/\s*\d+(?![\d/])|\s*/\s*\d+(?:\.\d+)?(?![\d/.])|\s*:\s*\d+(?:\.\d+)?(?![\d:]))?"
-    r"(?P<pi>\s*(?:\u03c0|\\pi(?![A-Za-z])))?"
-    r"|(?P<latex>-?\\[dt]?(?:frac|binom)\s*\{\s*\d+\s*\}\s*\{\s*\d+\s*\})"
+    r"(?<![\w./:^])(?<!\^\{)(?<!\^ )"
+    r"(?P<sign>[-\u2212\u00b1])?\$?(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<frac>\.\d+)?(?![\d])"
+    r"(?P<tail>\s+\d+\s*/\s*\d+(?![\d/])|\s*/\s*\d+(?:\.\d+)?(?![\d/]|\.\d)|\s*:\s*\d+(?:\.\d+)?(?![\d:]))?"
+    rf"(?P<factor>\s*(?:\u03c0|\\pi(?![A-Za-z])|{_ROOT}))?"
+    rf"|(?P<latex>-?(?:\\[dt]?(?:frac|binom)\s*\{{\s*\d+\s*\}}\s*\{{\s*\d+\s*\}}|{_ROOT}))"
 )
 _UNITS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
@@ -108,7 +111,7 @@ def _constant_of(candidate: str) -> str | None:
 def _match_value(m: re.Match[str]) -> str | None:
     if m.group("sign") == "\u00b1":
         raise _TwoValues(m.group(0))
-    if m.group("latex") or m.group("tail") or m.group("pi"):
+    if m.group("latex") or m.group("tail") or m.group("factor"):
         value = _constant_of(m.group(0).replace("\u2212", "-").lstrip("$"))
         if value is not None:
             return value
