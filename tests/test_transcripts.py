@@ -59,6 +59,9 @@ def test_missing_transcripts_name_the_command(tmp_path: Path, monkeypatch: pytes
         transcript_for("wemath", "1")
     with pytest.raises(TranscriptError, match=r"wemath.transcripts.json: no transcripts of wemath; make them"):
         transcript_for("wemath", "1", tmp_path)
+    with pytest.raises(TranscriptError, match=r"or bring transcriptions made elsewhere with `rd-eval twins import "
+                                              r"FILE.jsonl --benchmark wemath --transcriber NAME --out DIR`"):
+        transcript_for("wemath", "1", tmp_path)
     a_set().save(tmp_path)
     with pytest.raises(TranscriptError, match=r"no transcript of mathvista document '8'.*2 documents.*"
                                               r"rd-eval twins transcribe"):

@@ -74,7 +74,8 @@ def summary(path: Path, transcripts: TranscriptSet, source: Path) -> list[str]:
     from rd_eval.commands.transcribe import usage_note
 
     missing = f", {len(transcripts.failed)} documents not transcribed (image-only)" if transcripts.failed else ""
-    return [f"{transcripts.benchmark}: {len(transcripts.entries)} transcriptions from {source}{missing}, "
+    count = len(transcripts.entries)
+    return [f"{transcripts.benchmark}: {count} transcription{'' if count == 1 else 's'} from {source}{missing}, "
             f"content_hash {transcripts.content_hash} -> {path}", usage_note(path.parent)]
 
 

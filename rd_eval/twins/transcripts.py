@@ -2,7 +2,9 @@
 versioned file keyed by benchmark and `pair_id`, and read by the benchmarks' text-twin tasks.
 
 One setting points the tasks at a transcript set: the environment variable `RD_EVAL_TRANSCRIPTS`, a folder
-holding `<benchmark>.transcripts.json` files (what `rd-eval twins transcribe --out DIR` writes). A text-twin
+holding `<benchmark>.transcripts.json` files (what `rd-eval twins transcribe --out DIR` and `rd-eval twins import`
+write; the format, pair_ids and content_hash: docs/transcripts.md). A file is read only when its content still
+hashes to its recorded `content_hash`: an edit by hand is refused, naming how to re-import it. A text-twin
 document without a transcript is an error that names the command that makes one. A document whose transcription
 failed (the model could not answer it) is listed with its reason under `failed`; the text twin leaves it out, so
 its pair counts as image-only in the report instead of stopping the run.
@@ -39,7 +41,8 @@ class TranscriptError(ValueError):
 
 def _how_to_make(benchmark: str) -> str:
     return (f"make them with `rd-eval twins transcribe --model MODEL --model_args ARGS --tasks rd_{benchmark}_img "
-            f"--out DIR` and set {TRANSCRIPTS_ENV}=DIR")
+            f"--out DIR` (or bring transcriptions made elsewhere with `rd-eval twins import FILE.jsonl --benchmark "
+            f"{benchmark} --transcriber NAME --out DIR`) and set {TRANSCRIPTS_ENV}=DIR")
 
 
 def _how_to_reimport(benchmark: str) -> str:
