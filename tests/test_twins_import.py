@@ -219,3 +219,25 @@ def test_the_command_line_exits_2_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == (f"rd-eval twins: error: {source}: 1 problem, nothing written: line 1: not valid JSON "
                              "(Expecting property name enclosed in double quotes at column 2): '{oops'\n")
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="needs the real benchmark samples in ../shared/data")
+@pytest.mark.parametrize("benchmark", ["mathvista", "mathvision", "wemath", "logicvista", "dynamath"])
+def test_real_pair_ids_of_every_transcript_twin_import(benchmark: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from rd_eval.benchmarks import BENCHMARKS
+    from rd_eval.twins.transcripts import load_transcripts
+
+    monkeypatch.setenv("RD_EVAL_DATA_DIR", str(SHARED_DATA))
+    monkeypatch.setenv("LMMS_EVAL_DATASETS_CACHE", str(tmp_path / "datasets_cache"))
+    pair_ids = [str(p) for p in BENCHMARKS[benchmark].load("txt")["pair_id"]]
+    assert len(pair_ids) >= 50
+    # Reversed file order, and digit pair_ids given as JSON integers: both name the same documents.
+    lines: list[Any] = [{"pair_id": int(p) if p.isdigit() else p, "transcription": f"image of {p}"}
+                        for p in reversed(pair_ids)]
+    assert _import(_jsonl(tmp_path / "t.jsonl", *lines), tmp_path / "out", benchmark=benchmark) == 0
+    loaded = load_transcripts(benchmark, tmp_path / "out")
+    assert dict(loaded.entries) == {p: f"image of {p}" for p in pair_ids}
