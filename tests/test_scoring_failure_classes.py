@@ -245,6 +245,19 @@ def test_a_hedge_between_numbers_is_wrong(response: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "response",
+    [
+        "$y = 2x + 1$ or $y = 2x - 1$",
+        "The answer is $\\frac{1}{2}$ or $\\frac{1}{3}$.",
+        "So it is $y=(x+1)^2$, or $y=(x-1)^2$",
+    ],
+)
+def test_a_hedge_between_expressions_is_wrong(response: str) -> None:
+    for gold in ("y = 2x + 1", "\\frac{1}{2}", "y=(x+1)^2", "y = 2x - 1", "\\frac{1}{3}", "y=(x-1)^2"):
+        assert not is_correct(response, gold, "expression")
+
+
+@pytest.mark.parametrize(
     ("response", "expected"),
     [
         ("Answer: B. Neither A nor C works.", "B"),

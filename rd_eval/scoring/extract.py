@@ -79,6 +79,8 @@ _NUMBER_HEDGE_RE = re.compile(
 )
 # Where an answer's explanation starts: "X, because ...", "X. The other options ...".
 _CONNECTOR_RE = re.compile(r",?\s+(?:because|since|as|which|so|therefore)\s|(?<!^\d)(?<!^\d\d)(?<!\s)\.\s+(?=[A-Z])")
+# "$y=x+2$ or $y=x+3$": two different math spans offered as alternatives.
+_SPAN_HEDGE_RE = re.compile(r"\$([^$\n]+)\$\s*,?\s*\bor\s+\$([^$\n]+)\$")
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?\u3002])\s+")
 # An unmarked first line that is only an answer: a number, an option letter, or one math span.
 _LEAD_RE = re.compile(
@@ -227,6 +229,8 @@ def _flag(text: str, context: str = "") -> str | None:
         first, second = (Decimal(g.replace(",", "").replace("\u2212", "-")) for g in m.groups())
         if first != second:  # "6 or 6.0" restates one number
             return "hedge"
+    if any(m.group(1).strip() != m.group(2).strip() for m in _SPAN_HEDGE_RE.finditer(text)):
+        return "hedge"
     return None
 
 
