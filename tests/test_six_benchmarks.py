@@ -342,8 +342,11 @@ def _wrong(doc: dict[str, Any]) -> str:
     kind = doc["answer_type"]
     if kind == "number":
         return f"Answer: {Decimal(doc['answer']) + 7}"
-    if kind == "choice":
-        return f"Answer: {ALL_LETTERS[(ALL_LETTERS.index(doc['answer']) + 1) % max(len(doc['choices']), 2)]}"
+    if kind == "choice":  # the next option whose text differs (equal option texts are all right: ['18', '18'])
+        n, gold_index, texts = max(len(doc["choices"]), 2), ALL_LETTERS.index(doc["answer"]), doc["choices"]
+        other = next(i % n for i in range(gold_index + 1, gold_index + n)
+                     if not texts or texts[i % n] != texts[gold_index])
+        return f"Answer: {ALL_LETTERS[other]}"
     if kind == "multi_choice":
         return "Answer: " + ("B" if doc["answer"] != "B" else "A")
     return "Answer: 987654321"
