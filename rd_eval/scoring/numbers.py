@@ -146,9 +146,26 @@ def _first_number(text: str) -> str | None:
     return _match_value(m)
 
 
+_OR_RE = re.compile(r"\bor\b", re.I)
+
+
+def _numbers_or_numbers(segment: str) -> bool:
+    """``1490 \\text{ or } 1500``, ``4 (or 5)``: different numbers on the two sides of an "or" (a hedge inside a
+    box, which the extraction's hedge test does not open); ``12 or 12.0`` is one number."""
+    parts = _OR_RE.split(segment)
+    if len(parts) < 2:
+        return False
+    values = set()
+    for part in parts:
+        values.update(_match_value(m) for m in _NUMBER_RE.finditer(part))
+    return len(values) > 1
+
+
 def _read_number(response: str) -> str | None:
     seg = final_segment(response)
     if seg is not None:  # an empty segment is a hedge or a refusal the extraction flagged: no answer
+        if _numbers_or_numbers(seg[0]):
+            raise _TwoValues(seg[0])
         candidates = segment_candidates(seg[0])
         for cand in candidates:
             value = _constant_of(cand)
