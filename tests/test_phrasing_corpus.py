@@ -179,6 +179,7 @@ def test_math_verify_applies_to_exact_free_form_golds_only() -> None:
     assert reference.applies(verdict(Gold("7", "number"))) and reference.applies(verdict(Gold("\\sqrt2", "expression")))
     assert not reference.applies(verdict(Gold("B", "choice", ("1", "2"))))
     assert not reference.applies(verdict(Gold("1.25", "number", precision=2)))  # MathVista's rounding rule
+    assert not reference.applies(verdict(Gold("4:45", "expression")))  # a clock time
 
 
 @pytest.fixture(scope="module")

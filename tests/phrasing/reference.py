@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -45,10 +46,11 @@ def reference_python(environ: dict[str, str] | None = None) -> Path | None:
 
 def applies(v: Verdict) -> bool:
     """math-verify judges free-form math against an exact gold: number and expression golds without a benchmark's
-    own rounding or tolerance rule (MathVista's precision, DynaMath's 0.001), which it does not know."""
+    own rounding or tolerance rule (MathVista's precision, DynaMath's 0.001), which it does not know, and not
+    clock times (DynaMath's ``4:45``), which it reads as ratios or not at all."""
     gold = v.response.item.gold
     return (gold.answer_type in ("number", "expression") and gold.precision is None
-            and not getattr(gold, "abs_tolerance", None))
+            and not getattr(gold, "abs_tolerance", None) and re.fullmatch(r"\d{1,2}:\d{1,2}", gold.answer) is None)
 
 
 def _as_latex(gold: str) -> str:
@@ -124,20 +126,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if python is None:
         parser.error(f"no math-verify interpreter: set {PYTHON_ENV} or create {DEFAULT_PYTHON}")
     comparisons = compare(python, sample(judge(build_corpus(load_items())), args.sample))
-    by_bench: dict[str, list[Comparison]] = {}
-    for c in comparisons:
-        by_bench.setdefault(f"{c.verdict.response.item.benchmark} × {c.verdict.response.item.gold.answer_type}",
-                            []).append(c)
-    print("| benchmark × type | compared | agree | rd-eval right | math-verify right | no verdict |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for key, group in [*sorted(by_bench.items()), ("**all**", comparisons)]:
-        s = summary(group)
-        print(f"| {key} | {s['compared']} | {s['agree']} | {s['rd_eval_right']} | {s['math_verify_right']} | "
-              f"{s['math_verify_no_verdict']} |")
+    for title, key in (("benchmark × type", lambda r: f"{r.item.benchmark} × {r.item.gold.answer_type}"),
+                       ("phrasing class", lambda r: f"{r.phrasing} ({'right' if r.right else 'wrong'})")):
+        groups: dict[str, list[Comparison]] = {}
+        for c in comparisons:
+            groups.setdefault(key(c.verdict.response), []).append(c)
+        print(f"\n| {title} | compared | agree | rd-eval right | math-verify right | no verdict |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, group in [*sorted(groups.items()), ("**all**", comparisons)]:
+            s = summary(group)
+            print(f"| {name} | {s['compared']} | {s['agree']} | {s['rd_eval_right']} | {s['math_verify_right']} | "
+                  f"{s['math_verify_no_verdict']} |")
     s = summary(comparisons)
     print(f"\ndisagreements: {s['compared'] - s['agree']} (rd-eval right in {s['disagree_rd_eval_right']}, "
-          f"math-verify right in {s['disagree_math_verify_right']})")
-    for c in [c for c in comparisons if c.reference != c.verdict.correct][: args.show]:
+          f"math-verify right in {s['disagree_math_verify_right']}); math-verify right first:")
+    disagree = [c for c in comparisons if c.reference != c.verdict.correct]
+    for c in sorted(disagree, key=lambda c: not c.reference_right)[: args.show]:
         r = c.verdict.response
         print(f"  {r.item.benchmark} {r.item.item_id} [{r.phrasing}, {'right' if r.right else 'wrong'}] gold "
               f"{r.item.gold.answer!r}: {r.text[-120:]!r} -> rd-eval {c.verdict.correct}, math-verify {c.reference}")
