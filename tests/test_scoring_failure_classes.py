@@ -112,6 +112,18 @@ def test_a_refusal_is_no_answer(response: str) -> None:
     assert not is_correct(response, "2", "expression")
 
 
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("We cannot determine the height directly, so we use the Pythagorean theorem: h = sqrt(25 - 9) = 4.", "4"),
+        ("The side cannot be found from the angle alone, but the perimeter gives 3 * 4 = 12.", "12"),
+        ("It was 10 or 12 by the first count; the chart says 12.", "12"),
+    ],
+)
+def test_a_refusal_or_hedge_the_response_goes_past_is_not_final(response: str, expected: str) -> None:
+    assert extract_number(response) == expected
+
+
 def test_a_refusal_that_is_an_option_is_that_option() -> None:
     choices = ["3", "4", "Cannot be determined"]
     assert extract_choice("The answer is: cannot be determined.", choices) == "C"

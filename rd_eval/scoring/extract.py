@@ -67,6 +67,8 @@ _REFUSAL_RE = re.compile(
     r"|无法(?:确定|判断|计算|得出)",
     re.I,
 )
+# After "cannot determine x directly", these words go on to an answer: "..., so we use ... = 4" is no refusal.
+_GOES_ON_RE = re.compile(r"\b(?:so|therefore|thus|hence|instead|but|however)\b|=", re.I)
 _CONDITIONAL_HEDGE_RE = re.compile(r"\bif\b.*\b(?:otherwise|if\s+not|else)\b", re.I | re.S)
 # Only in the answer itself: "either A or B" before a marker ("using either the formula or the graph") is no hedge.
 _ALTERNATIVES_RE = re.compile(r"\beither\b.*\bor\b|\bdepending\s+on\b", re.I | re.S)
@@ -219,7 +221,8 @@ class Located:
 def _flag(text: str, context: str = "") -> str | None:
     """ "refusal" when ``text`` refuses, "hedge" when it (or the sentence around its marker) hedges, else None."""
     head = re.split(r";|\s(?:because|since)\s", text, maxsplit=1)[0]
-    if _REFUSAL_RE.search(head):
+    refusal = _REFUSAL_RE.search(head)
+    if refusal and not _GOES_ON_RE.search(text, refusal.end()):
         return "refusal"
     if _CONDITIONAL_HEDGE_RE.search(context + text) or _ALTERNATIVES_RE.search(text):
         return "hedge"
@@ -275,9 +278,11 @@ def locate_answer(response: str, options: tuple[str, ...] = ()) -> Located:
     if found is not None:
         flag = _flag(_without_flagged_options(found[0], options), _without_flagged_options(context, options))
         return Located(found[0], found[1]) if flag is None else Located("", flag, found[0])
-    sentences = _SENTENCE_END_RE.split(_last_line_of(text))
-    flag = _flag(_without_flagged_options(sentences[-1], options)) if sentences else None
-    return Located(None, "") if flag is None else Located("", flag, sentences[-1])
+    sentence = _without_flagged_options(_SENTENCE_END_RE.split(_last_line_of(text))[-1], options)
+    flag = _flag(sentence)
+    if flag == "hedge" and ";" in sentence and _flag(sentence.rsplit(";", 1)[1]) is None:
+        flag = None  # "between 10 or 12 came; the chart says 12": the last clause settles it
+    return Located(None, "") if flag is None else Located("", flag, sentence)
 
 
 def final_segment(response: str, options: tuple[str, ...] = ()) -> tuple[str, str] | None:
