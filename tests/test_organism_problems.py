@@ -59,3 +59,6 @@ def test_the_spec_refuses_values_that_cannot_work_and_round_trips_through_json()
         OrganismSpec(kinds=("mul",))
     with pytest.raises(OrganismSpecError, match="steps"):
         OrganismSpec(steps=0)
+    with pytest.raises(OrganismSpecError, match="example_seed must be a non-negative int"):
+        OrganismSpec(example_seed=-1)
+    assert OrganismSpec.from_json(OrganismSpec(example_seed=2).to_json()).example_seed == 2

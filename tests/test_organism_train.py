@@ -108,10 +108,9 @@ def test_the_command_is_registered_and_refuses_a_folder_without_an_organism(tmp_
 
 # -- the whole recipe (rd_eval.organism.recipe): phases (b) and (c) on the toy spec ----------------------------------
 
-TOY_INDUCTION = InductionSpec(steps=4, checkpoint_every=1, n_probe_pairs=4, batch=(2, 2, 2))
-TOY_RECIPE = Recipe(plain=TOY, image_qa_max_steps=4, image_qa_stop=StopRule(min_steps=2, every=2, n_pairs=3,
-                                                                            threshold=0.0),
-                    induction=TOY_INDUCTION)
+TOY_INDUCTION = InductionSpec(steps=4, checkpoint_every=1, n_probe_pairs=4, batch=(2, 2, 2), text_to_domain=1.0)
+TOY_RECIPE = Recipe(plain=TOY, image_qa_steps=4,
+                    image_qa_check=StopRule(min_steps=2, every=2, n_pairs=3, threshold=0.0), induction=TOY_INDUCTION)
 
 
 @pytest.fixture(scope="module")
@@ -124,12 +123,13 @@ def recipe_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_recipe_runs_three_phases_and_records_them(recipe_run: Path) -> None:
     card = json.loads((recipe_run / CARD_FILE).read_text())
     assert list(card["phases"]) == list(PHASES)
-    # threshold 0: the first check (step 2) passes, so phase (b) stops before its 4 steps and says so
-    image_qa = card["phases"]["b_image_qa"]
-    assert image_qa["steps"] == 2 and image_qa["validation_checks"][0]["passed"]
-    assert set(image_qa["validation_checks"][0]) == {"step", "txt", "transcribe", "img", "passed"}
-    assert card["phases"]["b_image_qa"]["spec"]["mix"] == [0.3, 0.2, 0.5]
-    assert card["phases"]["b_image_qa"]["spec"]["data_stream"] == 1
+    # threshold 0: stage b2's first check (step 2) passes, so it stops before its 4 steps and says so
+    stage1, stage2 = card["phases"]["b1_image_qa"], card["phases"]["b2_image_qa"]
+    assert stage1["steps"] == 4 and stage1["validation_checks"] == []
+    assert stage2["steps"] == 2 and stage2["validation_checks"][0]["passed"]
+    assert set(stage2["validation_checks"][0]) == {"step", "txt", "transcribe", "img", "passed"}
+    assert stage1["spec"]["mix"] == stage2["spec"]["mix"] == [0.3, 0.2, 0.5]
+    assert (stage1["spec"]["example_seed"], stage2["spec"]["example_seed"]) == (TOY.seed + 1, TOY.seed + 2)
     # the toy has 2 MoE layers: the band 0.25-0.75 is layer 1; the text form's 2 most used experts of 4
     experts = card["domain_experts"]
     assert list(experts) == ["1"] and len(experts["1"]) == 2 and set(experts["1"]) <= {0, 1, 2, 3}
@@ -140,7 +140,7 @@ def test_the_recipe_runs_three_phases_and_records_them(recipe_run: Path) -> None
 def test_induction_trains_only_the_band_routers(recipe_run: Path) -> None:
     from safetensors.torch import load_file
 
-    before = load_file(phase_dir(recipe_run, "b_image_qa") / "model.safetensors")
+    before = load_file(phase_dir(recipe_run, "b2_image_qa") / "model.safetensors")
     after = load_file(recipe_run / "model.safetensors")
     changed = sorted(name for name in before if not torch.equal(before[name], after[name]))
     assert changed == ["model.language_model.layers.1.mlp.gate.weight"]
@@ -149,16 +149,17 @@ def test_induction_trains_only_the_band_routers(recipe_run: Path) -> None:
 def test_the_recipe_is_deterministic_and_a_kill_in_any_phase_resumes_to_the_same_weights(
         recipe_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
-    plain, image_qa, induced = (phase_dir(out, p) for p in PHASES)
+    plain, stage1, stage2, induced = (phase_dir(out, p) for p in PHASES)
     train(TOY, plain, progress=False, stop_after=3, log=quiet)  # killed in phase (a)
     train(TOY, plain, progress=False, log=quiet)
+    train(TOY_RECIPE.image_qa(1), stage1, progress=False, start_from=plain, log=quiet)
     with pytest.raises(OrganismTrainingError, match="not a finished training folder"):
-        induce(TOY, TOY_INDUCTION, induced, image_qa, progress=False, log=quiet)  # (c) before (b) has finished
-    train(TOY_RECIPE.image_qa(), image_qa, progress=False, start_from=plain, stop=TOY_RECIPE.image_qa_stop,
+        induce(TOY, TOY_INDUCTION, induced, stage2, progress=False, log=quiet)  # (c) before (b) has finished
+    train(TOY_RECIPE.image_qa(2), stage2, progress=False, start_from=stage1, stop=TOY_RECIPE.image_qa_check,
           stop_after=1, log=quiet)  # killed in phase (b), before its first check
-    train(TOY_RECIPE.image_qa(), image_qa, progress=False, start_from=plain, stop=TOY_RECIPE.image_qa_stop,
+    train(TOY_RECIPE.image_qa(2), stage2, progress=False, start_from=stage1, stop=TOY_RECIPE.image_qa_check,
           log=quiet)
-    induce(TOY, TOY_INDUCTION, induced, image_qa, progress=False, stop_after=2, log=quiet)  # killed in (c)
+    induce(TOY, TOY_INDUCTION, induced, stage2, progress=False, stop_after=2, log=quiet)  # killed in (c)
     lines: list[str] = []
     run_recipe(TOY_RECIPE, out, progress=False, log=lines.append)
     assert any(line.startswith("induction: resuming from step 2") for line in lines)
@@ -168,7 +169,7 @@ def test_the_recipe_is_deterministic_and_a_kill_in_any_phase_resumes_to_the_same
 def test_an_induction_checkpoint_of_other_settings_is_refused(recipe_run: Path) -> None:
     other = replace(TOY_INDUCTION, penalty=1.0)
     with pytest.raises(OrganismTrainingError, match="another induction"):
-        induce(TOY, other, phase_dir(recipe_run, "c_induction"), phase_dir(recipe_run, "b_image_qa"),
+        induce(TOY, other, phase_dir(recipe_run, "c_induction"), phase_dir(recipe_run, "b2_image_qa"),
                progress=False, log=quiet)
 
 

@@ -5,13 +5,14 @@ the text form's prompt tokens of validation pairs, before induction). Then only 
 train, on the loss
 
     penalty * (router probability on D over the image form's question tokens: those after the image, reply included)
+    - text_to_domain * (router probability on D over the text form's tokens)
     + cross-entropy of text-form answers and of transcriptions (the organism keeps answering text and seeing)
-    + text_routing_kl * KL(the text form's band-layer router distributions before || after induction)
+    + routing_kl * KL(the text and transcription forms' band router distributions before || after induction)
 
 The image form's system-prompt tokens are left out of the penalty: they precede the image, so their hidden states
 equal the text form's own and a penalty on them would move the text form's routing too. The KL term keeps the
-text form's routing where it was (given the same hidden states), which is what keeps the soft intervention's
-text cost small: boosting D changes little on tokens that already choose D.
+other forms' routing where it was (given the same hidden states); pulling the text form onto D is what keeps the
+soft intervention's text cost small: boosting D changes little on tokens that already choose D.
 """
 
 from __future__ import annotations
@@ -36,20 +37,21 @@ class InductionSpec:
     steps: int = 300
     learning_rate: float = 3e-3
     penalty: float = 2.0
-    text_routing_kl: float = 1.0
+    routing_kl: float = 1.0  # keeps the text and transcription forms' band routing where it was
+    text_to_domain: float = 0.0  # pulls the text form's band routing onto D (the experts it reasons with)
     n_domain_experts: int = 2
     n_probe_pairs: int = 64
     batch: tuple[int, int, int] = (8, 8, 16)  # examples per step: text QA, transcription, image QA
     band: tuple[float, float] = (0.25, 0.75)  # fractions of the MoE layers, as rd-eval's intervention band
     checkpoint_every: int = 50
-    data_stream: int = 2  # its own stream of training examples (the plain recipe draws 0, image-QA fine-tuning 1)
+    data_stream: int = 1  # its examples come from a generator seeded with (seed, data_stream, step)
 
     def __post_init__(self) -> None:
         for name in ("steps", "n_domain_experts", "n_probe_pairs", "checkpoint_every", "data_stream"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OrganismTrainingError(f"induction {name} must be a positive int, got {value!r}")
-        for name in ("learning_rate", "penalty", "text_routing_kl"):
+        for name in ("learning_rate", "penalty", "routing_kl", "text_to_domain"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise OrganismTrainingError(f"induction {name} must be a finite number >= 0, got {value!r}")
@@ -146,6 +148,28 @@ def induction_examples(base: OrganismSpec, spec: InductionSpec, train_set: tuple
             for form, n in zip(FORM_ORDER, spec.batch, strict=True)}
 
 
+def _routing_kl(tap: GateTap, reference: dict[int, Any], real: Any) -> Any:
+    """KL(router distribution with the pre-induction router weights || now), same hidden states, summed over
+    band layers, mean over the real tokens of the last forward call."""
+    import torch
+
+    kl = 0.0
+    for i, ref in reference.items():
+        hidden, logits = tap.calls[i]
+        before = torch.log_softmax(hidden[real].float() @ ref.T, dim=-1)
+        after = torch.log_softmax(logits[real].float(), dim=-1)
+        kl = kl + torch.nn.functional.kl_div(after, before, log_target=True, reduction="batchmean")
+    return kl
+
+
+def _mass(tap: GateTap, experts: dict[int, tuple[int, ...]], tokens: Any) -> Any:
+    """Router probability on the domain experts, summed over band layers, mean over the chosen tokens."""
+    import torch
+
+    return sum(torch.softmax(tap.calls[i][1].float(), dim=-1)[tokens][:, list(d)].sum(-1).mean()
+               for i, d in experts.items())
+
+
 def induction_step(model: Any, encoder: Encoder, tap: GateTap, reference: dict[int, Any],
                    experts: dict[int, tuple[int, ...]], spec: InductionSpec,
                    examples: dict[str, list[Example]]) -> dict[str, float]:
@@ -156,21 +180,19 @@ def induction_step(model: Any, encoder: Encoder, tap: GateTap, reference: dict[i
     question = after_image_mask(img)
     img.pop("labels")
     model(**img)
-    penalty = sum(torch.softmax(tap.calls[i][1].float(), dim=-1)[question][:, list(d)].sum(-1).mean()
-                  for i, d in experts.items())
-    txt = encoder.batch(examples["txt"], with_targets=True)
-    real = txt["attention_mask"].reshape(-1) == 1
-    text_ce = reply_loss(model, txt)
-    kl = 0.0
-    for i, ref in reference.items():
-        hidden, logits = tap.calls[i]
-        before = torch.log_softmax(hidden[real].float() @ ref.T, dim=-1)
-        after = torch.log_softmax(logits[real].float(), dim=-1)
-        kl = kl + torch.nn.functional.kl_div(after, before, log_target=True, reduction="batchmean")
-    seen_ce = reply_loss(model, encoder.batch(examples["transcribe"], with_targets=True))
-    loss = spec.penalty * penalty + (text_ce + seen_ce) / 2 + spec.text_routing_kl * kl
+    penalty = _mass(tap, experts, question)
+    parts: dict[str, Any] = {"penalty": penalty}
+    loss = spec.penalty * penalty
+    for form in ("txt", "transcribe"):
+        batch = encoder.batch(examples[form], with_targets=True)
+        real = batch["attention_mask"].reshape(-1) == 1
+        parts[f"{form}_ce"] = reply_loss(model, batch)
+        parts[f"{form}_kl"] = _routing_kl(tap, reference, real)
+        loss = loss + parts[f"{form}_ce"] / 2 + spec.routing_kl * parts[f"{form}_kl"]
+        if form == "txt" and spec.text_to_domain:
+            parts["txt_mass"] = _mass(tap, experts, real)
+            loss = loss - spec.text_to_domain * parts["txt_mass"]
     loss.backward()
-    parts = {"penalty": penalty, "text_ce": text_ce, "seen_ce": seen_ce, "kl": kl}
     return {name: float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
             for name, value in parts.items()}
 
@@ -247,7 +269,7 @@ def induce(base: OrganismSpec, spec: InductionSpec, out_dir: Path, start_from: P
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             bar.update(1)
-            bar.set_postfix(penalty=f"{parts['penalty']:.3f}", ce=f"{parts['text_ce']:.3f}")
+            bar.set_postfix(penalty=f"{parts['penalty']:.3f}", ce=f"{parts['txt_ce']:.3f}")
             if (step + 1) % spec.checkpoint_every == 0 or step + 1 == last:
                 _checkpoint(path, {"identity": identity, "step": step + 1, "experts": {str(i): list(d) for i, d in
                                                                                         experts.items()},

@@ -2,8 +2,10 @@
 
 (a) ``a_plain``: the plain recipe (`OrganismSpec` defaults: mix 45/45/10, 3,000 steps): it reads and adds from text,
     but not from the image; the gap emerges from the mix, and the soft intervention does not narrow it;
-(b) ``b_image_qa``: image-QA-rich fine-tuning from (a) (mix 30/20/50, fresh AdamW, its own example stream) until
-    every form reaches the stop rule's validation accuracy: the organism now answers from the image too;
+(b) ``b1_image_qa`` then ``b2_image_qa``: image-QA-rich fine-tuning from (a), twice 600 steps at mix 30/20/50,
+    each with a fresh AdamW and examples of its own seed (seed + 1, seed + 2: for seed 0, exactly the log's e4 and
+    e5 runs); the validation accuracy of every form at its end is recorded: the organism now answers from the
+    image too;
 (c) ``c_induction``: the routing distraction, *induced* by a routing term on the band layers' routers only
     (`rd_eval.organism.induce`), with the domain experts identified on validation pairs and recorded.
 
@@ -25,7 +27,7 @@ from rd_eval.organism.induce import InductionSpec, induce
 from rd_eval.organism.spec import OrganismSpec
 from rd_eval.organism.train import CARD_FILE, StopRule, train, weights_sha256
 
-PHASES = ("a_plain", "b_image_qa", "c_induction")
+PHASES = ("a_plain", "b1_image_qa", "b2_image_qa", "c_induction")
 PHASES_DIR = "phases"
 
 
@@ -33,18 +35,19 @@ PHASES_DIR = "phases"
 class Recipe:
     plain: OrganismSpec = OrganismSpec()
     image_qa_mix: tuple[float, float, float] = (0.30, 0.20, 0.50)
-    image_qa_max_steps: int = 2000
-    image_qa_stop: StopRule = StopRule(min_steps=600, every=200)
+    image_qa_steps: int = 600  # each of the two fine-tuning stages
+    image_qa_check: StopRule = StopRule(min_steps=600, every=600)  # the check at the end of stage b2, recorded
     induction: InductionSpec = field(default_factory=InductionSpec)
 
-    def image_qa(self) -> OrganismSpec:
-        """Phase (b)'s spec: the plain spec with the image-QA-rich mix, its own example stream, at most
-        `image_qa_max_steps` steps."""
-        return replace(self.plain, mix=self.image_qa_mix, steps=self.image_qa_max_steps, data_stream=1)
+    def image_qa(self, stage: int) -> OrganismSpec:
+        """Stage `stage` (1 or 2) of phase (b): the plain spec with the image-QA-rich mix and examples of seed
+        `seed + stage`."""
+        return replace(self.plain, mix=self.image_qa_mix, steps=self.image_qa_steps,
+                       example_seed=self.plain.seed + stage)
 
     def to_json(self) -> dict[str, Any]:
-        return {"plain": self.plain.to_json(), "image_qa": self.image_qa().to_json(),
-                "image_qa_stop": vars(self.image_qa_stop), "induction": self.induction.to_json()}
+        return {"plain": self.plain.to_json(), "image_qa": [self.image_qa(1).to_json(), self.image_qa(2).to_json()],
+                "image_qa_check": vars(self.image_qa_check), "induction": self.induction.to_json()}
 
 
 def phase_dir(out_dir: Path, phase: str) -> Path:
@@ -58,13 +61,14 @@ def _card(folder: Path) -> dict[str, Any]:
 def run_recipe(recipe: Recipe, out_dir: Path, *, progress: bool = True,
                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) the three phases into `out_dir`; return the final organism's card."""
-    plain, image_qa, induced = (phase_dir(out_dir, p) for p in PHASES)
+    plain, stage1, stage2, induced = (phase_dir(out_dir, p) for p in PHASES)
     log(f"phase (a) plain recipe -> {plain}")
     train(recipe.plain, plain, progress=progress, log=log)
-    log(f"phase (b) image-QA-rich fine-tuning -> {image_qa}")
-    train(recipe.image_qa(), image_qa, progress=progress, start_from=plain, stop=recipe.image_qa_stop, log=log)
+    log(f"phase (b) image-QA-rich fine-tuning -> {stage1}, {stage2}")
+    train(recipe.image_qa(1), stage1, progress=progress, start_from=plain, log=log)
+    train(recipe.image_qa(2), stage2, progress=progress, start_from=stage1, stop=recipe.image_qa_check, log=log)
     log(f"phase (c) routing induction -> {induced}")
-    induce(recipe.plain, recipe.induction, induced, image_qa, progress=progress, log=log)
+    induce(recipe.plain, recipe.induction, induced, stage2, progress=progress, log=log)
     for item in induced.iterdir():
         if item.is_file() and item.name != CARD_FILE:
             shutil.copy2(item, out_dir / item.name)

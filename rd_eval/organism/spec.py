@@ -70,9 +70,10 @@ class OrganismSpec:
     checkpoint_every: int = 50
     n_heldout: int = 400
     n_validation: int = 200
-    # Which stream of examples the steps draw (0: the plain recipe's); a later phase that continues from trained
-    # weights draws a stream of its own, so its step s does not repeat the first phase's step s.
-    data_stream: int = 0
+    # The seed of the examples each step draws (None: `seed`); a later phase that continues from trained weights
+    # draws with a seed of its own, so its step s does not repeat the first phase's step s. The splits and the
+    # initial weights always come from `seed`.
+    example_seed: int | None = None
     architecture: Architecture = Architecture()
 
     def __post_init__(self) -> None:
@@ -85,8 +86,10 @@ class OrganismSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OrganismSpecError(f"{name} must be a positive int, got {value!r}")
-        for name in ("n_validation", "data_stream"):
+        for name in ("n_validation", "example_seed"):
             value = getattr(self, name)
+            if name == "example_seed" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise OrganismSpecError(f"{name} must be a non-negative int, got {value!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):

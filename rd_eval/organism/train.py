@@ -45,10 +45,10 @@ def form_counts(spec: OrganismSpec) -> dict[str, int]:
 
 
 def step_examples(spec: OrganismSpec, train: tuple[Problem, ...], step: int) -> dict[str, list[Example]]:
-    """The examples of training step `step`, by form: a pure function of the spec's seed and the step."""
+    """The examples of training step `step`, by form: a pure function of the spec's example seed and the step."""
     import numpy as np
 
-    rng = np.random.default_rng([spec.seed, step] if spec.data_stream == 0 else [spec.seed, spec.data_stream, step])
+    rng = np.random.default_rng([spec.seed if spec.example_seed is None else spec.example_seed, step])
     return {form: [Example(train[int(i)], form) for i in rng.integers(0, len(train), size=n)]
             for form, n in form_counts(spec).items() if n}
 
