@@ -236,6 +236,7 @@ def test_a_letter_stated_first_wins_over_options_discussed_after() -> None:
         "The answer is (A) Yes if the triangle is isosceles, otherwise (B) No.",
         "Either A or B, depending on whether the angle is acute.",
         "Answer: A or B",
+        "Answer: (A) Yes or (B) No",
     ],
 )
 def test_a_hedge_between_options_is_wrong(response: str) -> None:
@@ -275,6 +276,7 @@ def test_a_hedge_between_expressions_is_wrong(response: str) -> None:
         ("Answer: B. Neither A nor C works.", "B"),
         ("The answer is C, whether or not the figure is to scale.", "C"),
         ("Option A or B would be too small, so the answer is D.", "D"),
+        ("Answer: B. 4 (not A or C)", "B"),
     ],
 )
 def test_a_choice_made_after_weighing_options_is_not_a_hedge(response: str, expected: str) -> None:
@@ -298,6 +300,7 @@ def test_a_hedge_around_the_marker_is_wrong(response: str) -> None:
     [
         ("Using either the formula or the graph, the answer is 12.", "12"),
         ("The answer is 6 (or 6.0).", "6"),
+        ("The share is 10% or 0.1.", "0.1"),
         ("If we double 6, the answer is 12.", "12"),
     ],
 )

@@ -35,6 +35,9 @@ _LETTER_LIST_RE = re.compile(
 )
 # An option label that starts an option of a listing: "(A) 5", "B. 6", "C: 7", "D) 8".
 _LISTED_LABEL_RE = re.compile(r"(?:^|(?<=\s))[\(\[]?([A-Z])[\)\].:](?=\s|$)", re.M)
+# A marked answer that opens with one option and offers another: "(A) 3 or (B) 4".
+_LETTER_OR_LETTER_RE = re.compile(r"[\(\[]?([A-Z])[\)\].:]?\s[^\n]{0,40}?\bor\s+[\(\[]?([A-Z])[\)\].:]?(?![\w'])")
+_NEGATION_RE = re.compile(r"\b(?:not|neither|nor|rather|instead|than)\b|n't", re.I)
 _ANSWER_LABEL_RE = re.compile(r"^\s*A\s*[:\uff1a]\s*(.+)$", re.M)
 _LEADING_LETTER_RE = re.compile(r"^[\(\[]?([A-Z])[\)\]]?(?![\w'])")
 _BARE_STRIP = " \t\r\n()[]{}*_`'\".:;,!#\u3002"
@@ -126,6 +129,9 @@ def _segment_letter(segment: str, letters: str) -> str | None:
     letter = _bare_letter(seg, letters)
     if letter is not None:
         return letter
+    hedge = _LETTER_OR_LETTER_RE.match(seg)
+    if hedge and hedge.group(1) != hedge.group(2) and not _NEGATION_RE.search(hedge.group(0)):
+        return None  # "(A) 3 or (B) 4": two options offered ("B (not A or C)" offers one)
     several = _letter_set(seg, ALL_LETTERS)
     if several is not None and len(several) > 1:
         return None
@@ -280,7 +286,8 @@ def extract_letters(response: str, choices: Sequence[str] = ()) -> str | None:
     if seg is not None:
         found = _segment_letter_set(seg[0], letters)
     else:
-        found = _letter_set(last_line(response), letters)
+        line = last_line(response)
+        found = _letter_set(line, letters) or _letter_set(_CLAUSE_CUT_RE.split(line + " ", maxsplit=1)[0], letters)
         if found is None:
             one = _extract_letter(response, letters)
             found = frozenset(one) if one else None

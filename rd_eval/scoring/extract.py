@@ -75,8 +75,8 @@ _ALTERNATIVES_RE = re.compile(r"\beither\b.*\bor\b|\bdepending\s+on\b", re.I | r
 _PLAIN_NUMBER = r"[-\u2212]?\d[\d,]*(?:\.\d+)?"
 # "1490 or 1500": two plain numbers (a unit or % may follow the first) offered as alternatives.
 _NUMBER_HEDGE_RE = re.compile(
-    rf"(?<![\w.^/])({_PLAIN_NUMBER})\s*(?:%|[a-z]{{1,8}}\s+)?\s*\bor\s+(?:maybe\s+|perhaps\s+)?({_PLAIN_NUMBER})"
-    r"(?![\d/.^]*\d)(?!\s*[/^*])",
+    rf"(?<![\w.^/])({_PLAIN_NUMBER})\s*(%)?\s*(?:[a-z]{{1,8}}\s+)?\bor\s+(?:maybe\s+|perhaps\s+)?({_PLAIN_NUMBER})"
+    r"(?![\d/.^]*\d)(?!\s*[/^*])(\s*%)?",
     re.I,
 )
 # Where an answer's explanation starts: "X, because ...", "X. The other options ...".
@@ -229,8 +229,10 @@ def _flag(text: str, context: str = "") -> str | None:
     if _MARKER_RE.search(context) and re.search(r"\bif\b", context, re.I):
         return "hedge"  # "the answer is B; if it is not, the answer is A": two answers under a condition
     for m in _NUMBER_HEDGE_RE.finditer(text):
-        first, second = (Decimal(g.replace(",", "").replace("\u2212", "-")) for g in m.groups())
-        if first != second:  # "6 or 6.0" restates one number
+        first, second = (
+            Decimal(m.group(i).replace(",", "").replace("\u2212", "-")) / (100 if m.group(i + 1) else 1) for i in (1, 3)
+        )
+        if first != second:  # "6 or 6.0", "10% or 0.1" restate one number
             return "hedge"
     if any(m.group(1).strip() != m.group(2).strip() for m in _SPAN_HEDGE_RE.finditer(text)):
         return "hedge"
