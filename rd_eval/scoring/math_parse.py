@@ -376,6 +376,10 @@ _FOREIGN_UNIT_RE = re.compile(
 )
 
 
+_TRAILING_WORD_RE = re.compile(r"(?:\s|(?<=[\d)}]))([A-Za-z]+(?:/[A-Za-z]+)?)" + UNIT_POWER + r"\s*\.?\s*$")
+_DANGLING_PER_RE = re.compile(r"\s*(?:/|\*|\bper)$")
+
+
 def _strip_trailing_units(s: str) -> str:
     """``56.55 units^3`` -> ``56.55``; ``9.4 square centimeters`` -> ``9.4``; ``12 apples`` -> ``12``; ``12 厘米``
     -> ``12``.
@@ -385,14 +389,14 @@ def _strip_trailing_units(s: str) -> str:
     s = _FOREIGN_UNIT_RE.sub("", s).rstrip() or s
     cur = s
     for _ in range(3):
-        m = re.search(r"(?:\s|(?<=[\d)}]))([A-Za-z]+(?:/[A-Za-z]+)?)" + UNIT_POWER + r"\s*\.?\s*$", cur)
+        m = _TRAILING_WORD_RE.search(cur)
         if not m:
             return s
         word = m.group(1)
         low = word.lower()
         if low in FUNCTIONS or low in CONSTANTS or not (low in UNIT_WORDS or len(word) >= 3 or word == "T"):
             return s
-        cur = re.sub(r"\s*(?:/|\*|\bper)$", "", cur[: m.start()].rstrip())  # "60 km / h", "5 meters per second"
+        cur = _DANGLING_PER_RE.sub("", cur[: m.start()].rstrip())  # "60 km / h", "5 meters per second"
         if not cur:
             return s
         try:
@@ -416,6 +420,8 @@ def _split_label(s: str) -> tuple[str | None, str, str]:
     return label, m.group("op"), m.group("rest")
 
 
+_LEADING_EQUALS_RE = re.compile(r"^\s*(?:=|:)\s*")
+_LEADING_WORD_RE = re.compile(r"^\s*[A-Za-z:]")
 _THOUSANDS_RE = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
@@ -427,8 +433,8 @@ def parse_answer(text: str) -> MathAnswer:
         return MathAnswer(source, (), None, key)
     s = normalize_latex(source)
     s = s.strip().rstrip(".").strip()
-    s = re.sub(r"^\s*(?:=|:)\s*", "", s)
-    s = _FILLER_RE.sub("", s) if re.match(r"^\s*[A-Za-z:]", s) else s
+    s = _LEADING_EQUALS_RE.sub("", s)
+    s = _FILLER_RE.sub("", s) if _LEADING_WORD_RE.match(s) else s
     if not s:
         return MathAnswer(source, (), None, key)
     label, op, rest = _split_label(s)

@@ -37,7 +37,7 @@ _UNICODE = {
     "\u222a": "\\cup", "\u00b1": "\\pm", "\u00b2": "^2", "\u00b3": "^3", "\u2248": "=", "\uff0c": ",",
     "\u00b0": "\\circ ", "\u63b3": "\\circ ", "\u00ba": "\\circ ",  # 掳: a mis-decoded degree sign (MathVerse)
 }
-_COMMANDS = [
+_COMMANDS = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"\\[dt]frac", r"\\frac"),
     (r"\\[dt]binom", r"\\binom"),
     (r"\\(?:cdot|times|ast)(?![A-Za-z])", "*"),
@@ -53,7 +53,15 @@ _COMMANDS = [
     (r"\\[,;: ]", " "),
     (r"\\!", ""),
     (r"~", " "),
-]
+]]
+# Brace-less arguments: \frac43, \frac 59, \frac{270}7, \frac9{19}, \sqrt2
+_BRACELESS = [(re.compile(pattern), replacement) for pattern, replacement in [
+    (r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}"),
+    (r"\\frac\s*(\d)\s*(?=\{)", r"\\frac{\1}"),
+    (r"\\frac\s*(\{[^{}]*\})\s*([0-9A-Za-z])", r"\\frac\1{\2}"),
+    (r"\\sqrt\s*(\d)", r"\\sqrt{\1}"),
+]]
+_ESCAPED_BRACKET_RE = re.compile(r"\\[()\[\]]")
 # A LaTeX thousands separator between a digit and exactly three more: ",\!", "{,}", "\," (thin space), "\ ".
 _THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:,\\!\s*|\{,\}|\\[,;: ])(?=\d{3}(?!\d))")
 _DEGREE_RE = re.compile(r"(?:\^\s*)?(?:\{\s*\\circ\s*\}|\\circ|\\degree)(?:\s*T(?![A-Za-z]))?")
@@ -97,19 +105,21 @@ def normalize_latex(text: str) -> str:
         s = s.replace(k, v)
     s = s.replace("\\\\", " \\cr ")  # matrix row separator, before the one-backslash commands below
     s = s.replace("\\$", " ").replace("$", " ")
-    s = re.sub(r"\\[()\[\]]", " ", s)
+    latex = "\\" in s  # the LaTeX passes below are skipped for plain answers ("12", "x + 1"): speed
+    if latex:
+        s = _ESCAPED_BRACKET_RE.sub(" ", s)
     s = _THOUSANDS_SEP_RE.sub("", s)  # "10,\!080", "1{,}490", "1\,490": one number, not a list or a product
-    for pat, rep in _COMMANDS:
-        s = re.sub(pat, rep, s)
-    s = _DEGREE_RE.sub(" ", s)
+    if latex or "~" in s:
+        for pattern, replacement in _COMMANDS:
+            s = pattern.sub(replacement, s)
+    if latex:
+        s = _DEGREE_RE.sub(" ", s)
     s = s.replace("\\%", " ").replace("%", " ")
-    for _ in range(2):  # \text{...} inside \frac{..}{\text{..}} etc.: two passes cover real answers
-        s = _TEXT_GROUP_RE.sub(_text_group, s)
-    # Brace-less arguments: \frac43, \frac 59, \frac{270}7, \frac9{19}, \sqrt2
-    s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)
-    s = re.sub(r"\\frac\s*(\d)\s*(?=\{)", r"\\frac{\1}", s)
-    s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*([0-9A-Za-z])", r"\\frac\1{\2}", s)
-    s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)
+    if latex:
+        for _ in range(2):  # \text{...} inside \frac{..}{\text{..}} etc.: two passes cover real answers
+            s = _TEXT_GROUP_RE.sub(_text_group, s)
+        for pattern, replacement in _BRACELESS:
+            s = pattern.sub(replacement, s)
     return " ".join(s.split())
 
 
@@ -147,6 +157,10 @@ class Tok:
 _NUM_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+(?![\d.]))?")
 
 
+_LETTERS_RE = re.compile(r"[A-Za-z]+")
+_COMMAND_RE = re.compile(r"\\([A-Za-z]+|\{|\}|\\)")
+
+
 def tokenize(s: str) -> list[Tok]:
     toks: list[Tok] = []
     i, n = 0, len(s)
@@ -169,8 +183,7 @@ def tokenize(s: str) -> list[Tok]:
                     i += sub.end()
             continue
         if c.isascii() and c.isalpha():
-            m = re.match(r"[A-Za-z]+", s[i:])
-            run = m.group(0)
+            run = _LETTERS_RE.match(s, i).group(0)
             i += len(run)
             low = run.lower()
             if low in FUNCTIONS:
@@ -185,11 +198,11 @@ def tokenize(s: str) -> list[Tok]:
                 toks.append(Tok("word", run))
             continue
         if c == "\\":
-            m = re.match(r"\\([A-Za-z]+|\{|\}|\\)", s[i:])
+            m = _COMMAND_RE.match(s, i)
             if not m:
                 raise ParseError(f"stray backslash in {s!r}")
             name = m.group(1)
-            i += m.end()
+            i = m.end()
             if name == "{":
                 toks.append(Tok("lp", "\\{"))
             elif name == "}":
