@@ -13,12 +13,14 @@ The rule, in order (the first that applies wins, and later rules are not consult
    non-empty line, or the display block (``$$ .. $$``, ``\\[ .. \\]``) that follows it. A marker inside an
    option's own text ("None of the other answers is correct") is no marker.
 4. An unmarked answer stated first: a first line that is only a number, a letter or one math span, with
-   an explanation after it.
+   an explanation after it ("12\\nBecause ...", "B, because ..."); two such lines are a list, not an answer.
 5. Otherwise there is no marked segment and each answer type falls back to its own "last" rule
    (the last number, the last option letter statement, the last line or display block).
 
-A refusal ("cannot be determined", "not enough information") and a hedge ("1490 or 1500", "either A or B",
-"if ..., (A); otherwise (B)"), in the marked segment or, unmarked, in the last sentence, are no answer:
+A refusal ("cannot be determined", "not enough information"; not one the sentence goes past: "cannot find
+x directly, so ... = 4") and a hedge ("1490 or 1500", "$a$ or $b$", "either A or B", "if ..., (A); otherwise
+(B)"), in the marked segment or, unmarked, in the last sentence, are no answer, unless the words are an
+option's own text ("Insufficient information"):
 :func:`final_segment` returns the empty segment with ``how`` "refusal" / "hedge", which every answer type
 reads as nothing (and so as wrong).
 
@@ -35,7 +37,6 @@ from decimal import Decimal
 __all__ = [
     "Located",
     "final_segment",
-    "is_non_answer",
     "last_line",
     "locate_answer",
     "math_spans",
@@ -239,11 +240,6 @@ def _flag(text: str, context: str = "") -> str | None:
     return None
 
 
-def is_non_answer(text: str) -> bool:
-    """Whether an answer segment (or an unmarked last sentence) refuses or hedges: no answer."""
-    return _flag(text) is not None
-
-
 def _without_flagged_options(text: str, options: tuple[str, ...]) -> str:
     """``text`` with the options whose own words refuse or hedge ("Insufficient Information", "either C or D")
     blanked out, so that naming such an option is an answer."""
@@ -287,11 +283,10 @@ def locate_answer(response: str, options: tuple[str, ...] = ()) -> Located:
     return Located(None, "") if flag is None else Located("", flag, sentence)
 
 
-def final_segment(response: str, options: tuple[str, ...] = ()) -> tuple[str, str] | None:
+def final_segment(response: str) -> tuple[str, str] | None:
     """(segment, how) for the marked final answer, ``how`` in {"boxed", "marker", "tag", "lead"}, or
-    ("", "refusal"/"hedge") for an answer that is none; None if unmarked. ``options`` are the option
-    texts, whose own words are never a marker."""
-    located = locate_answer(response, options)
+    ("", "refusal"/"hedge") for an answer that is none; None if unmarked (see :func:`locate_answer`)."""
+    located = locate_answer(response)
     return None if located.segment is None else (located.segment, located.how)
 
 
