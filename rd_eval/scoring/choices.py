@@ -26,7 +26,7 @@ _LABEL_BEFORE_RE = re.compile(
     r"\b(?:figure|fig|point|points|solution|method|case|step|part|table|line|segment|side|vertex|vertices|angle"
     r"|triangle|region|graph|diagram|image|picture|panel|approach|plan|player|person|box|circle|set|group|type"
     r"|shape|section|square|block|city|town|car|team|student|machine|strategy|scenario|object|label|position"
-    r"|sample|container|bag|tank|location|let|call|denote|where|and)\.?\s*$",
+    r"|sample|container|bag|tank|location|let|call|denote|where)\.?\s*$",
     re.I,
 )
 # "A, B, C, or D", "(A), (B) or (C)": a list of letters names the options, not an answer.
