@@ -2,7 +2,7 @@
 outputs, with phrasings of our own (numbers.py, math_parse.py, math_tokens.py, closeness.py).
 
 Every test here failed on commit f75ab41 (the scorer before the fix) except the guards against over-reach, whose
-names say ``still`` / ``stays``, and the rows of the rounding-rule tables that were already right for their type.
+names say ``still`` / ``stays``, and the rows of the one-rule tests that were already right for their answer type.
 """
 
 from __future__ import annotations
@@ -398,3 +398,27 @@ def test_two_numbers_joined_by_or_are_a_wrong_answer(response: str) -> None:
 def test_one_number_said_twice_is_still_no_hedge() -> None:
     assert extract_number("The answer is 12 or 12.0") == "12"
     assert extract_answer("Answer: 5 (or equivalently 10/2)", "number") == "5"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Found by the phrasing corpus (H3): large integers are exact, an equation chain is compared link by link
+
+
+@pytest.mark.parametrize("answer_type", ["number", "expression"])
+def test_a_large_integer_gold_is_exact(answer_type: str) -> None:
+    gold = "11,\\! 111,\\! 111,\\! 100" if answer_type == "expression" else "11111111100"
+    assert is_correct("Answer: 11,\\! 111,\\! 111,\\! 100", gold, answer_type)
+    assert not is_correct("Answer: 11,\\! 111,\\! 111,\\! 101", gold, answer_type)
+    assert not is_correct("Answer: 11111111099", gold, answer_type)
+
+
+def test_float_noise_and_huge_integers_are_forgiven() -> None:
+    assert is_correct("\\boxed{(\\sqrt{2})^2}", "2", "expression")
+    assert is_correct("\\boxed{23!}", "25852016738884976640000", "number")  # beyond 2**53 a float is approximate
+
+
+def test_an_equation_chain_must_agree_on_every_link() -> None:
+    gold = "$y_2=(x+2)^3=y_1(x+2)$"
+    assert is_correct("Answer: $y_2=(x+2)^3=y_1(x+2)$", gold, "expression")
+    assert is_correct("Answer: $y_2=(x+2)^3$", gold, "expression")  # one true link of the chain
+    assert not is_correct("Answer: $y_2=(x+2)^3=y_1(x+3)$", gold, "expression")

@@ -4,7 +4,8 @@ The first rule that applies decides:
 
 1. ``abs_tolerance`` (DynaMath's rule): right when ``|pred - gold| <= abs_tolerance``; nothing else is consulted.
 2. ``precision`` (MathVista's decimal places): right when both, rounded half-up to ``precision`` places, are equal.
-3. Equal values (within ``EXACT_TOL``, relative: float noise) are right.
+3. Equal values are right: two integers (below 2**53, where a float is still exact) must be equal, other values
+   within ``EXACT_TOL``, relative (float noise: ``(\\sqrt{2})^2`` is 2). ``11111111101`` is not ``11111111100``.
 4. A gold written as a decimal with d >= 1 places is taken as known to d places: a response that rounds (half-up)
    to it at d places is right. Gold ``3.5`` accepts ``3.50``, ``3.4999``, ``3.45`` and ``3.54``, rejects ``3.44``,
    ``3.55`` and ``3.6``; gold ``8.6`` accepts ``8.602`` (``\\sqrt{74}``). An integer gold is exact: ``12`` rejects
@@ -28,6 +29,7 @@ __all__ = ["EXACT_TOL", "MIN_APPROX_DECIMALS", "check_abs_tolerance", "numbers_a
 
 EXACT_TOL = Decimal("1e-9")
 MIN_APPROX_DECIMALS = 2
+_FLOAT_EXACT = Decimal(2**53)  # integers below this are exact as floats: no noise to forgive
 _SLACK = Decimal("1.000000001")  # a computed value (a float) sits a hair off the tolerance's edge
 
 
@@ -44,6 +46,10 @@ def check_abs_tolerance(abs_tolerance: object) -> None:
 def to_decimal(value: float | int | Decimal) -> Decimal:
     """A float as the decimal it prints as (``0.1`` -> ``Decimal("0.1")``, not the binary expansion)."""
     return value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+
+
+def _small_integer(value: Decimal) -> bool:
+    return value == value.to_integral_value() and abs(value) < _FLOAT_EXACT
 
 
 def _round(value: Decimal, places: int) -> Decimal:
@@ -71,6 +77,8 @@ def numbers_agree(
         return abs(g - p) <= to_decimal(abs_tolerance) * _SLACK
     if precision is not None:
         return _round(g, precision) == _round(p, precision)
+    if _small_integer(g) and _small_integer(p):
+        return g == p
     if abs(g - p) <= EXACT_TOL * max(Decimal(1), abs(g), abs(p)):
         return True
     if gold_places and _round(p, gold_places) == g:

@@ -543,7 +543,8 @@ def _parse_labelled(label: str, op: str, rest: str):
     relation = None
     if op == "=" and re.fullmatch(r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?", label):
         name = label.replace("{", "").replace("}", "")
-        relation = ("rel", ("=",), (("sym", name), parts[0]))
+        # the whole chain "y_2 = (x+2)^3 = y_1(x+2)": an equation on its first link alone would accept any last link
+        relation = ("rel", ("=",) * len(parts), (("sym", name), *parts))
     return tuple(parts), relation
 
 
