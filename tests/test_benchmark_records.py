@@ -259,15 +259,19 @@ def test_a_missing_image_fails_the_task_build_at_once(tmp_path: Path, monkeypatc
     assert images[1].stem in logicvista.load("txt")["pair_id"]  # the text twin needs no image
 
 
-def test_every_missing_image_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_missing_or_unreadable_image_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = _mirror_with_logicvista(tmp_path)
     images = sorted((folder / "images").iterdir())
-    for image in images[:3]:
-        image.unlink()
+    images[0].unlink()
+    images[1].write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 5120\n")
+    images[2].write_bytes(b"")
     monkeypatch.setenv("RD_EVAL_DATA_DIR", str(tmp_path))
-    with pytest.raises(LocalDataError, match="nor do 2 more images the records name") as err:
+    with pytest.raises(LocalDataError, match="and 2 more of the images the records name") as err:
         logicvista.load("img")
-    assert all(str(image) in str(err.value) for image in images[:3])
+    message = str(err.value)
+    assert f"image {images[0]} does not exist; " in message
+    assert f"{images[1]} is a Git LFS pointer, not the image" in message
+    assert f"{images[2]} is not an image that can be opened (UnidentifiedImageError" in message
     reader = MirrorReader.from_env("logicvista", "logicvista")
     assert reader is not None and reader.image(f"images/{images[0].name}") == str(images[0].resolve())
     with pytest.raises(LocalDataError, match="does not exist"):

@@ -193,15 +193,36 @@ def _check_no_revision_override(benchmark: str, root: Path, environ: Mapping[str
             f"is read from that local mirror and the revision would do nothing; unset one of the two")
 
 
+_LFS_POINTER = b"version https://git-lfs"
+
+
+def image_problem(path: Path) -> str | None:
+    """Why ``path`` is no usable image ("does not exist", a Git LFS pointer, not an image PIL can open), or
+    None. Only the header is read; the image forms decode it when a model sees it."""
+    if not path.is_file():
+        return "does not exist"
+    from PIL import Image, UnidentifiedImageError
+
+    with open(path, "rb") as fh:
+        if fh.read(len(_LFS_POINTER)) == _LFS_POINTER:
+            return "is a Git LFS pointer, not the image (`git lfs pull` in the mirror's repository fetches it)"
+    try:
+        with Image.open(path):  # opening reads the header, which is the check
+            pass
+    except (UnidentifiedImageError, OSError) as err:
+        return f"is not an image that can be opened ({type(err).__name__}: {err})"
+    return None
+
+
 class MirrorReader:
     """Reads one benchmark's files from the local mirror (``$RD_EVAL_DATA_DIR/<folder>/...``) and remembers
-    each file read, for the record's content hash, and each image asked for that is missing, so that
-    :meth:`check_images` names them all at once."""
+    each file read, for the record's content hash, and each image asked for that is missing or unreadable, so
+    that :meth:`check_images` names them all at once."""
 
     def __init__(self, benchmark: str, folder: str, root: Path, environ: Mapping[str, str] | None = None) -> None:
         self.benchmark, self.folder, self.root, self._environ = benchmark, folder, root, environ
         self._read: dict[str, Path] = {}
-        self._missing_images: list[str] = []
+        self._bad_images: list[str] = []
 
     @classmethod
     def from_env(cls, benchmark: str, folder: str,
@@ -223,31 +244,33 @@ class MirrorReader:
         return path
 
     def image(self, relative: str) -> str:
-        """An image file of the mirror, as an absolute path. A missing image is remembered, not raised, so that
-        :meth:`check_images` can name every missing one (the image forms need them all)."""
+        """An image file of the mirror, as an absolute path. A missing or unreadable image is remembered, not
+        raised, so that :meth:`check_images` can name every one (the image forms need them all)."""
         path = mirror_path(self.folder, relative, environ=self._environ)
         if path is None:  # RD_EVAL_DATA_DIR was unset after the reader was made
             raise LocalDataError(f"{self.benchmark}: {ENV_VAR} is no longer set; cannot read {self.folder}/{relative}")
-        if path.is_file():
+        problem = image_problem(path)
+        if problem is None:
             within = PurePosixPath(self.folder) / PurePosixPath(relative.replace("\\", "/"))
             self._read[within.as_posix()] = path
         else:
-            self._missing_images.append(str(path))
+            self._bad_images.append(f"{path} {problem}")
         return str(path.resolve())
 
     def check_images(self) -> None:
-        """Raise :class:`LocalDataError` naming the images asked for that the mirror does not hold."""
-        missing = self._missing_images
-        if not missing:
+        """Raise :class:`LocalDataError` naming the images asked for that the mirror does not hold (or holds
+        unreadable)."""
+        bad = self._bad_images
+        if not bad:
             return
         folder = self.root / self.folder
-        others = ", ".join(missing[1:6]) + (f", ... ({len(missing) - 6} more)" if len(missing) > 6 else "")
-        also = f", nor do {len(missing) - 1} more images the records name ({others})" if len(missing) > 1 else ""
+        others = "; ".join(bad[1:6]) + (f"; ... ({len(bad) - 6} more)" if len(bad) > 6 else "")
+        also = f"; and {len(bad) - 1} more of the images the records name: {others}" if len(bad) > 1 else ""
         raise LocalDataError(
-            f"{self.benchmark}: image {missing[0]} does not exist{also}. The image form needs every image of the "
-            f"local mirror {folder} ({ENV_VAR}={str(self.root)!r}): put each at {folder}/<the path its record "
-            f"names>, run only the text twin (it needs no image), or unset {ENV_VAR} to load {self.benchmark} from "
-            f"the Hugging Face Hub")
+            f"{self.benchmark}: image {bad[0]}{also}. The image form needs every image of the local mirror "
+            f"{folder} ({ENV_VAR}={str(self.root)!r}): put each at {folder}/<the path its record names>, run only "
+            f"the text twin (it needs no image), or unset {ENV_VAR} to load {self.benchmark} from the Hugging Face "
+            f"Hub")
 
     def record(self) -> DataRecord:
         """The record of every file read so far; refused (:meth:`check_images`) while an image is missing."""
