@@ -183,7 +183,7 @@ def test_dynamath_float_tolerance() -> None:
     assert not _right(doc, "Answer: 2.1")
     integer = _dynamath("How many components does the graph have?", "3", "float")
     assert _right(integer, "Answer: 3") and not _right(integer, "Answer: 4")
-    with pytest.raises(ValueError, match="abs_tolerance must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="dynamath 1-v1: abs_tolerance must be a finite number >= 0"):
         BenchDoc(pair_id="1-v1", question="q", answer="1", answer_type="number", benchmark="dynamath",
                  abs_tolerance=-0.1)
 

@@ -12,12 +12,12 @@ column (:mod:`rd_eval.benchmarks.documents`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from rd_eval.scoring.answers import ANSWER_TYPES
+from rd_eval.scoring.closeness import check_abs_tolerance
 from rd_eval.scoring.item import Gold
 
 TEXT_COLUMNS: tuple[str, ...] = (
@@ -60,10 +60,10 @@ class BenchDoc:
         if self.answer_type not in ANSWER_TYPES:
             raise ValueError(f"{self.benchmark} {self.pair_id}: unknown answer_type {self.answer_type!r}; "
                              f"valid types: {list(ANSWER_TYPES)}")
-        if self.abs_tolerance is not None and not (isinstance(self.abs_tolerance, (int, float))
-                                                   and 0 <= self.abs_tolerance < math.inf):
-            raise ValueError(f"{self.benchmark} {self.pair_id}: abs_tolerance must be a finite number >= 0 or None, "
-                             f"got {self.abs_tolerance!r}")
+        try:
+            check_abs_tolerance(self.abs_tolerance)
+        except ValueError as err:
+            raise ValueError(f"{self.benchmark} {self.pair_id}: {err}") from None
         object.__setattr__(self, "choices", tuple(str(c) for c in self.choices))
         if not self.group_id:
             object.__setattr__(self, "group_id", self.pair_id)
