@@ -8,8 +8,10 @@ Set the environment variable ``RD_EVAL_DATA_DIR`` to a folder laid out like the 
 
 and every rd task reads its records from ``<benchmark>/<file>`` there instead of the Hub (offline runs, pinned
 copies). When the variable is set, a missing file is an error naming the path and the variable; nothing falls
-back to the Hub silently. Unset (or empty), tasks load their Hub dataset as lmms-eval would, at the revision
-pinned for the benchmark (:mod:`rd_eval.data.revisions`; ``RD_EVAL_DATASET_REVISIONS`` overrides it).
+back to the Hub silently. An image form needs every image its records name: the missing and unreadable ones
+(:func:`image_problem`) are named together when the task is built, not when a model first needs one.
+Unset (or empty), tasks load their Hub dataset as lmms-eval would, at the revision pinned for the benchmark
+(:mod:`rd_eval.data.revisions`; ``RD_EVAL_DATASET_REVISIONS`` overrides it).
 
 :func:`local_path` is the pure resolution rule; :func:`load_split` loads a :class:`DataSource` either way,
 :func:`load_hub` a Hub split at the benchmark's pinned revision (:mod:`rd_eval.data.revisions`), and a
