@@ -422,3 +422,24 @@ def test_an_equation_chain_must_agree_on_every_link() -> None:
     assert is_correct("Answer: $y_2=(x+2)^3=y_1(x+2)$", gold, "expression")
     assert is_correct("Answer: $y_2=(x+2)^3$", gold, "expression")  # one true link of the chain
     assert not is_correct("Answer: $y_2=(x+2)^3=y_1(x+3)$", gold, "expression")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bounded work: no answer can make a comparison hang
+
+
+@pytest.mark.parametrize(
+    "response",
+    ["Answer: 1e99999999", "\\boxed{10^{10^{10}}}", "\\boxed{9^{9^{9}}}", "Answer: 171!",
+     "\\boxed{" + "(" * 300 + "1" + ")" * 300 + "}", "Answer: " + "9" * 5000],
+)
+def test_huge_numbers_are_judged_at_once(response: str) -> None:
+    start = time.perf_counter()
+    assert not is_correct(response, "2", "number")
+    assert not is_correct(response, "2", "expression")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_scientific_notation_in_prose_is_one_number() -> None:
+    assert extract_number("The speed of light is about 3e8 m/s") == "300000000"
+    assert extract_number("It decays in 5e-3 s") == "0.005"

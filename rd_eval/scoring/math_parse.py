@@ -55,6 +55,7 @@ __all__ = [
 MAX_INPUT = 400  # characters: longer "answers" are not parsed (they are prose)
 MAX_DEPTH = 60
 MAX_EXPONENT = 2000.0
+MAX_LITERAL_EXPONENT = 400  # a written number beyond 1e400 is no answer (and would be slow to make exact)
 MAX_BINOM = 1000  # \binom{1000}{500} still fits a float
 EXACT_TOL = 1e-9
 SAMPLE_POINTS = 5
@@ -177,7 +178,10 @@ class _Parser:
 
     @staticmethod
     def atom_of(tok: Tok):
-        return ("num", Fraction(Decimal(tok.text)), tok.decimals)
+        value = Decimal(tok.text)
+        if abs(value.adjusted()) > MAX_LITERAL_EXPONENT:  # "1e99999999" would build a 100-million-digit integer
+            raise ParseError(f"number {tok.text!r} is out of range")
+        return ("num", Fraction(value), tok.decimals)
 
     def skip_unit_power(self) -> None:
         if self.at("op", "^") and self.peek(1) is not None and self.peek(1).kind in ("num", "lp"):

@@ -36,7 +36,7 @@ __all__ = ["GoldNumber", "check_abs_tolerance", "extract_number", "gold_number",
 _ROOT = r"(?:\\sqrt\s*\{\s*\d+\s*\}|\\sqrt\s*\d+|\u221a\s*\d+)"
 _NUMBER_RE = re.compile(
     r"(?<![\w./:^])(?<!\^\{)(?<!\^ )"
-    r"(?P<sign>[-\u2212\u00b1])?\$?(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<frac>\.\d+)?(?![\d])"
+    r"(?P<sign>[-\u2212\u00b1])?\$?(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<frac>\.\d+)?(?P<exp>[eE][-+]?\d{1,3}(?!\d))?(?![\d]|[eE][-+]?\d)"
     r"(?P<tail>\s+\d+\s*/\s*\d+(?![\d/])|\s*/\s*\d+(?:\.\d+)?(?![\d/]|\.\d)|\s*:\s*\d+(?:\.\d+)?(?![\d:]))?"
     rf"(?P<factor>\s*(?:\u03c0|\\pi(?![A-Za-z])|{_ROOT}))?"
     rf"|(?P<latex>-?(?:\\[dt]?(?:frac|binom)\s*\{{\s*\d+\s*\}}\s*\{{\s*\d+\s*\}}|{_ROOT}))"
@@ -78,8 +78,8 @@ def _decimal_text(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def _normalise_number(sign: str, integer: str, frac: str) -> str:
-    value = Decimal(integer.replace(",", "") + (frac or ""))
+def _normalise_number(sign: str, integer: str, frac: str, exponent: str = "") -> str:
+    value = Decimal(integer.replace(",", "") + (frac or "") + (exponent or ""))
     return _decimal_text(-value if sign else value)
 
 
@@ -115,7 +115,7 @@ def _match_value(m: re.Match[str]) -> str | None:
         value = _constant_of(m.group(0).replace("\u2212", "-").lstrip("$"))
         if value is not None:
             return value
-    return _normalise_number(m.group("sign") or "", m.group("int"), m.group("frac") or "")
+    return _normalise_number(m.group("sign") or "", m.group("int"), m.group("frac") or "", m.group("exp") or "")
 
 
 def _word_number(text: str) -> str | None:
