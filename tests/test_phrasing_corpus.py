@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from phrasing import reference
 from phrasing.corpus import RIGHT_CLASSES, WRONG_CLASSES, build_corpus, item_responses
-from phrasing.forms import decimal_of_fraction, perturbed_text, thousands, unit_in, usable_options
+from phrasing.forms import decimal_of_fraction, perturbed_text, thousands, unicode_math, unit_in, usable_options
 from phrasing.items import BENCHMARKS, DATA, Item, inline_options, load_items
 from phrasing.limitations import LIMITATIONS, is_limitation
 from phrasing.report import Tally, Verdict, counted, failure_line, judge, table, tally
@@ -70,6 +70,9 @@ def test_surface_forms() -> None:
     assert unit_in("How old is he? (Unit: years)") == "years" and unit_in("the side is 4 cm long") == "cm"
     assert unit_in("How many apples?") is None
     assert usable_options(("A", "12", "12", "Yes", "")) == ["", "", "", "Yes", ""]
+    assert unicode_math("11\\sqrt2") == "11√2" and unicode_math("\\sqrt{53}") == "√53"
+    assert unicode_math("12\\pi") == "12π"
+    assert unicode_math("\\frac{\\pi}{2}") is None and unicode_math("x^2") is None
 
 
 def test_responses_are_labelled_by_construction() -> None:
@@ -81,7 +84,12 @@ def test_responses_are_labelled_by_construction() -> None:
     wrong = {r.text for r in responses if not r.right}
     assert {"B", "(B) 2 lb", "2 lb"} <= right and not right & wrong
     assert "(A) 1 lb (B) 2 lb (C) 8 lb (D) 10 lb" in wrong
-    assert all("Answer: B" != r.text.splitlines()[-1] for r in responses if not r.right)
+    for r in responses:
+        if not r.right and r.phrasing != "follow_on_question":
+            assert r.text.splitlines()[-1] != "Answer: B", r
+    # a made-up follow-on question answered with the gold does not make a wrong answer right, nor the reverse
+    follow = {r.right: r.text for r in responses if r.phrasing == "follow_on_question"}
+    assert "Answer: B\n\nQuestion 2" in follow[True] and follow[False].endswith("Answer: B")
     duplicated = item_responses(Item("demo", "d3", "?", Gold("C", "choice", ("9", "12", "18", "18")),
                                      ("9", "12", "18", "18")))
     assert not any(r.text.endswith(("Answer: D", "{D}")) for r in duplicated if not r.right)  # D is C's twin
@@ -90,6 +98,10 @@ def test_responses_are_labelled_by_construction() -> None:
     texts = {(r.phrasing, r.text.splitlines()[-1]) for r in number}
     assert ("with_unit", "Answer: 1490 km") in texts and ("thousands_separator", "The answer is 1,490.") in texts
     assert ("hedge", "1490 or 1639") in texts and ("perturbed_value", "Answer: 1639") in texts
+    half = item_responses(Item("demo", "d4", "?", Gold("2.5", "number")))
+    small = {(r.phrasing, r.text.splitlines()[-1]) for r in half}
+    assert ("number_words", "Counting them in the figure, there are two left.") not in small  # not an integer
+    assert ("fraction_decimal", "Answer: 2 1/2") in small and ("fraction_decimal", "Answer: \\frac{5}{2}") in small
     for r in number:  # reasoning before the answer never states the gold
         reasoning = [line for line in r.text.splitlines() if line.startswith("From the figure")]
         assert all("1490" not in line for line in reasoning), r.text

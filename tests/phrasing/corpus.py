@@ -27,6 +27,7 @@ from .forms import (
     simple_fraction,
     strip_dollars,
     thousands,
+    unicode_math,
     unit_in,
     usable_options,
     with_places,
@@ -34,11 +35,15 @@ from .forms import (
 from .items import Item
 
 RIGHT_CLASSES = ("bare", "boxed", "answer_colon", "answer_is", "bold", "display_math", "chain_of_thought",
-                 "trailing_explanation", "think_block", "other_language", "letter_forms", "option_text",
-                 "letter_and_text", "with_unit", "percent", "thousands_separator", "fraction_decimal",
-                 "equation_form", "within_tolerance")
+                 "trailing_explanation", "answer_first", "think_block", "other_language", "marker_variants",
+                 "follow_on_question", "letter_forms", "option_text", "letter_and_text", "with_unit", "percent",
+                 "thousands_separator", "fraction_decimal", "equation_form", "number_words", "unicode_math",
+                 "within_tolerance")
 WRONG_CLASSES = ("other_option", "perturbed_value", "refusal", "hedge", "option_listing", "restate_question",
-                 "gold_then_other_final")
+                 "gold_then_other_final", "follow_on_question", "letter_as_label")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                "twelve")
+CHINESE_UNITS = {"m": "米", "meters": "米", "cm": "厘米", "km": "千米", "kg": "千克", "g": "克"}
 _REFUSAL_WORDS = re.compile(r"determin|impossible|cannot|can not|insufficient|not enough|none of", re.IGNORECASE)
 
 
@@ -139,6 +144,9 @@ class _Phraser:
         yield "other_language", f"计算过程：{cot}答案：{say}"
         yield "other_language", f"{cot}Respuesta: {say}"
         yield "other_language", f"{cot}Réponse : {say}"
+        a, b = _distractors(self.rng, self.item, 2)
+        yield "answer_first", f"{say}\nBecause {a} + {b} = {a + b}, and the figure shows the rest."
+        yield "follow_on_question", f"{cot}Answer: {say}\n\n{self._follow_on()}{self.other}"
         kind = self.gold.answer_type
         if kind == "choice":
             yield from self._right_choice()
@@ -153,6 +161,15 @@ class _Phraser:
             decimal = decimal_of_fraction(self._math())
             if decimal is not None:
                 yield "fraction_decimal", f"{cot}Answer: {decimal}"
+            plain_text = unicode_math(self._math())
+            if plain_text is not None:
+                yield "unicode_math", f"{cot}Answer: {plain_text}"
+
+    def _follow_on(self) -> str:
+        """A made-up next question, as models sometimes append; its own answer (the caller's) is not this item's."""
+        if self.gold.answer_type in ("choice", "multi_choice"):
+            return "Question 2: Which of the two shapes has more sides?\n(A) the square (B) the triangle\nAnswer: "
+        return "Question 2: How many sides does the other shape have?\nAnswer: "
 
     def _right_choice(self) -> Iterator[tuple[str, str]]:
         letter, cot = self.gold.answer, self.cot
@@ -161,6 +178,8 @@ class _Phraser:
                      f"{cot}Answer: ({letter})", f"{cot}**({letter})**", f"<answer>{letter}</answer>",
                      f"{cot}### Final Answer\n({letter})"):
             yield "letter_forms", text
+        for text in (f"{letter} is correct.", f"选项{letter}正确", f"{cot}\\boxed{{{letter}.", f"{cot}答案:{letter}"):
+            yield "marker_variants", text
         yield "chain_of_thought", (f"{cot}Option ({wrong}) does not match, so it is ruled out.\n"
                                    f"Therefore, the answer is ({letter}).")
         text = self.texts[self.letter_of] if self.letter_of is not None and self.letter_of < len(self.texts) else ""
@@ -179,6 +198,11 @@ class _Phraser:
         if unit:
             yield "with_unit", f"{cot}Answer: {self.say} {unit}"
             yield "with_unit", f"The answer is {self.say} {unit}."
+            if unit in CHINESE_UNITS:
+                yield "with_unit", f"{cot}答案：{self.say}{CHINESE_UNITS[unit]}"
+        yield "marker_variants", f"{cot}The answer (arabic numerals) is {self.say}."
+        if value == value.to_integral_value() and 0 <= value < len(NUMBER_WORDS):
+            yield "number_words", f"Counting them in the figure, there are {NUMBER_WORDS[int(value)]} left."
         if mentions_percent(self.item.question):
             yield "percent", f"{cot}Answer: {self.say}%"
         for n, text in enumerate(thousands(value)):
@@ -187,6 +211,10 @@ class _Phraser:
         if frac is not None:
             for text in fraction_forms(frac):
                 yield "fraction_decimal", f"{cot}Answer: {text}"
+            if abs(frac) > 1:
+                whole, rest = divmod(abs(frac.numerator), frac.denominator)
+                sign = "-" if frac < 0 else ""
+                yield "fraction_decimal", f"{cot}Answer: {sign}{whole} {rest}/{frac.denominator}"
         yield "equation_form", f"{cot}So $x = {self.say}$."
         places = -value.as_tuple().exponent if isinstance(value.as_tuple().exponent, int) else 0
         if self.gold.precision is not None and places > self.gold.precision:
@@ -227,6 +255,13 @@ class _Phraser:
             yield from self._hedges(other)
             yield "gold_then_other_final", (f"At first glance the answer looks like {self.say}, but re-checking "
                                             f"the figure changes it.\nAnswer: {other}")
+        if other is not None:
+            yield "follow_on_question", f"{cot}Answer: {other}\n\n{self._follow_on()}{self.say}"
+        if kind == "choice":
+            letter = self.gold.answer
+            yield "letter_as_label", f"Point {letter} is on the circle, but where it lies cannot be determined."
+            yield "letter_as_label", f"Solution {letter}.\nI am unable to answer this from the image."
+            yield "letter_as_label", f"{letter}: no, none of this can be read from the figure, so I cannot answer."
         yield from self._listings()
         tail = self.item.question.strip()[-300:]
         yield "restate_question", f"The question asks: {tail}"

@@ -131,5 +131,13 @@ def usable_options(options: tuple[str, ...]) -> list[str]:
     return out
 
 
+def unicode_math(latex: str) -> str | None:
+    """``"12\\pi"`` -> ``"12π"``, ``"11\\sqrt2"`` -> ``"11√2"``, ``"\\sqrt{53}"`` -> ``"√53"``: the gold as plain
+    text with Unicode symbols; None when it has none of them or other LaTeX is left."""
+    text = re.sub(r"\\sqrt\{(\w+)\}|\\sqrt\s*(\d+)", lambda m: "√" + (m.group(1) or m.group(2)), latex)
+    text = re.sub(r"\\pi(?![A-Za-z])", "π", text).replace(" ", "")
+    return text if text != latex.replace(" ", "") and "\\" not in text and "{" not in text else None
+
+
 def strip_dollars(text: str) -> str:
     return text.replace("$", "").strip()
