@@ -61,19 +61,17 @@ class Response:
         return self.item.benchmark, self.item.gold.answer_type
 
 
-def _distractors(rng: random.Random, item: Item, count: int) -> list[int]:
-    """Small integers that are not the gold value and appear in no option (reasoning numbers, never the answer)."""
+def _distractors(rng: random.Random, item: Item) -> tuple[int, int]:
+    """Two small integers that, with their sum, are not the gold and appear in no option (reasoning numbers)."""
     taken = set(re.findall(r"\d+", item.gold.answer + " " + " ".join(item.options)))
-    out: list[int] = []
-    while len(out) < count:
-        n = rng.randint(3, 97)
-        if str(n) not in taken and n not in out and str(2 * n) not in taken:
-            out.append(n)
-    return out
+    while True:
+        a, b = rng.randint(3, 97), rng.randint(3, 97)
+        if a != b and not {str(a), str(b), str(a + b)} & taken:
+            return a, b
 
 
 def _reasoning(rng: random.Random, item: Item) -> str:
-    a, b = _distractors(rng, item, 2)
+    a, b = _distractors(rng, item)
     return (f"Let me work through this step by step.\nFrom the figure, the first part is {a} and the second is {b}, "
             f"so together they give {a} + {b} = {a + b}.\n")
 
@@ -93,13 +91,16 @@ class _Phraser:
         self.n_options = max(len(item.options), 4)
         self.letter_of = LETTERS.index(self.gold.answer) if self.gold.answer_type == "choice" else None
         self.texts = usable_options(item.options)
+        # the gold option's text, when it has one a response can say
+        self.gold_text = self.texts[self.letter_of] if self.letter_of is not None and self.letter_of < len(
+            self.texts) else ""
         self.say = self._say()  # the answer in prose
         self.math = self._math()  # the answer inside math ($..$, \boxed{})
         self.other = self._other()  # a wrong answer in prose (None when none can be built)
 
     # -- what the answer and a wrong answer look like --------------------------------------------------------
     def _say(self) -> str:
-        return self.gold.answer if self.gold.answer_type != "expression" else self.gold.answer.strip()
+        return self.gold.answer.strip()
 
     def _math(self) -> str:
         return strip_dollars(self.gold.answer)
@@ -144,7 +145,7 @@ class _Phraser:
         yield "other_language", f"计算过程：{cot}答案：{say}"
         yield "other_language", f"{cot}Respuesta: {say}"
         yield "other_language", f"{cot}Réponse : {say}"
-        a, b = _distractors(self.rng, self.item, 2)
+        a, b = _distractors(self.rng, self.item)
         yield "answer_first", f"{say}\nBecause {a} + {b} = {a + b}, and the figure shows the rest."
         yield "follow_on_question", f"{cot}Answer: {say}\n\n{self._follow_on()}{self.other}"
         kind = self.gold.answer_type
@@ -182,7 +183,7 @@ class _Phraser:
             yield "marker_variants", text
         yield "chain_of_thought", (f"{cot}Option ({wrong}) does not match, so it is ruled out.\n"
                                    f"Therefore, the answer is ({letter}).")
-        text = self.texts[self.letter_of] if self.letter_of is not None and self.letter_of < len(self.texts) else ""
+        text = self.gold_text
         if text:
             yield "option_text", text
             yield "option_text", f"{cot}The answer is {text.rstrip('.')}."
@@ -243,10 +244,8 @@ class _Phraser:
             yield "perturbed_value", f"{cot}Answer: {other}"
             yield "perturbed_value", f"$\\boxed{{{strip_dollars(other)}}}$"
             yield "perturbed_value", f"The answer is {other}."
-        gold_text = self.texts[self.letter_of] if self.letter_of is not None and self.letter_of < len(self.texts) \
-            else ""
-        if not _REFUSAL_WORDS.search(gold_text):
-            a = _distractors(self.rng, self.item, 1)[0]
+        if not _REFUSAL_WORDS.search(self.gold_text):
+            a = _distractors(self.rng, self.item)[0]
             yield "refusal", "The answer cannot be determined from the given information."
             yield "refusal", f"{cot}Without more information it is impossible to determine the answer."
             yield "refusal", f"The value cannot be determined, since f({a}) is not given in the figure."
