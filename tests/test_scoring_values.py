@@ -134,6 +134,16 @@ def test_a_multiple_of_a_root_in_prose_is_its_value(response: str) -> None:
     assert not is_correct(response, "3", "number")
 
 
+@pytest.mark.parametrize(
+    ("response", "gold"),
+    [("Answer: √66", "\\sqrt{66}"), ("\\boxed{2√53}", "2\\sqrt{53}"), ("So it is √66.", "\\sqrt{66}")],
+)
+def test_a_unicode_root_takes_the_whole_number(response: str, gold: str) -> None:
+    assert is_correct(response, gold, "expression")
+    assert is_correct(response, gold, "number")
+    assert is_correct("\\boxed{\\sqrt66}", "6\\sqrt{6}", "expression")  # LaTeX's \sqrt takes one digit
+
+
 @pytest.mark.parametrize("response", ["Answer: 10 \\sqrt { 3 }", "The answer is $10 \\sqrt { 3 }$ cm"])
 def test_a_spaced_root_matches_a_rounded_gold(response: str) -> None:
     assert is_correct(response, "17.32", "number")

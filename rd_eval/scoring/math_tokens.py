@@ -61,6 +61,7 @@ _BRACELESS = [(re.compile(pattern), replacement) for pattern, replacement in [
     (r"\\frac\s*(\{[^{}]*\})\s*([0-9A-Za-z])", r"\\frac\1{\2}"),
     (r"\\sqrt\s*(\d)", r"\\sqrt{\1}"),
 ]]
+_UNICODE_ROOT_RE = re.compile(r"\u221a\s*(\d+(?:\.\d+)?)")
 _ESCAPED_BRACKET_RE = re.compile(r"\\[()\[\]]")
 # A LaTeX thousands separator between a digit and exactly three more: ",\!", "{,}", "\," (thin space), "\ ".
 _THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:,\\!\s*|\{,\}|\\[,;: ])(?=\d{3}(?!\d))")
@@ -100,7 +101,7 @@ def _text_group(m: re.Match[str]) -> str:
 
 def normalize_latex(text: str) -> str:
     """LaTeX/unicode cosmetics out, one spelling for each operator; units become ``\\unit{..}`` markers."""
-    s = str(text)
+    s = _UNICODE_ROOT_RE.sub(r"\\sqrt{\1}", str(text))  # "√66" is the root of 66 (LaTeX's "\sqrt66" is 6√6)
     for k, v in _UNICODE.items():
         s = s.replace(k, v)
     s = s.replace("\\\\", " \\cr ")  # matrix row separator, before the one-backslash commands below
