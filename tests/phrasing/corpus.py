@@ -37,13 +37,14 @@ from .items import Item
 RIGHT_CLASSES = ("bare", "boxed", "answer_colon", "answer_is", "bold", "display_math", "chain_of_thought",
                  "trailing_explanation", "answer_first", "think_block", "other_language", "marker_variants",
                  "follow_on_question", "letter_forms", "option_text", "letter_and_text", "with_unit", "percent",
-                 "thousands_separator", "fraction_decimal", "equation_form", "number_words", "unicode_math",
-                 "within_tolerance")
+                 "two_units", "thousands_separator", "fraction_decimal", "equation_form", "number_words",
+                 "unicode_math", "within_tolerance")
 WRONG_CLASSES = ("other_option", "perturbed_value", "refusal", "hedge", "option_listing", "restate_question",
                  "gold_then_other_final", "follow_on_question", "letter_as_label")
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
                 "twelve")
 CHINESE_UNITS = {"m": "米", "meters": "米", "cm": "厘米", "km": "千米", "kg": "千克", "g": "克"}
+SMALLER_UNIT = {"cm": ("mm", 10), "m": ("cm", 100), "meters": ("cm", 100), "km": ("m", 1000), "kg": ("g", 1000)}
 _REFUSAL_WORDS = re.compile(r"determin|impossible|cannot|can not|insufficient|not enough|none of", re.IGNORECASE)
 
 
@@ -201,6 +202,10 @@ class _Phraser:
             yield "with_unit", f"The answer is {self.say} {unit}."
             if unit in CHINESE_UNITS:
                 yield "with_unit", f"{cot}答案：{self.say}{CHINESE_UNITS[unit]}"
+            if unit in SMALLER_UNIT:
+                smaller, factor = SMALLER_UNIT[unit]
+                yield "two_units", f"{cot}Answer: {self.say} {unit} (or {plain(value * factor)} {smaller})"
+                yield "two_units", f"{cot}Answer: {self.say} {unit} or {plain(value * factor)} {smaller}"
         yield "marker_variants", f"{cot}The answer (arabic numerals) is {self.say}."
         if value == value.to_integral_value() and 0 <= value < len(NUMBER_WORDS):
             yield "number_words", f"Counting them in the figure, there are {NUMBER_WORDS[int(value)]} left."

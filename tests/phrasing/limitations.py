@@ -50,6 +50,11 @@ LIMITATIONS: tuple[Limitation, ...] = (
         "option text that names option letters, said alone", "option_text", ("choice",),
         "An option whose text names letters (\"either C or D\") said without its own letter is a hedge between "
         "letters as far as the words go; the scorer reads hedges as no answer.", _option_names_letters),
+    Limitation(
+        "one value in two units", "two_units", ("number",),
+        "\"4 cm or 40 mm\" and \"4 cm (or 40 mm)\" state two different numbers, which the scorer reads as a hedge "
+        "(no answer): telling a unit conversion from a hedge needs unit arithmetic it does not do, and accepting a "
+        "hedge (\"4 or 40\") would be worse than rejecting a restated unit."),
 )
 
 
