@@ -233,6 +233,17 @@ def test_a_latex_thousands_separator_joins_one_number(response: str, gold: str) 
     assert is_correct(response, gold, "expression")
 
 
+@pytest.mark.parametrize(("response", "gold"), [("The population is 10\u202f000.", "10000"),
+                                                ("It costs 1\u00a0490 euros", "1490")])
+def test_a_thin_or_no_break_space_joins_one_number(response: str, gold: str) -> None:
+    assert is_correct(response, gold, "number")
+    assert is_correct(f"Answer: {response.split(' ', 2)[-1]}", gold, "expression")
+
+
+def test_a_colon_before_a_number_is_still_no_ratio() -> None:
+    assert extract_number("Total:12") == "12"
+
+
 def test_a_latex_comma_before_fewer_digits_is_still_a_list() -> None:
     assert parse_answer("\\{1, 49\\}").values[0][0] == "bag"
 

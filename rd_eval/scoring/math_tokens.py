@@ -63,8 +63,9 @@ _BRACELESS = [(re.compile(pattern), replacement) for pattern, replacement in [
 ]]
 _UNICODE_ROOT_RE = re.compile(r"\u221a\s*(\d+(?:\.\d+)?)")
 _ESCAPED_BRACKET_RE = re.compile(r"\\[()\[\]]")
-# A LaTeX thousands separator between a digit and exactly three more: ",\!", "{,}", "\," (thin space), "\ ".
-_THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:,\\!\s*|\{,\}|\\[,;: ])(?=\d{3}(?!\d))")
+# A thousands separator between a digit and exactly three more: LaTeX ",\!", "{,}", "\," (thin space), "\ ";
+# a no-break or thin space.
+_THOUSANDS_SEP_RE = re.compile(r"(?<=\d)(?:,\\!\s*|\{,\}|\\[,;: ]|[\u00a0\u2009\u202f])(?=\d{3}(?!\d))")
 _DEGREE_RE = re.compile(r"(?:\^\s*)?(?:\{\s*\\circ\s*\}|\\circ|\\degree)(?:\s*T(?![A-Za-z]))?")
 _TEXT_GROUP_RE = re.compile(r"\\(?:text|textrm|textbf|textit|mathrm|mathbf|mathit|mbox|rm|operatorname)\s*\{([^{}]*)\}")
 UNIT_POWER = r"(?:\s*\^\s*\{?\s*[23]\s*\}?)?"

@@ -35,8 +35,8 @@ __all__ = ["GoldNumber", "check_abs_tolerance", "extract_number", "gold_number",
 # follow a word character, so "10-3" reads as 10 and 3, not -3; a "±" makes two values.
 _ROOT = r"(?:\\sqrt\s*\{\s*\d+\s*\}|\\sqrt\s*\d+|\u221a\s*\d+)"
 _NUMBER_RE = re.compile(
-    r"(?<![\w./:^])(?<!\^\{)(?<!\^ )"
-    r"(?P<sign>[-\u2212\u00b1])?\$?(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?P<frac>\.\d+)?(?P<exp>[eE][-+]?\d{1,3}(?!\d))?(?![\d]|[eE][-+]?\d)"
+    r"(?<![\w./^])(?<!\^\{)(?<!\^ )"
+    r"(?P<sign>[-\u2212\u00b1])?\$?(?P<int>\d{1,3}(?:,\d{3})+|\d{1,3}(?:[\u00a0\u2009\u202f]\d{3})+|\d+)(?P<frac>\.\d+)?(?P<exp>[eE][-+]?\d{1,3}(?!\d))?(?![\d]|[eE][-+]?\d)"
     r"(?P<tail>\s+\d+\s*/\s*\d+(?![\d/])|\s*/\s*\d+(?:\.\d+)?(?![\d/]|\.\d)|\s*:\s*\d+(?:\.\d+)?(?![\d:]))?"
     rf"(?P<factor>\s*(?:\u03c0|\\pi(?![A-Za-z])|{_ROOT}))?"
     rf"|(?P<latex>-?(?:\\[dt]?(?:frac|binom)\s*\{{\s*\d+\s*\}}\s*\{{\s*\d+\s*\}}|{_ROOT}))"
@@ -79,7 +79,8 @@ def _decimal_text(value: Decimal) -> str:
 
 
 def _normalise_number(sign: str, integer: str, frac: str, exponent: str = "") -> str:
-    value = Decimal(integer.replace(",", "") + (frac or "") + (exponent or ""))
+    digits = re.sub(r"[,\u00a0\u2009\u202f]", "", integer)
+    value = Decimal(digits + (frac or "") + (exponent or ""))
     return _decimal_text(-value if sign else value)
 
 
