@@ -13,7 +13,7 @@ import time
 import pytest
 
 from rd_eval.scoring.answers import extract_answer, extract_choice, extract_number, is_correct
-from rd_eval.scoring.item import Gold
+from rd_eval.scoring.item import Gold, score_doc
 from rd_eval.scoring.math_parse import answers_equivalent, constant_value, parse_answer
 from rd_eval.scoring.numbers import gold_number, numbers_equal
 
@@ -380,6 +380,13 @@ def test_gold_carries_the_tolerance() -> None:
     gold = Gold("1.2344", "number", abs_tolerance=0.001)
     assert gold.abs_tolerance == 0.001 and gold.precision is None
     assert Gold("3", "number").abs_tolerance is None
+
+
+def test_a_document_with_a_tolerance_is_scored_by_it() -> None:
+    gold = Gold("1.2344", "number", abs_tolerance=0.001)
+    assert score_doc("dm-1", "img", "Answer: 1.2352", gold).correct is True
+    assert score_doc("dm-1", "img", "Answer: 1.2356", gold).correct is False
+    assert score_doc("dm-2", "txt", "Answer: 0.334", Gold("\\frac{1}{3}", "expression", abs_tolerance=0.001)).correct
 
 
 @pytest.mark.parametrize("bad", [-0.001, math.nan, math.inf, True, "0.001"])
