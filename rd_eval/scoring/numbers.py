@@ -27,7 +27,7 @@ from rd_eval.scoring.closeness import check_abs_tolerance, numbers_agree
 from rd_eval.scoring.extract import final_segment, last_line, math_spans, segment_candidates, strip_markup
 from rd_eval.scoring.math_parse import constant_value, parse_answer
 
-__all__ = ["GoldNumber", "check_abs_tolerance", "extract_number", "gold_number", "numbers_equal"]
+__all__ = ["GoldNumber", "extract_number", "gold_number", "numbers_equal"]
 
 # A number in prose, with what makes it one value: a fraction "1/4" (not a date "3/4/2020"), a ratio "1:3", a mixed
 # number "2 1/2", a multiple of pi or of a root ("10 \sqrt{3}", "10√3"); or a LaTeX fraction, binomial or root
