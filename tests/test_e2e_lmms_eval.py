@@ -63,7 +63,7 @@ def test_rd_eval_demo_end_to_end(tiny_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     # Reuse the session's tiny checkpoint (same family and seed): the demo must recognise and not rebuild it.
     shutil.copytree(tiny_dir, out / "models" / "rd-tiny-qwen3_vl_moe-A1B")
-    result = run([sys.executable, "-m", "rd_eval", "demo", "--out", str(out), "--limit", "6"], tmp_path)
+    result = run([sys.executable, "-m", "rd_eval", "demo", "--random", "--out", str(out), "--limit", "6"], tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "reusing tiny random qwen3_vl_moe checkpoint" in result.stdout
     assert "random weights" in result.stdout and "| rd_demo | base | 6 |" in result.stdout
@@ -93,7 +93,7 @@ def test_report_and_leaderboard_of_the_demo_run(tiny_dir: Path, tmp_path: Path) 
     """Issue 6's end-to-end check: report (md, csv, json, html) and leaderboard (md, csv, html) of a demo run."""
     out = tmp_path / "demo"
     shutil.copytree(tiny_dir, out / "models" / "rd-tiny-qwen3_vl_moe-A1B")
-    result = run([sys.executable, "-m", "rd_eval", "demo", "--out", str(out), "--limit", "5"], tmp_path)
+    result = run([sys.executable, "-m", "rd_eval", "demo", "--random", "--out", str(out), "--limit", "5"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     runs_dir, reports = out / "runs", tmp_path / "reports"
     for fmt in ("md", "csv", "json", "html"):

@@ -49,13 +49,22 @@ def _cmd_make_tiny(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from rd_eval.commands.demo import DEFAULT_MODEL as DEFAULT_DEMO_MODEL
     from rd_eval.commands.demo import DemoConfig, run_demo
     from rd_eval.routing.spec import LayerBand
 
     _finite(args.strength, "--lambda")
+    model, checkpoint = DEFAULT_DEMO_MODEL, None
+    if args.random:
+        model = "random"
+    elif args.pretrained is not None:
+        model, checkpoint = "pretrained", require_input(args.pretrained, "--pretrained")
+    elif args.organism is not None:
+        model, checkpoint = "organism", require_input(args.organism, "--organism")
     cfg = DemoConfig(
         out_dir=check_output_dir(args.out, "--out"),
-        pretrained=require_input(args.pretrained, "--pretrained") if args.pretrained is not None else None,
+        model=model,
+        checkpoint=checkpoint,
         seed=args.seed,
         limit=args.limit,
         batch_size=args.batch_size,
@@ -191,11 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace OUT_DIR when it holds an earlier tiny checkpoint (never any other content)")
     p.set_defaults(func=_cmd_make_tiny)
 
-    p = sub.add_parser("demo", help="run the embedded paired benchmark plain and intervened, print the table")
+    p = sub.add_parser("demo", help="run a paired benchmark plain and intervened, print the table")
     p.add_argument("--out", default="rd_demo_out", help="output folder (default ./rd_demo_out)")
-    p.add_argument("--pretrained", default=None, help="use this local checkpoint instead of the tiny model")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--random", action="store_true",
+                       help="a tiny random checkpoint on rd_demo (pipeline smoke test; its numbers mean nothing)")
+    which.add_argument("--organism", default=None, metavar="DIR",
+                       help="a model organism trained with `rd-eval organism train` instead of the shipped one")
+    which.add_argument("--pretrained", default=None, metavar="DIR", help="a local checkpoint, on rd_demo")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N pairs")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="lmms-eval batch size (default 64 for the organism, else 4)")
     p.add_argument("--lambda", dest="strength", type=float, default=1.0,
                    help="soft intervention strength (negative: a soft suppression)")
     p.add_argument("--band", default="0.25-0.75", help="MoE-layer band: fractions '0.25-0.75' or indices '2:3'")

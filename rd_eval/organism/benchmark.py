@@ -42,10 +42,16 @@ SPLIT_KINDS: tuple[str, ...] = ("add",)
 RECORD_KEYS = ("pair_id", "kind", "a", "b", "expression", "answer")
 
 
-def heldout_problems(seed: int = SPLIT_SEED, kinds: tuple[str, ...] = SPLIT_KINDS) -> tuple[Problem, ...]:
-    """The held-out problems of the split of `seed` and `kinds`, with the organism's default split sizes."""
+def split_problems(name: str, seed: int = SPLIT_SEED, kinds: tuple[str, ...] = SPLIT_KINDS) -> tuple[Problem, ...]:
+    """The problems of split `name` (train, validation, heldout) of `seed` and `kinds`, with the organism's
+    default split sizes."""
     spec = OrganismSpec()
-    return make_splits(kinds, seed, n_heldout=spec.n_heldout, n_validation=spec.n_validation).heldout
+    return make_splits(kinds, seed, n_heldout=spec.n_heldout, n_validation=spec.n_validation).named(name)
+
+
+def heldout_problems(seed: int = SPLIT_SEED, kinds: tuple[str, ...] = SPLIT_KINDS) -> tuple[Problem, ...]:
+    """The held-out problems of the split of `seed` and `kinds`: the documents of the rd_organism tasks."""
+    return split_problems("heldout", seed, kinds)
 
 
 def to_record(problem: Problem) -> dict[str, Any]:
