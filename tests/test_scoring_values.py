@@ -266,6 +266,20 @@ def test_working_in_brackets_after_the_answer_is_no_factor(response: str, gold: 
     assert is_correct(response, gold, "expression")
 
 
+@pytest.mark.parametrize(
+    ("response", "gold"),
+    [("The answer is 25% (1/4)", "25"), ("Answer: 0.5 (50%)", "0.5"), ("Answer: 50% (0.5)", "50")],
+)
+def test_a_percentage_restated_in_brackets_is_no_factor(response: str, gold: str) -> None:
+    assert is_correct(response, gold, "number")
+
+
+@pytest.mark.parametrize(("response", "gold"), [("The answer is 7,5", "7.5"), ("Réponse : −7,25", "-7.25")])
+def test_a_decimal_comma_in_a_marked_answer_is_a_decimal(response: str, gold: str) -> None:
+    assert is_correct(response, gold, "number")
+    assert extract_number("Answer: 1,200") == "1200"  # three digits after the comma: thousands
+
+
 def test_a_bracket_that_is_no_working_is_still_a_factor() -> None:
     assert is_correct("\\boxed{5 (\\sqrt{3}+1)}", "5\\sqrt{3}+5", "expression")
     assert is_correct("Answer: 2 (3 + 4)", "14", "expression")

@@ -468,9 +468,15 @@ def _parse_core(s: str):
     if worked:
         head = _constant_tree(_strip_trailing_units(worked.group("head")))
         work = _constant_tree(worked.group("work"))
-        if head is not None and work is not None and _close(_ev(head, {}), _ev(work, {})):
+        if head is not None and work is not None and _working_of(_ev(head, {}), _ev(work, {})):
             return head  # "18 (3 * 6)": the bracket shows how 18 was found, it is no factor
     return _expand_pm(_Parser(tokenize(s)).answer())
+
+
+def _working_of(head: complex, work: complex) -> bool:
+    """The bracket restates the answer: the same value, or the same as a percentage ("25% (1/4)", "0.5 (50%)": the
+    percent sign is gone by now)."""
+    return _close(head, work) or _close(head, 100 * work) or _close(100 * head, work)
 
 
 # An answer followed by its working in brackets: "18 (3 * 6)", "20 (= 4 x 5)".

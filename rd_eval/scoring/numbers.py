@@ -147,6 +147,7 @@ def _first_number(text: str) -> str | None:
     return _match_value(m)
 
 
+_DECIMAL_COMMA_RE = re.compile(r"^[-\u2212]?\d+,\d{1,2}$")
 _OR_RE = re.compile(r"\bor\b", re.I)
 
 
@@ -168,6 +169,8 @@ def _read_number(response: str) -> str | None:
         if _numbers_or_numbers(seg[0]):
             raise _TwoValues(seg[0])
         candidates = segment_candidates(seg[0])
+        if candidates and _DECIMAL_COMMA_RE.match(candidates[0]):  # "Réponse : 7,5" is 7.5, not the list 7, 5
+            return _decimal_text(Decimal(candidates[0].replace("\u2212", "-").replace(",", ".")))
         for cand in candidates:
             value = _constant_of(cand)
             if value is not None:
