@@ -4,8 +4,9 @@ Where the number is read (the first rule that applies): the marked answer (boxed
 :mod:`rd_eval.scoring.extract`); else a final LaTeX span on the last line; else the last number in the response.
 A number is one value however it is written: ``1/4`` (0.25), ``1:3`` (a ratio, 1/3), ``2 1/2`` (a mixed number,
 2.5), ``24π`` and ``24\\pi`` (75.398...), ``\\binom{12}{4}`` (495), ``1{,}490`` and ``1\\,490`` (LaTeX thousands
-separators), ``18 (3 * 6)`` (18: the bracket is the working), ``4.40米`` (a unit in another script). When the text
-read has no digit at all, the last number word counts ("three objects are left" is 3).
+separators), ``18 (3 * 6)`` and ``25% (1/4)`` (the bracket is the working), ``4.40米`` (a unit in another script),
+``1.5e3``; a marked ``7,5`` is 7.5 (a decimal comma; ``1,200`` is 1200). When the text read has no digit at all,
+the last number word counts ("three objects are left" is 3).
 
 An answer that states two values is no number: a hedge the extraction flags ("1490 or 1500") and ``±7`` (both
 7 and -7) against a single gold number read as None, so they score wrong.
