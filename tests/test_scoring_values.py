@@ -437,9 +437,20 @@ def test_two_numbers_joined_by_or_are_a_wrong_answer(response: str) -> None:
     assert not is_correct(response, "1500", "number")
 
 
+@pytest.mark.parametrize(
+    "response",
+    ["The answer is between 10 and 12.", "Answer: roughly 12 (maybe 13)", "The answer is 12, possibly 13"],
+)
+def test_a_range_or_a_second_guess_is_a_wrong_answer(response: str) -> None:
+    assert extract_number(response) is None
+    assert not is_correct(response, "12", "number")
+
+
 def test_one_number_said_twice_is_still_no_hedge() -> None:
     assert extract_number("The answer is 12 or 12.0") == "12"
     assert extract_answer("Answer: 5 (or equivalently 10/2)", "number") == "5"
+    assert extract_number("Answer: 12 apples from 3 boxes or so") == "12"
+    assert extract_number("Answer: 12 (possibly)") == "12"
 
 
 # ---------------------------------------------------------------------------------------------------------

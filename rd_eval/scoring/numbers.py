@@ -22,6 +22,7 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import pairwise
 
 from rd_eval.scoring.answer_types import gold_error
 from rd_eval.scoring.closeness import check_abs_tolerance, numbers_agree
@@ -149,19 +150,21 @@ def _first_number(text: str) -> str | None:
 
 
 _DECIMAL_COMMA_RE = re.compile(r"^[-\u2212]?\d+,\d{1,2}$")
-_OR_RE = re.compile(r"\bor\b", re.I)
+_HEDGE_WORD_RE = re.compile(r"\b(?:or|maybe|possibly|perhaps|between)\b", re.I)
+_BETWEEN_AND_RE = re.compile(r"\band\b", re.I)
 
 
 def _numbers_or_numbers(segment: str) -> bool:
-    """``1490 \\text{ or } 1500``, ``4 (or 5)``: different numbers on the two sides of an "or" (a hedge inside a
-    box, which the extraction's hedge test does not open); ``12 or 12.0`` is one number."""
-    parts = _OR_RE.split(segment)
-    if len(parts) < 2:
-        return False
-    values = set()
-    for part in parts:
-        values.update(_match_value(m) for m in _NUMBER_RE.finditer(part))
-    return len(values) > 1
+    """A hedge between numbers inside a marked answer, which the extraction's hedge test does not open:
+    ``1490 \\text{ or } 1500``, ``12 (possibly 13)``, ``between 10 and 12``: the number after the hedge word differs
+    from the number before it. ``12 or 12.0`` is one number; "12 apples or so" names no second number."""
+    parts = _HEDGE_WORD_RE.split(_BETWEEN_AND_RE.sub(" or ", segment) if "between" in segment.lower() else segment)
+    for before, after in pairwise(parts):
+        first_after = _NUMBER_RE.search(after)
+        last_before = list(_NUMBER_RE.finditer(before))
+        if first_after and last_before and _match_value(first_after) != _match_value(last_before[-1]):
+            return True
+    return False
 
 
 def _read_number(response: str) -> str | None:
