@@ -8,12 +8,14 @@ separators), ``18 (3 * 6)`` and ``25% (1/4)`` (the bracket is the working), ``4.
 ``1.5e3``; a marked ``7,5`` is 7.5 (a decimal comma; ``1,200`` is 1200). When the text read has no digit at all,
 the last number word counts ("three objects are left" is 3).
 
-An answer that states two values is no number: a hedge the extraction flags ("1490 or 1500") and ``±7`` (both
-7 and -7) against a single gold number read as None, so they score wrong.
+An answer that states two values is no number: a hedge (the extraction flags "1490 or 1500"; inside a marked answer
+this module also sees ``1490 \\text{ or } 1500``, "between 10 and 12", "12 (maybe 13)") and ``±7`` (both 7 and -7)
+read as None against a single gold number, so they score wrong.
 
 Comparison (:func:`numbers_equal`) follows the one rule of :mod:`rd_eval.scoring.closeness` that expressions
 follow too: ``abs_tolerance`` (DynaMath), else ``precision`` (MathVista), else equal values, else a gold written
-with decimals (``3.5``) accepts a response within half a unit of its last place (``3.50``, ``3.4999``).
+with decimals (``3.5``) accepts a response that rounds half-up to it at its places (``3.50``, ``3.4999``), an integer
+gold is exact.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ __all__ = ["GoldNumber", "extract_number", "gold_number", "numbers_equal"]
 _ROOT = r"(?:\\sqrt\s*\{\s*\d+\s*\}|\\sqrt\s*\d+|\u221a\s*\d+)"
 _NUMBER_RE = re.compile(
     r"(?<![\w./^])(?<!\^\{)(?<!\^ )"
-    r"(?P<sign>[-\u2212\u00b1])?\$?(?P<int>\d{1,3}(?:,\d{3})+|\d{1,3}(?:[\u00a0\u2009\u202f]\d{3})+|\d+)(?P<frac>\.\d+)?(?P<exp>[eE][-+]?\d{1,3}(?!\d))?(?![\d]|[eE][-+]?\d)"
+    r"(?P<sign>[-\u2212\u00b1])?\$?(?P<int>\d{1,3}(?:,\d{3})+|\d{1,3}(?:[\u00a0\u2009\u202f]\d{3})+|\d+)"
+    r"(?P<frac>\.\d+)?(?P<exp>[eE][-+]?\d{1,3}(?!\d))?(?![\d]|[eE][-+]?\d)"
     r"(?P<tail>\s+\d+\s*/\s*\d+(?![\d/])|\s*/\s*\d+(?:\.\d+)?(?![\d/]|\.\d)|\s*:\s*\d+(?:\.\d+)?(?![\d:]))?"
     rf"(?P<factor>\s*(?:\u03c0|\\pi(?![A-Za-z])|{_ROOT}))?"
     rf"|(?P<latex>-?(?:\\[dt]?(?:frac|binom)\s*\{{\s*\d+\s*\}}\s*\{{\s*\d+\s*\}}|{_ROOT}))"
