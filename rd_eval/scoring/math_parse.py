@@ -14,7 +14,7 @@ answer that equals it is its working, not a factor); a unit in another script (`
 item of a list may hold one ``\\pm`` (``\\{1\\pm\\sqrt{5},-2\\}`` is three values).
 
 Numbers compare by the one rule of :mod:`rd_eval.scoring.closeness`, shared with "number" answers: a decimal
-gold ``8.246`` accepts anything within half a unit of its last place (``8.2462``, ``\\sqrt{68}``), a response
+gold ``8.246`` accepts anything that rounds (half-up) to it at its places (``8.2462``, ``\\sqrt{68}``), a response
 ``4.67`` (2 or more decimals) for an exact gold ``\\frac{14}{3}`` counts when it is the gold rounded to those
 decimals, and ``precision`` / ``abs_tolerance`` replace those when a benchmark fixes its own rule.
 """
