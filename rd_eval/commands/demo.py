@@ -20,6 +20,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import util as importlib_util
 from pathlib import Path
@@ -304,13 +305,17 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> DemoResult:
         spec_path = paths["intervention" if name == "soft" else f"intervention_{name}"]
         settings[name] = (f"{model.model_args},intervention={spec_path},intervention_hash={spec.content_hash()}",
                           [model.benchmark])
-    runs: dict[str, RunRecord] = {}
-    for name, (model_args, tasks) in settings.items():
-        run_dir, log = out / "runs" / name, out / "logs" / f"lmms_eval_{name}.log"
-        say(f"[3/5] lmms-eval --model {model.model_id} --tasks {','.join(tasks)} ({name}) ... log: {log}")
-        runs[name] = run_setting(model, model_args, tasks, run_dir, log, cfg)
-        paths[f"run_{name}"] = run_dir
-        paths[f"log_{name}"] = log
+    # The organism's runs go side by side (each process is mostly Python overhead around a 3M-parameter model);
+    # a real checkpoint's run one after the other (one model copy in memory at a time).
+    with ThreadPoolExecutor(max_workers=len(settings) if model.controls else 1) as pool:
+        pending = {}
+        for name, (model_args, tasks) in settings.items():
+            run_dir, log = out / "runs" / name, out / "logs" / f"lmms_eval_{name}.log"
+            say(f"[3/5] lmms-eval --model {model.model_id} --tasks {','.join(tasks)} ({name}) ... log: {log}")
+            pending[name] = pool.submit(run_setting, model, model_args, tasks, run_dir, log, cfg)
+            paths[f"run_{name}"] = run_dir
+            paths[f"log_{name}"] = log
+        runs = {name: future.result() for name, future in pending.items()}
 
     say("[4/5] pairing the forms: gap, gain, text cost, flip rates")
     base = load_paired_samples(runs["plain"])
