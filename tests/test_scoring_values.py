@@ -363,6 +363,12 @@ def test_a_rounded_gold_accepts_the_exact_value_and_an_integer_gold_is_exact(ans
     assert not is_correct("Answer: 4.7", "\\frac{14}{3}", answer_type)  # one place is too coarse
 
 
+@pytest.mark.parametrize("gold", ["\\pm 7", "1490 or 1500", "1e99999999"])
+def test_a_number_gold_that_is_not_one_number_is_refused_naming_it(gold: str) -> None:
+    with pytest.raises(ValueError, match=r"number answer .* is not a number; valid answer types"):
+        gold_number(gold)
+
+
 def test_gold_number_keeps_the_places_it_was_written_with() -> None:
     assert gold_number("3.50").places == 2
     assert gold_number("1,450,000").places is None
