@@ -214,9 +214,27 @@ def test_option_text_containing_answer_is_is_no_marker(response: str, gold: str,
         ("12\nBecause 3 * 4 = 12, and the 2 short sides do not count.", "12"),
         ("**45**\n\nExplanation: the 3 rows of 15 seats give 45, with 2 aisles.", "45"),
         ("$\\frac{3}{4}$\nReason: 3 of the 4 equal parts are shaded, 1 is not.", "0.75"),
+        ("x = 6\nCheck: 2 * 6 + 3 = 15, as given.", "6"),
     ],
 )
 def test_an_answer_stated_first_wins_over_later_numbers(response: str, expected: str) -> None:
+    assert extract_number(response) == expected
+
+
+def test_a_math_answer_stated_first() -> None:
+    assert is_correct("\\frac{1}{3}\nBecause 1 of the 3 equal parts is shaded, not 2.", "\\frac{1}{3}", "expression")
+    assert is_correct("30^\\circ\nThe two base angles are 75 each, and 180 - 150 = 30.", "30^\\circ", "expression")
+    assert is_correct("-13x+3\nExpanding gives 2x - 15x + 3 in all.", "-13x+3", "expression")
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("2x + 3 = 7\n2x = 4\nx = 2", "2"),  # working, line by line: the last line answers
+        ("3 + 4\n= 7", "7"),
+    ],
+)
+def test_working_that_starts_with_math_is_not_an_answer_stated_first(response: str, expected: str) -> None:
     assert extract_number(response) == expected
 
 
@@ -250,6 +268,7 @@ def test_a_hedge_between_options_is_wrong(response: str) -> None:
         "The year is 1490 or 1500.",
         "Answer: 1490 or 1500",
         "It was either 1490 or 1500, the sources disagree.",
+        "So x = 3 or x = -3.",
     ],
 )
 def test_a_hedge_between_numbers_is_wrong(response: str) -> None:

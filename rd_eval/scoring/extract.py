@@ -76,7 +76,8 @@ _ALTERNATIVES_RE = re.compile(r"\beither\b.*\bor\b|\bdepending\s+on\b", re.I | r
 _PLAIN_NUMBER = r"[-\u2212]?\d[\d,]*(?:\.\d+)?"
 # "1490 or 1500": two plain numbers (a unit or % may follow the first) offered as alternatives.
 _NUMBER_HEDGE_RE = re.compile(
-    rf"(?<![\w.^/])({_PLAIN_NUMBER})\s*(%)?\s*(?:[a-z]{{1,8}}\s+)?\bor\s+(?:maybe\s+|perhaps\s+)?({_PLAIN_NUMBER})"
+    rf"(?<![\w.^/])({_PLAIN_NUMBER})\s*(%)?\s*(?:[a-z]{{1,8}}\s+)?\bor\s+(?:maybe\s+|perhaps\s+)?(?:[a-z]\s*=\s*)?"
+    rf"({_PLAIN_NUMBER})"
     r"(?![\d/.^]*\d)(?!\s*[/^*])(\s*%)?",
     re.I,
 )
@@ -90,6 +91,8 @@ _LEAD_RE = re.compile(
     r"[\(\[]?[A-Z][\)\]]?\.?|[-\u2212]?\$?\d[\d,]*(?:\.\d+)?\s*%?\.?"
     r"|\$[^$\n]{1,60}\$\.?|\\\([^\n]{1,60}\\\)\.?"
 )
+_WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
+_ONE_VARIABLE_RE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?\s*=\s*[^=]+")
 _WRAP_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 
 
@@ -195,16 +198,29 @@ def _marker_segment(text: str, options: tuple[str, ...]) -> tuple[str, str] | No
     return (segment, context) if segment else None
 
 
+def _mathy(line: str) -> bool:
+    """Only math: a digit or a LaTeX command, no word of three letters or more outside a command."""
+    return len(line) <= 60 and bool(re.search(r"[\d\\]", line)) and not _WORD_RE.search(line)
+
+
+def _is_lead(line: str) -> bool:
+    """A line that is only an answer: a number, a letter, one math span, or short bare math whose "=" (if any)
+    names one variable ("x = 4", not the working "2x + 3 = 7")."""
+    if _LEAD_RE.fullmatch(line):
+        return True
+    return len(line) <= 40 and _mathy(line) and ("=" not in line or bool(_ONE_VARIABLE_RE.fullmatch(line)))
+
+
 def _lead_segment(text: str) -> str | None:
     """A first line that is only an answer, with an explanation after it ("12\\nBecause ...", "B, because ...")."""
     lines = [ln.strip().strip("# ") for ln in text.strip().splitlines() if ln.strip()]
     if not lines:
         return None
     head = _CONNECTOR_RE.split(lines[0], maxsplit=1)
-    if len(head) > 1 and _LEAD_RE.fullmatch(head[0].strip()):
+    if len(head) > 1 and _is_lead(head[0].strip()):
         return head[0].strip()
-    if len(lines) > 1 and _LEAD_RE.fullmatch(lines[0]) and not _LEAD_RE.fullmatch(lines[1]):
-        return lines[0]  # (a second bare line would make it a list, "A.\\nB.\\nC.", not an answer)
+    if len(lines) > 1 and _is_lead(lines[0]) and not (_LEAD_RE.fullmatch(lines[1]) or _mathy(lines[1])):
+        return lines[0]  # (a second bare line would make it a list, "A.\\nB.", or working, not an answer)
     return None
 
 
@@ -319,8 +335,7 @@ def math_spans(text: str) -> list[str]:
     out = []
     for m in _SPAN_RE.finditer(text):
         span = next(g for g in m.groups() if g is not None).strip()
-        words = re.findall(r"(?<![\\A-Za-z])[A-Za-z]{3,}", span)
-        if span and re.search(r"[\d\\]", span) and not words:
+        if span and re.search(r"[\d\\]", span) and not _WORD_RE.search(span):
             out.append(span)
     return out
 
