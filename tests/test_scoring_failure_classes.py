@@ -225,6 +225,8 @@ def test_a_math_answer_stated_first() -> None:
     assert is_correct("\\frac{1}{3}\nBecause 1 of the 3 equal parts is shaded, not 2.", "\\frac{1}{3}", "expression")
     assert is_correct("30^\\circ\nThe two base angles are 75 each, and 180 - 150 = 30.", "30^\\circ", "expression")
     assert is_correct("-13x+3\nExpanding gives 2x - 15x + 3 in all.", "-13x+3", "expression")
+    assert is_correct("g(x)=(x+2)^2+1\nBecause the graph moved 2 left and 1 up.", "g(x)=(x+2)^2+1", "expression")
+    assert is_correct("Evelyn\nExplanation: her line is the steepest, 5 km in 2 h.", "Evelyn", "text")
 
 
 @pytest.mark.parametrize(
