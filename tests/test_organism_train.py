@@ -108,7 +108,8 @@ def test_the_command_is_registered_and_refuses_a_folder_without_an_organism(tmp_
 
 # -- the whole recipe (rd_eval.organism.recipe): phases (b) and (c) on the toy spec ----------------------------------
 
-TOY_INDUCTION = InductionSpec(steps=4, checkpoint_every=1, n_probe_pairs=4, batch=(2, 2, 2), text_to_domain=1.0)
+TOY_INDUCTION = InductionSpec(steps=4, checkpoint_every=1, n_probe_pairs=4, batch=(2, 2, 2), text_to_domain=1.0,
+                              text_under_boost=1.0)
 TOY_RECIPE = Recipe(plain=TOY, image_qa_steps=4,
                     image_qa_check=StopRule(min_steps=2, every=2, n_pairs=3, threshold=0.0), induction=TOY_INDUCTION)
 
@@ -134,7 +135,7 @@ def test_the_recipe_runs_three_phases_and_records_them(recipe_run: Path) -> None
     experts = card["domain_experts"]
     assert list(experts) == ["1"] and len(experts["1"]) == 2 and set(experts["1"]) <= {0, 1, 2, 3}
     assert card["weights_sha256"] == weights_sha256(recipe_run)
-    assert card["recipe"]["induction"] == TOY_INDUCTION.to_json()
+    assert InductionSpec.from_json(card["recipe"]["induction"]) == TOY_INDUCTION
 
 
 def test_induction_trains_only_the_band_routers(recipe_run: Path) -> None:
@@ -178,6 +179,8 @@ def test_an_induction_checkpoint_of_other_settings_is_refused(recipe_run: Path) 
     (lambda: InductionSpec(penalty=float("nan")), "induction penalty"),
     (lambda: InductionSpec(batch=(1, 2)), "induction batch"),
     (lambda: InductionSpec(band=(0.8, 0.2)), "induction band"),
+    (lambda: InductionSpec(routing_kl=(1.0,)), "routing_kl needs 2 weights"),
+    (lambda: InductionSpec(boost_strength=-1.0), "induction boost_strength"),
     (lambda: StopRule(min_steps=0, every=1), "stop rule min_steps"),
     (lambda: StopRule(min_steps=1, every=1, threshold=1.5), "stop rule threshold"),
     (lambda: InductionSpec.from_json({"strength": 1}), "not an induction spec"),
@@ -201,3 +204,30 @@ def test_the_command_refuses_figures_of_a_plain_organism_and_steps_of_the_whole_
     assert "names no domain_experts" in capsys.readouterr().err
     assert main(["organism", "train", "--out", str(tmp_path), "--steps", "5"]) == 2
     assert "--steps applies to --plain-only" in capsys.readouterr().err
+
+
+def test_the_training_boost_steers_as_rd_evals_soft_intervention(trained: Path) -> None:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from rd_eval.organism.figures import expert_set
+    from rd_eval.organism.induce import DomainBoost
+    from rd_eval.routing.session import routing_session
+    from rd_eval.routing.spec import InterventionSpec
+
+    model = AutoModelForImageTextToText.from_pretrained(trained, use_kernels=False).eval()
+    encoder = Encoder(AutoProcessor.from_pretrained(trained))
+    problems = make_splits(TOY.kinds, TOY.seed, n_heldout=TOY.n_heldout, n_validation=TOY.n_validation).heldout[:4]
+    batch = encoder.batch([Example(p, form) for p in problems for form in ("txt", "img")], with_targets=False)
+    experts = {1: (0, 3)}
+    with torch.no_grad():
+        plain = model(**batch).logits
+        boost = DomainBoost(model, experts, 2.0)
+        ours = model(**batch).logits
+        boost.remove()
+        spec = InterventionSpec(experts=expert_set(experts), mode="soft", strength=2.0)
+        with routing_session(model, record=False, intervention=spec) as session:
+            session.begin(batch["input_ids"].shape[0])
+            theirs = model(**batch).logits
+            session.finish_batch()
+    assert not torch.allclose(ours, plain, atol=1e-4)  # the boost changes the routing of this toy
+    assert torch.allclose(ours, theirs, atol=1e-5)

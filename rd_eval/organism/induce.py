@@ -8,11 +8,13 @@ train, on the loss
     - text_to_domain * (router probability on D over the text form's tokens)
     + cross-entropy of text-form answers and of transcriptions (the organism keeps answering text and seeing)
     + routing_kl * KL(the text and transcription forms' band router distributions before || after induction)
+    + text_under_boost * cross-entropy of text-form answers with D boosted as rd-eval's soft intervention boosts it
 
 The image form's system-prompt tokens are left out of the penalty: they precede the image, so their hidden states
 equal the text form's own and a penalty on them would move the text form's routing too. The KL term keeps the
-other forms' routing where it was (given the same hidden states); pulling the text form onto D is what keeps the
-soft intervention's text cost small: boosting D changes little on tokens that already choose D.
+other forms' routing where it was (given the same hidden states). Pulling the text form onto D alone did not keep
+the soft intervention's text cost small (docs/organism_log.md, v3): the text answers must also stay right with D
+boosted (v5-v7), so the text form is one that reasons with D at any boost up to `boost_strength`.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ class InductionSpec:
     steps: int = 300
     learning_rate: float = 3e-3
     penalty: float = 2.0
-    routing_kl: float = 1.0  # keeps the text and transcription forms' band routing where it was
-    text_to_domain: float = 0.0  # pulls the text form's band routing onto D (the experts it reasons with)
+    routing_kl: tuple[float, float] = (1.0, 1.0)  # keep the text / transcription forms' band routing where it was
+    text_to_domain: float = 5.0  # pulls the text form's band routing onto D (the experts it reasons with)
+    text_under_boost: float = 5.0  # weight of the text answers' cross-entropy with D boosted by boost_strength
+    boost_strength: float = 1.0  # lambda of that boost, in std units of the router logits (rd-eval's soft mode)
     n_domain_experts: int = 2
     n_probe_pairs: int = 64
     batch: tuple[int, int, int] = (8, 8, 16)  # examples per step: text QA, transcription, image QA
@@ -51,10 +55,15 @@ class InductionSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OrganismTrainingError(f"induction {name} must be a positive int, got {value!r}")
-        for name in ("learning_rate", "penalty", "routing_kl", "text_to_domain"):
-            value = getattr(self, name)
+        for name, value in [("learning_rate", self.learning_rate), ("penalty", self.penalty),
+                            ("text_to_domain", self.text_to_domain), ("text_under_boost", self.text_under_boost),
+                            ("boost_strength", self.boost_strength),
+                            *((f"routing_kl[{i}]", w) for i, w in enumerate(self.routing_kl))]:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise OrganismTrainingError(f"induction {name} must be a finite number >= 0, got {value!r}")
+        if len(self.routing_kl) != 2:
+            raise OrganismTrainingError(f"induction routing_kl needs 2 weights (text, transcription), got "
+                                        f"{self.routing_kl!r}")
         if len(self.batch) != 3 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.batch):
             raise OrganismTrainingError(f"induction batch needs 3 positive counts (text QA, transcription, image "
                                         f"QA), got {self.batch!r}")
@@ -63,13 +72,12 @@ class InductionSpec:
             raise OrganismTrainingError(f"induction band {list(self.band)} invalid; need 0 <= lo < hi <= 1")
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "batch": list(self.batch), "band": list(self.band)}
+        return {**asdict(self), "batch": list(self.batch), "band": list(self.band), "routing_kl": list(self.routing_kl)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InductionSpec:
         try:
-            return cls(**{**data, "batch": tuple(data.get("batch", cls.batch)),
-                          "band": tuple(data.get("band", cls.band))})
+            return cls(**{**data, **{key: tuple(data[key]) for key in ("batch", "band", "routing_kl") if key in data}})
         except TypeError as exc:
             raise OrganismTrainingError(f"not an induction spec: {exc}") from None
 
@@ -148,6 +156,39 @@ def induction_examples(base: OrganismSpec, spec: InductionSpec, train_set: tuple
             for form, n in zip(FORM_ORDER, spec.batch, strict=True)}
 
 
+class DomainBoost:
+    """While installed, the band routers' logits get rd-eval's soft boost on D (z + lambda * std(z)) and their
+    selection is redone from the boosted logits, as the soft intervention steers them at evaluation."""
+
+    def __init__(self, model: Any, experts: dict[int, tuple[int, ...]], strength: float) -> None:
+        import torch
+
+        decoder = model.model.language_model.layers
+        self._handles = []
+        for i, d in experts.items():
+            gate = decoder[i].mlp.gate
+            mask = torch.zeros(gate.num_experts)
+            mask[list(d)] = 1.0
+            self._handles.append(gate.register_forward_hook(self._hook(mask, strength, gate.top_k)))
+
+    @staticmethod
+    def _hook(mask: Any, strength: float, top_k: int) -> Callable[..., Any]:
+        import torch
+
+        from rd_eval.routing.steering import steer_logits
+
+        def hook(_module: Any, _args: tuple, output: Any) -> Any:
+            logits = steer_logits(output[0].float(), mode="soft", strength=strength, expert_mask=mask,
+                                  token_mask=None)
+            top, chosen = torch.topk(torch.softmax(logits, dim=-1), top_k, dim=-1)
+            return output[0], (top / top.sum(-1, keepdim=True)).to(output[1].dtype), chosen
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
 def _routing_kl(tap: GateTap, reference: dict[int, Any], real: Any) -> Any:
     """KL(router distribution with the pre-induction router weights || now), same hidden states, summed over
     band layers, mean over the real tokens of the last forward call."""
@@ -183,15 +224,22 @@ def induction_step(model: Any, encoder: Encoder, tap: GateTap, reference: dict[i
     penalty = _mass(tap, experts, question)
     parts: dict[str, Any] = {"penalty": penalty}
     loss = spec.penalty * penalty
-    for form in ("txt", "transcribe"):
+    for form, kl_weight in zip(("txt", "transcribe"), spec.routing_kl, strict=True):
         batch = encoder.batch(examples[form], with_targets=True)
         real = batch["attention_mask"].reshape(-1) == 1
         parts[f"{form}_ce"] = reply_loss(model, batch)
         parts[f"{form}_kl"] = _routing_kl(tap, reference, real)
-        loss = loss + parts[f"{form}_ce"] / 2 + spec.routing_kl * parts[f"{form}_kl"]
+        loss = loss + parts[f"{form}_ce"] / 2 + kl_weight * parts[f"{form}_kl"]
         if form == "txt" and spec.text_to_domain:
             parts["txt_mass"] = _mass(tap, experts, real)
             loss = loss - spec.text_to_domain * parts["txt_mass"]
+    if spec.text_under_boost:
+        boost = DomainBoost(model, experts, spec.boost_strength)
+        try:
+            parts["txt_boosted_ce"] = reply_loss(model, encoder.batch(examples["txt"], with_targets=True))
+        finally:
+            boost.remove()
+        loss = loss + spec.text_under_boost * parts["txt_boosted_ce"]
     loss.backward()
     return {name: float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
             for name, value in parts.items()}
