@@ -502,3 +502,16 @@ def test_huge_numbers_are_judged_at_once(response: str) -> None:
 def test_scientific_notation_in_prose_is_one_number() -> None:
     assert extract_number("The speed of light is about 3e8 m/s") == "300000000"
     assert extract_number("It decays in 5e-3 s") == "0.005"
+
+
+@pytest.mark.parametrize(
+    "response",
+    ["and then three more were one of the other ones or " * 2000,  # number words, no digit: 100,000 characters
+     "Step: 12 + 7 = 19, then 3/4 of 20 is 15, ratio 1:3, 2 1/2 cups. " * 1500 + "So 42.",
+     "Answer: " + "12 or " * 5000 + "13"],
+)
+def test_long_responses_are_read_at_once(response: str) -> None:
+    start = time.perf_counter()
+    extract_number(response)
+    is_correct(response, "42", "expression")
+    assert time.perf_counter() - start < 2.0

@@ -63,6 +63,7 @@ _PRONOUN_ONE_RE = re.compile(
     r"larger|smaller|bigger|same|only\s+the)\s+)$",
     re.I,
 )
+_ONE_OF_RE = re.compile(r"\s+(?:of|another)\b", re.I)
 _PLUS_MINUS = ("\u00b1", "\\pm", "\\mp")
 
 
@@ -129,7 +130,8 @@ def _word_number(text: str) -> str | None:
     last = None
     for m in _WORD_RE.finditer(text):
         if m.group("small") and m.group("small").lower() == "one" and (
-                _PRONOUN_ONE_RE.search(text, 0, m.start()) or re.match(r"\s+(?:of|another)\b", text[m.end():], re.I)):
+                _PRONOUN_ONE_RE.search(text[max(0, m.start() - 24):m.start()])
+                or _ONE_OF_RE.match(text, m.end())):
             continue
         if m.group("tens"):
             last = _TENS[m.group("tens").lower()] + (_UNITS[m.group("unit").lower()] if m.group("unit") else 0)
