@@ -234,6 +234,8 @@ def test_a_math_answer_stated_first() -> None:
     [
         ("2x + 3 = 7\n2x = 4\nx = 2", "2"),  # working, line by line: the last line answers
         ("3 + 4\n= 7", "7"),
+        ("We need the area of the triangle.\nBecause the base is 4 and the height 3, the area is 6.", "6"),
+        ("Find the area\nSince the base is 4 and the height 3, the area is 6.", "6"),
     ],
 )
 def test_working_that_starts_with_math_is_not_an_answer_stated_first(response: str, expected: str) -> None:

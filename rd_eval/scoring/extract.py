@@ -92,8 +92,7 @@ _LEAD_RE = re.compile(
     r"|\$[^$\n]{1,60}\$\.?|\\\([^\n]{1,60}\\\)\.?"
 )
 # A line that explains the line before it: that line was the answer.
-_EXPLAINS_RE = re.compile(r"(?:because|since|explanation|reason(?:ing)?|justification|this is because|here'?s why)\b",
-                          re.I)
+_EXPLAINS_RE = re.compile(r"(?:because|explanation|reason(?:ing)?|justification|this is because|here'?s why)\b", re.I)
 _WORD_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")
 _ONE_VARIABLE_RE = re.compile(r"[A-Za-z](?:_\{?\w+\}?)?\s*=\s*[^=]+")
 _WRAP_RE = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
@@ -226,7 +225,7 @@ def _lead_segment(text: str) -> str | None:
         return None
     if _is_lead(lines[0]) and not (_LEAD_RE.fullmatch(lines[1]) or _mathy(lines[1])):
         return lines[0]  # (a second bare line would make it a list, "A.\\nB.", or working, not an answer)
-    if len(lines[0]) <= 100 and not lines[0].endswith(":") and _EXPLAINS_RE.match(lines[1]):
+    if len(lines[0]) <= 100 and lines[0][-1] not in ".?!:" and _EXPLAINS_RE.match(lines[1]):
         return lines[0]  # "g(x)=(x+2)^2+1\\nBecause ...": what the next line explains is the answer
     return None
 
