@@ -1,7 +1,9 @@
 """Issue 14's failure classes on the extraction side: where the answer is taken from and which option it names.
 
 Each class is a group of natural phrasings (written for these tests) that the scorer at commit f75ab41 read
-wrong; the assertions are the reading a careful human grader would make.
+wrong; the assertions are the reading a careful human grader would make. Some phrasings in a group were already
+read right and stay as guards: the new rules must not take them (a pick after weighing options is no hedge, a
+refusal the sentence goes past is not final, working that starts with math is not an answer stated first).
 """
 
 from __future__ import annotations
