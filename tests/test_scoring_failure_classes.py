@@ -244,6 +244,18 @@ def test_working_that_starts_with_math_is_not_an_answer_stated_first(response: s
     assert extract_number(response) == expected
 
 
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ("No\n\nThe two lines meet at the top of the figure.", "B"),
+        ("**Yes**\nBoth triangles have the same three sides.", "A"),
+        ("Yes\nNo", None),  # the options listed, one a line
+    ],
+)
+def test_an_option_text_stated_first(response: str, expected: str | None) -> None:
+    assert extract_choice(response, YES_NO) == expected
+
+
 def test_a_letter_stated_first_wins_over_options_discussed_after() -> None:
     response = "B\n\nExplanation: option A is 5, which is too small, and option D is 8."
     assert extract_choice(response, FOUR) == "B"

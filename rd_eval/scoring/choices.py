@@ -184,6 +184,24 @@ def _answer_label_choice(text: str, choices: Sequence[str], letters: str) -> str
     return letters[hits[0]] if hits and normed[0] != said else None
 
 
+def _lists_option_texts(text: str, choices: Sequence[str]) -> bool:
+    """ "Yes\\nNo": every line an option's text, two or more of them: the options listed, no pick."""
+    normed = {_norm_text(c) for c in _option_texts(choices)}
+    said = {_norm_text(ln).strip(_BARE_STRIP) for ln in text.splitlines() if ln.strip()}
+    return len(said) > 1 and said <= normed
+
+
+def _first_line_option(text: str, choices: Sequence[str], letters: str) -> str | None:
+    """ "Yes\\n\\nThe lines never meet ...": a first line that is exactly one option's text, explained after."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) < 2:
+        return None
+    normed = [_norm_text(c) for c in _option_texts(choices)]
+    first, second = (_norm_text(ln).strip(_BARE_STRIP) for ln in lines[:2])
+    hits = [i for i, c in enumerate(normed) if c and c == first]
+    return letters[hits[0]] if hits and second not in normed else None
+
+
 def _refused_or_hedged(raw: str, choices: Sequence[str], letters: str) -> str | None:
     """A refusal/hedge names no option, unless its words are an option's whole text ("Cannot be determined")."""
     if not choices:
@@ -210,7 +228,9 @@ def read_choice(response: str, choices: Sequence[str], letters: str) -> str | No
             index = _choice_by_value(candidates, choices)
         return None if index is None else letters[index]
     if choices:
-        letter = _answer_label_choice(text, choices, letters)
+        if _lists_option_texts(text, choices):
+            return None
+        letter = _answer_label_choice(text, choices, letters) or _first_line_option(text, choices, letters)
         if letter is not None:
             return letter
     letter = _extract_letter(response, letters)
