@@ -50,7 +50,7 @@ _MARKER_RE = re.compile(
     r"(?:(?:final\s+answer|correct\s+answer|best\s+answer|the\s+answer|my\s+answer|\banswers?"
     r"|(?:correct|right|final)\s+(?:options?|choices?))"
     r"(?:\s+(?:to|for)\s+(?:this|the)\s+(?:question|problem))?"
-    r"(?:\s*\([^()\n]{1,40}\))?"  # "the answer (arabic numerals) is 7"
+    r"(?:\s*\([^()\n]{2,40}\))?"  # "the answer (arabic numerals) is 7"; not "answer (A) is"
     r"\s*(?:is|are|would\s+be|should\s+be|will\s+be|=|:|\uff1a)\s*(?:that\s+)?(?::\s*)?"
     r"|(?:最终|正确)?答案\s*(?:应该是|应为|是|为|[:\uff1a])\s*[:\uff1a]?\s*"
     r"|\b(?:respuesta|r[ée]ponse|antwort|risposta|resposta)(?:\s+(?:final|finale|correcta))?\s*[:\uff1a]\s*)",
