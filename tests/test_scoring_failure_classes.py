@@ -294,6 +294,16 @@ def test_a_hedge_between_numbers_is_wrong(response: str) -> None:
     assert extract_number(response) is None
 
 
+@pytest.mark.parametrize("response", ["A, C or A", "Answer: A or C", "The answer is A, C, or D.", "A or C\nBoth fit."])
+def test_a_hedge_between_letter_sets_is_wrong(response: str) -> None:
+    for gold in ("A, C", "A", "C", "A, C, D"):
+        assert not is_correct(response, gold, "multi_choice", FOUR)
+
+
+def test_a_letter_set_stated_first() -> None:
+    assert is_correct("A, C\nBecause both are even numbers.", "A, C", "multi_choice", FOUR)
+
+
 @pytest.mark.parametrize(
     "response",
     [

@@ -278,15 +278,23 @@ def _letter_set(text: str, letters: str) -> frozenset[str] | None:
     return frozenset(found)
 
 
+_OR_RE = re.compile(r"\bor\b", re.I)
 _CLAUSE_CUT_RE = re.compile(r"(?:\.\s|;|\s(?:because|since|as|which|so|but)\s)", re.I)
+
+
+def _picked_set(text: str, letters: str) -> frozenset[str] | None:
+    """The letters a text picks; "A or C" / "A, C or A" offer alternatives: no set is picked."""
+    return None if _OR_RE.search(text) else _letter_set(text, letters)
 
 
 def _segment_letter_set(segment: str, letters: str) -> frozenset[str] | None:
     seg = unwrap(segment)
-    exact = _letter_set(seg, letters)
+    exact = _picked_set(seg, letters)
     if exact is not None:
         return exact
     head = _CLAUSE_CUT_RE.split(seg + " ", maxsplit=1)[0]
+    if _OR_RE.search(head):
+        return None
     exact = _letter_set(head, letters)
     if exact is not None:
         return exact
@@ -307,7 +315,7 @@ def extract_letters(response: str, choices: Sequence[str] = ()) -> str | None:
         found = _segment_letter_set(seg[0], letters)
     else:
         line = last_line(response)
-        found = _letter_set(line, letters) or _letter_set(_CLAUSE_CUT_RE.split(line + " ", maxsplit=1)[0], letters)
+        found = _picked_set(line, letters) or _picked_set(_CLAUSE_CUT_RE.split(line + " ", maxsplit=1)[0], letters)
         if found is None:
             one = _extract_letter(response, letters)
             found = frozenset(one) if one else None
