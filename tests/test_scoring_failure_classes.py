@@ -162,6 +162,8 @@ def test_a_listing_followed_by_a_pick_is_the_pick() -> None:
         ("选项A正确", "A"),
         ("经过计算，故选D。", "D"),
         ("最终答案：(C)", "C"),
+        ("选项A正确，选项B错误。", "A"),
+        ("选项B错误，选项C是正确的", "C"),
     ],
 )
 def test_chinese_choice_markers(response: str, expected: str) -> None:

@@ -19,7 +19,8 @@ _MARKED_LETTER_RE = re.compile(r"[\(\[]([A-Z])[\)\]]|(?<![\w])([A-Z])[\).:](?!\w
 # "A is correct", "(D) is the right answer", and Chinese "选项A正确" / "故选D": a letter stated as the answer.
 _LETTER_IS_ANSWER_RE = re.compile(
     r"(?<![\w'])[\(\[]?([A-Z])[\)\]]?\s+is\s+(?:the\s+)?(?:correct|right|best)\b"
-    r"|(?:选项|选择|故选|应选|选)\s*[\(\[（]?\s*([A-Z])(?![A-Za-z])"
+    r"|(?:选项\s*[\(\[（]?\s*([A-Z])[\)\]）]?\s*(?:是|为)?\s*(?:正确|对)"
+    r"|(?:选择|故选|应选|选)\s*[\(\[（]?\s*([A-Z])(?![A-Za-z]))"
 )
 # A word before a capital letter that makes it a name, not an option: "point B", "Figure A", "Solution B", "Let B".
 _LABEL_BEFORE_RE = re.compile(
@@ -111,7 +112,7 @@ def _explicit_letter(text: str, letters: str) -> str | None:
         for m in _EXPLICIT_CHOICE_RE.finditer(text)
         if m.group(1).upper() in letters and (m.group(1).isupper() or _CLAUSE_END_RE.match(text, m.end(1)))
     ]
-    explicit += [(m.start(), m.group(1) or m.group(2)) for m in _LETTER_IS_ANSWER_RE.finditer(text)]
+    explicit += [(m.start(), m.group(1) or m.group(2) or m.group(3)) for m in _LETTER_IS_ANSWER_RE.finditer(text)]
     explicit = [(pos, x) for pos, x in explicit if x in letters]
     return max(explicit)[1] if explicit else None  # "not A, the answer is B": the final statement wins
 
