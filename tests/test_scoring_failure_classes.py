@@ -359,6 +359,7 @@ def test_words_of_a_hedge_around_one_answer_are_no_hedge(response: str, expected
 
 def test_a_name_inside_a_marked_answer_is_the_option() -> None:
     assert extract_choice("The answer is figure (B).", FOUR) == "B"
+    assert extract_choice("It is shape (C).", FOUR) == "C"
     assert extract_choice("Figure (B) matches, so the answer is figure (B).", FOUR) == "B"
 
 

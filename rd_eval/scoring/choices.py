@@ -90,12 +90,13 @@ def _choice_by_value(candidates: Sequence[str], choices: Sequence[str]) -> int |
 
 def _unique_marked(text: str, letters: str, *, names: bool = True) -> str | None:
     """The one letter marked as an option ("(B)", "B."), not counting letter lists nor, with ``names``
-    (unmarked text), names ("point B:", "Solution B."); in a marked answer "figure (B)" is option B."""
+    (unmarked text), names ("point B:", "Solution B."); a bracketed "shape (B)", and any letter in a marked
+    answer ("figure B."), is the option."""
     text = _LETTER_LIST_RE.sub(" ", text)
     found = {
         m.group(1) or m.group(2)
         for m in _MARKED_LETTER_RE.finditer(text)
-        if not (names and _LABEL_BEFORE_RE.search(text, max(0, m.start() - 24), m.start()))
+        if not (names and m.group(2) and _LABEL_BEFORE_RE.search(text, max(0, m.start() - 24), m.start()))
     } & set(letters)
     return found.pop() if len(found) == 1 else None
 
