@@ -280,6 +280,34 @@ def test_a_decimal_comma_in_a_marked_answer_is_a_decimal(response: str, gold: st
     assert extract_number("Answer: 1,200") == "1200"  # three digits after the comma: thousands
 
 
+@pytest.mark.parametrize(
+    "response",
+    ["The answer is 3.14 (approximately).", "Answer: 3.14 (rounded)", "Answer: 3.14 (\\text{units})"],
+)
+def test_a_remark_in_words_in_brackets_is_no_factor(response: str) -> None:
+    assert is_correct(response, "3.14", "expression")
+    assert not is_correct(response, "3.15", "expression")
+
+
+@pytest.mark.parametrize(
+    ("response", "gold"),
+    [
+        ("Answer: $12\\sqrt{3} \\approx 20.8$", "12\\sqrt{3}"),  # the exact form is right, its rounding coarse
+        ("Answer: $12\\sqrt{3} \\approx 20.8$", "20.8"),
+        ("Answer: $12 * 1.73 ≈ 20.78$", "12\\sqrt{3}"),  # rough working, a right rounding
+        ("The area is $\\frac{\\sqrt{3}}{4} \\approx 0.43$", "\\frac{\\sqrt{3}}{4}"),
+    ],
+)
+def test_an_exact_value_and_its_rounding_are_both_read(response: str, gold: str) -> None:
+    assert is_correct(response, gold, "expression")
+    assert not is_correct(response, "13\\sqrt{3}", "expression")
+
+
+def test_a_function_applied_in_brackets_is_still_no_remark() -> None:
+    assert is_correct("Answer: f (x)", "f(x)", "expression")
+    assert not is_correct("Answer: f (x)", "f", "expression")
+
+
 def test_a_bracket_that_is_no_working_is_still_a_factor() -> None:
     assert is_correct("\\boxed{5 (\\sqrt{3}+1)}", "5\\sqrt{3}+5", "expression")
     assert is_correct("Answer: 2 (3 + 4)", "14", "expression")

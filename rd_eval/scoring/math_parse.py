@@ -368,6 +368,7 @@ class MathAnswer:
     relation: tuple | None  # ("rel", ops, parts) when the answer is an equation or inequality
     text: str  # text_key of the source, for answers that are words
     trailing: tuple | None = None  # the constant after the last "=" of an equation ("sin a = 4/5")
+    exact: tuple | None = None  # the constant before an "≈" ("12\\sqrt{3} \\approx 20.8"): the answer before rounding
 
     @property
     def is_text(self) -> bool:
@@ -454,7 +455,21 @@ def parse_answer(text: str) -> MathAnswer:
         last = relation[2][-1]
         if last[0] not in ("seq", "bag", "union") and not _free_symbols(last) - {"i", "e"}:
             trailing = last
-    return MathAnswer(source, values, relation, key, trailing)
+    return MathAnswer(source, values, relation, key, trailing, _exact_before_approx(source))
+
+
+_APPROX_RE = re.compile(r"\\(?:approx|simeq|doteq)(?![A-Za-z])|\u2248")
+
+
+def _exact_before_approx(source: str):
+    """The constant an answer states before its first "≈" (``12\\sqrt{3} \\approx 20.8`` -> 12√3), or None."""
+    parts = _APPROX_RE.split(source, maxsplit=1)
+    if len(parts) < 2:
+        return None
+    exact = parse_answer(parts[0])
+    if len(exact.values) != 1 or constant_value(exact.values[0]) is None:
+        return None
+    return exact.values[0]
 
 
 def _parse_core(s: str):
@@ -462,6 +477,9 @@ def _parse_core(s: str):
     compact = s.replace(" ", "")
     if _THOUSANDS_RE.match(compact):
         s = compact.replace(",", "")
+    remark = _REMARK_RE.match(s)
+    if remark and _REMARK_WORD_RE.search(remark.group("remark")):
+        s = remark.group("head")  # "3.14 (approximately)", "12 (\\unit{units})": a remark in words, no factor
     if s.count(":") == 1:
         return _ratio(*s.split(":"))
     worked = _WORKING_RE.match(s)
@@ -479,6 +497,9 @@ def _working_of(head: complex, work: complex) -> bool:
     return _close(head, work) or _close(head, 100 * work) or _close(100 * head, work)
 
 
+# An answer followed by a remark in words in brackets: "3.14 (approximately)", "45 (degrees)".
+_REMARK_RE = re.compile(r"^(?P<head>.*?\S)\s*\((?P<remark>(?:[A-Za-z][A-Za-z .,'-]*|\s*\\unit\{[^{}]*\}\s*))\)$")
+_REMARK_WORD_RE = re.compile(r"[A-Za-z]{3,}")
 # An answer followed by its working in brackets: "18 (3 * 6)", "20 (= 4 x 5)".
 _WORKING_RE = re.compile(r"^(?P<head>.*?\S)\s+\(\s*=?(?P<work>[^()]*)\)$")
 
@@ -791,8 +812,8 @@ def answers_equivalent(gold: MathAnswer, pred: MathAnswer, precision: int | None
         return True
     if gold.relation is not None and not gold.values:
         return False
-    # A predicted equation "sin a = 4/5" states the value after its last "=" (a gold equation never does).
+    # A predicted equation "sin a = 4/5" states the value after its last "=" (a gold equation never does);
+    # "12\sqrt{3} \approx 20.8" states both the exact value and its rounding: either may be the gold's form.
     guess = pred.values[-1] if pred.values else pred.trailing
-    if guess is None:
-        return False
-    return any(_items_equal(g, guess, rule) for g in gold.values)
+    guesses = [v for v in (guess, pred.exact) if v is not None]
+    return any(_items_equal(g, v, rule) for g in gold.values for v in guesses)
