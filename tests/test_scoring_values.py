@@ -282,7 +282,8 @@ def test_a_decimal_comma_in_a_marked_answer_is_a_decimal(response: str, gold: st
 
 @pytest.mark.parametrize(
     "response",
-    ["The answer is 3.14 (approximately).", "Answer: 3.14 (rounded)", "Answer: 3.14 (\\text{units})"],
+    ["The answer is 3.14 (approximately).", "Answer: 3.14 (rounded)", "Answer: 3.14 (\\text{units})",
+     "Answer: 3.14 m (approximately)"],
 )
 def test_a_remark_in_words_in_brackets_is_no_factor(response: str) -> None:
     assert is_correct(response, "3.14", "expression")

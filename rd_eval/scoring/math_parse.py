@@ -473,13 +473,13 @@ def _exact_before_approx(source: str):
 
 
 def _parse_core(s: str):
+    remark = _REMARK_RE.match(s.strip())
+    if remark and _REMARK_WORD_RE.search(remark.group("remark")):
+        s = remark.group("head")  # "3.14 (approximately)", "12 (\\unit{units})": a remark in words, no factor
     s = _strip_trailing_units(s.strip())
     compact = s.replace(" ", "")
     if _THOUSANDS_RE.match(compact):
         s = compact.replace(",", "")
-    remark = _REMARK_RE.match(s)
-    if remark and _REMARK_WORD_RE.search(remark.group("remark")):
-        s = remark.group("head")  # "3.14 (approximately)", "12 (\\unit{units})": a remark in words, no factor
     if s.count(":") == 1:
         return _ratio(*s.split(":"))
     worked = _WORKING_RE.match(s)
