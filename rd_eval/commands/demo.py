@@ -248,12 +248,12 @@ CHANCE_NOTE = (
     "steps (rd-eval demo --pretrained DIR)."
 )
 ORGANISM_NOTE = (
-    "Note: the model is rd-eval's model organism, a 3M-parameter Qwen3-VL-MoE trained on this kind of problem "
-    "(its card: rd_eval/organism/model/README.md). Its routing distraction was induced on purpose during "
-    "training (a routing term pushed the image form's tokens off the experts the text form reasons with), so "
-    "the effect here is a known, planted one: a positive control showing that rd-eval's gap, perception check, "
-    "expert identification, intervention and control find what is really there. It says nothing about any "
-    "other model."
+    "Note: the model is rd-eval's model organism, a 3M-parameter Qwen3-VL-MoE trained on these problems (its "
+    "card: rd_eval/organism/model/README.md). Its routing distraction was planted on purpose in training: a routing "
+    "term pushed the image form's text tokens off the experts its text form reasons with (the card's "
+    "domain_experts). So the gap here is a known, induced one, a positive control for rd-eval's steps; compare the "
+    "card's experts with the ones identified here (experts/domain_experts.json): the soft intervention can only "
+    "undo the distraction as far as identification finds them. None of it says anything about another model."
 )
 PRETRAINED_NOTE = "Note: rd_demo is a small synthetic benchmark (40 pairs): a smoke test, not a measurement."
 
