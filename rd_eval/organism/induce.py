@@ -29,7 +29,7 @@ from typing import Any
 from rd_eval.organism.batches import IGNORE_INDEX, Encoder, Example
 from rd_eval.organism.problems import Problem, make_splits
 from rd_eval.organism.spec import OrganismSpec
-from rd_eval.organism.train import STATE_FILE, OrganismTrainingError, load_weights, save_organism
+from rd_eval.organism.train import CARD_FILE, STATE_FILE, OrganismTrainingError, load_weights, save_organism
 
 FORM_ORDER = ("txt", "transcribe", "img")
 
@@ -328,7 +328,7 @@ def induce(base: OrganismSpec, spec: InductionSpec, out_dir: Path, start_from: P
         tap.remove()
         bar.close()
     wall = time.perf_counter() - started
-    if last == spec.steps:
+    if last == spec.steps and not (first == last and (out_dir / CARD_FILE).is_file()):  # keep a finished run's record
         for p in model.parameters():
             p.requires_grad_(True)
         save_organism(out_dir, base, model.eval(), processor, {

@@ -236,7 +236,8 @@ def train(spec: OrganismSpec, out_dir: Path, *, progress: bool = True, stop_afte
                 break
     bar.close()
     wall = time.perf_counter() - started
-    if last == spec.steps or passed:
+    finished_before = first == last and (out_dir / CARD_FILE).is_file()  # keep that run's record (its wall)
+    if (last == spec.steps or passed) and not finished_before:
         save_organism(out_dir, spec, model.eval(), processor, {
             "steps": last, "threads": spec.threads, "torch": torch.__version__,
             "transformers": transformers.__version__, "last_run_wall_s": round(wall, 1), "resumed_from": first,
