@@ -38,7 +38,7 @@ from rd_eval.organism.benchmark import split_problems
 from rd_eval.organism.prompts import user_text
 from rd_eval.organism.train import CARD_FILE
 from rd_eval.reports.report import build_report
-from rd_eval.routing.spec import ExpertSet, InterventionSpec
+from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
 
 PROBES = 20
 
@@ -68,6 +68,7 @@ def main() -> int:
     parser.add_argument("--organism", default=None, help="organism folder (default: the shipped one)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--limit", type=int, default=None, help="only the first N held-out pairs")
+    parser.add_argument("--reuse-demo", action="store_true", help="reuse OUT/demo of an earlier run of this script")
     args = parser.parse_args()
     organism = check_organism(Path(args.organism) if args.organism else shipped_organism_dir())
     out = Path(args.out).absolute()
@@ -77,32 +78,48 @@ def main() -> int:
 
     started = time.perf_counter()
     cfg = DemoConfig(out_dir=out / "demo", model="organism", checkpoint=organism, limit=args.limit)
-    demo = run_demo(cfg, say=lambda line: print(line, flush=True))
+    if args.reuse_demo and (out / "demo" / "rd_organism_table.json").is_file():
+        table = read_json(out / "demo" / "rd_organism_table.json")
+        expert_path = out / "demo" / "experts" / "domain_experts.json"
+    else:
+        demo = run_demo(cfg, say=lambda line: print(line, flush=True))
+        table, expert_path = table, demo.paths["expert_set"]
     demo_wall = time.perf_counter() - started
-    identified = ExpertSet.load(demo.paths["expert_set"])
+    identified = ExpertSet.load(expert_path)
     cli_set, cli_wall = run_experts_cli(organism, out)
 
-    # The causal check: the identified experts suppressed (shifted below every other logit) in the band layers.
-    suppress = InterventionSpec(experts=identified, mode="suppress", band=cfg.band)
-    spec_path = suppress.save(out / "intervention_suppress.json")
     model = demo_model(cfg, out / "demo", say=lambda _line: None)
-    run = run_setting(model, f"{model.model_args},intervention={spec_path},intervention_hash={suppress.content_hash()}",
-                      [model.benchmark], out / "runs" / "suppress", out / "logs" / "lmms_eval_suppress.log", cfg)
-    plain = load_paired_samples(read_run(Path(demo.table["demo"]["runs"]["plain"])))
-    suppressed = compare_runs(plain, load_paired_samples(run), seed=cfg.seed)["rows"][0]["effect"]
+    plain = load_paired_samples(read_run(Path(table["demo"]["runs"]["plain"])))
 
-    report = build_report([Path(p) for p in demo.table["demo"]["runs"].values()], n_boot=2000)
+    def effect_of(name: str, spec: InterventionSpec) -> dict[str, Any]:
+        spec_path = spec.save(out / f"intervention_{name}.json")
+        run = run_setting(model, f"{model.model_args},intervention={spec_path},intervention_hash={spec.content_hash()}",
+                          [model.benchmark], out / "runs" / name, out / "logs" / f"lmms_eval_{name}.log", cfg)
+        return compare_runs(plain, load_paired_samples(run), seed=cfg.seed)["rows"][0]["effect"]
+
+    # The causal check: the identified experts suppressed (shifted below every other logit) in the band layers;
+    # then the planted experts D of the organism's card, boosted and suppressed, to tell the identification step
+    # from the intervention itself.
+    suppressed = effect_of("suppress", InterventionSpec(experts=identified, mode="suppress", band=cfg.band))
+    planted_layers = tuple(LayerExperts(moe_index=i, experts=tuple(e)) for i, e in sorted(planted.items()))
+    planted_set = ExpertSet(model=str(organism), kind="domain", method={"source": "the organism card's D"},
+                            layers=planted_layers)
+    on_d = {mode: effect_of(f"{mode}_planted", InterventionSpec(experts=planted_set, mode=mode, band=cfg.band))
+            for mode in ("soft", "suppress")} if planted else {}
+
+    report = build_report([Path(p) for p in table["demo"]["runs"].values()], n_boot=2000)
     base_setting = next(s for s in report["settings"] if s["role"] == "base")
     layers = base_setting["routing"]["benchmarks"][0]["layers"]
-    rows = {r["setting"]: r for r in demo.table["summary"]}
-    perception = demo.table["perception"]
+    rows = {r["setting"]: r for r in table["summary"]}
+    perception = table["perception"]
     result = {
         "organism": str(organism), "weights_sha256": card.get("weights_sha256"), "n_pairs": rows["plain"]["n_pairs"],
-        "summary": demo.table["summary"], "perception": perception,
+        "summary": table["summary"], "perception": perception,
         "jsd": [{"layer": layer["site"], "in_band": layer["in_band"], "mean": layer["jsd_mean"],
                  "ci": [layer["ci_low"], layer["ci_high"]]} for layer in layers],
         "experts": {"planted_D": planted, "demo": experts_by_layer(identified), "cli": experts_by_layer(cli_set)},
-        "suppress": suppressed, "wall_s": {"demo": round(demo_wall, 1), "experts_cli": round(cli_wall, 1)},
+        "suppress": suppressed, "planted": on_d,
+        "wall_s": {"demo": round(demo_wall, 1), "experts_cli": round(cli_wall, 1)},
     }
     write_json_atomic(out / "item3.json", result)
 
@@ -129,6 +146,11 @@ def main() -> int:
         f"| identified experts suppressed: text cost [95% CI] (causal check) | {ci(suppressed['text_cost'])} "
         f"(image {ci(suppressed['gain'])}) |",
     ]
+    if on_d:
+        lines += [f"| soft λ 1 on the planted D: gain [95% CI] / text cost | {ci(on_d['soft']['gain'])} / "
+                  f"{ci(on_d['soft']['text_cost'])} |",
+                  f"| planted D suppressed: text cost [95% CI] (causal check) | {ci(on_d['suppress']['text_cost'])} "
+                  f"(image {ci(on_d['suppress']['gain'])}) |"]
     write_text_atomic(out / "item3.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"demo wall {demo_wall:.0f} s, experts CLI {cli_wall:.0f} s")
