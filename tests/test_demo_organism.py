@@ -137,3 +137,20 @@ def test_the_organism_demo_end_to_end(toy_organism: Path, tmp_path: Path) -> Non
     (plain_results,) = (out / "runs" / "plain").rglob("*_results.json")
     assert set(json.loads(plain_results.read_text())["results"]) >= {"rd_organism_img", "rd_organism_txt",
                                                                       "rd_organism_see"}
+
+
+def test_the_demo_runs_the_shipped_organism_by_default(tmp_path: Path) -> None:
+    from rd_eval.commands.demo import demo_model, shipped_organism_dir
+    from rd_eval.organism.benchmark import heldout_problems
+    from rd_eval.organism.prompts import user_text
+
+    said: list[str] = []
+    model = demo_model(DemoConfig(out_dir=tmp_path), tmp_path, said.append)
+    assert model.checkpoint == shipped_organism_dir() and said == [f"[1/5] using the shipped model organism "
+                                                                     f"{shipped_organism_dir()}"]
+    assert (model.model_id, model.benchmark, model.see_task, model.controls, model.batch_size) == (
+        "rd_qwen3_vl_moe", "rd_organism", "rd_organism_see", True, 64)
+    assert model.model_args.endswith(",min_pixels=4096,max_pixels=65536")
+    # Domain probes: the organism's text form of validation problems, never an evaluated (held-out) one.
+    assert len(model.domain_probe) == 20
+    assert not set(model.domain_probe) & {user_text(p, "txt") for p in heldout_problems()}

@@ -46,7 +46,7 @@ DEMO_TASK = "rd_demo"
 ORGANISM_TASK = "rd_organism"  # the group of rd_organism_img and rd_organism_txt
 ORGANISM_SEE_TASK = "rd_organism_see"
 DEMO_MODELS = ("organism", "random", "pretrained")
-DEFAULT_MODEL = "random"  # switches to "organism" once its weights ship in the package
+DEFAULT_MODEL = "organism"
 # Domain probes come from the same generator with another seed: never the evaluated items.
 DOMAIN_PROBE_SEED_OFFSET = 1000
 # The organism's whole held-out split fits a few batches: fewer, larger generate calls are what keeps it fast.
@@ -117,11 +117,10 @@ def tasks_dir() -> Path:
 
 
 def shipped_organism_dir() -> Path:
-    """Where the package keeps the trained organism (model files and card)."""
-    spec = importlib_util.find_spec("rd_eval.organism")
-    if spec is None or not spec.submodule_search_locations:
-        raise DemoError("rd-eval's organism package (rd_eval.organism) is not installed; reinstall rd-eval")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    """Where the package keeps the trained organism (model files, organism.json and its model card)."""
+    from rd_eval.organism.shipped import SHIPPED_DIR
+
+    return SHIPPED_DIR
 
 
 def check_writable(folder: Path) -> Path:
