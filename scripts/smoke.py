@@ -1,7 +1,7 @@
 """A fast smoke subset of rd-eval, run inside whatever environment runs this file (scripts/check_newest.py runs it in
 the scratch environment of the newest allowed versions):
 
-1. `rd-eval demo` on a slice of the embedded benchmark;
+1. `rd-eval demo` (the shipped model organism) on a slice of its held-out benchmark `rd_organism`;
 2. one `python -m lmms_eval` run per model family (its tiny checkpoint, in a folder named like a training step, a few
    documents, a few tokens), each checked through rd-eval's lmms-eval runner: exit 0, no logged error, results written;
 3. the routing contract tests (tests/test_family_contract.py, tests/test_routing.py).
