@@ -71,7 +71,8 @@ def test_domain_expert_set_records_method_and_band(tmp_path: Any) -> None:
                                    method={"domain_probe": "gsm8k", "n": 20})
     assert expert_set.kind == "domain" and expert_set.model == "tiny/model"
     assert expert_set.method == {"statistic": "delta_phi = phi(domain) - phi(general)", "top_n": 2,
-                                 "band_layers": [0, 2], "domain_probe": "gsm8k", "n": 20}
+                                 "band_layers": [0, 2], "domain_probe": "gsm8k", "n": 20,
+                                 "delta_phi": np.round(DELTA, 6).tolist()}
     assert expert_set.experts_by_site_key() == {(0, ""): (1, 2), (2, ""): (2, 5)}
     np.testing.assert_allclose([s for le in expert_set.layers for s in le.scores], [0.3, 0.3, 0.4, 0.3])
     assert ExpertSet.load(expert_set.save(tmp_path / "domain.json")) == expert_set

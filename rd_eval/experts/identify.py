@@ -110,11 +110,14 @@ def _delta_expert_set(kind: str, statistic: str, plus: np.ndarray, minus: np.nda
     """The experts of ΔΦ = `plus` − `minus` ([site rows, experts]) with ΔΦ > 0, top-N per site of the band."""
     if plus.shape != minus.shape:
         raise ValueError(f"Φ shapes differ: {names[0]} {plus.shape} vs {names[1]} {minus.shape}")
-    layers = top_positive_experts(plus - minus, band, top_n, sites)
+    delta = plus - minus
+    layers = top_positive_experts(delta, band, top_n, sites)
     return ExpertSet(model=model, kind=kind, layers=layers, sites=sites,
                      method={"statistic": statistic,
                              "top_n": top_n if top_n is not None else "top_k of each site",
-                             "band_layers": [int(b) for b in band], **method})
+                             "band_layers": [int(b) for b in band], **method,
+                             # every site x expert, not only the chosen: what the report's heatmap draws
+                             "delta_phi": np.round(delta, 6).tolist()})
 
 
 def domain_expert_set(phi_domain: np.ndarray, phi_general: np.ndarray, *, band: Sequence[int], top_n: int | None,
