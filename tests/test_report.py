@@ -244,7 +244,10 @@ def test_cli_markdown_to_stdout_and_files(runs: tuple[Path, str], tmp_path: Path
     assert main(["report", root, "--n-boot", str(N_BOOT), "--format", "html", "--out", str(out)]) == 0
     page = (out / "report.html").read_text(encoding="utf-8")
     assert 'src="data:image/png;base64,' in page and "http://" not in page
-    assert capsys.readouterr().out.strip() == f"Written: {out / 'report.html'}"
+    plots = out / "plots"
+    assert capsys.readouterr().out.strip().splitlines() == [
+        f"Written: {out / 'report.html'}",
+        f"Written: {plots / 'gain_vs_lambda.png'}", f"Written: {plots / 'routing_jsd_rd_syn.png'}"]
     assert main(["report", root, "--n-boot", str(N_BOOT), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["format"] == "rd-eval.report"
     assert main(["report", root, "--n-boot", str(N_BOOT), "--format", "csv", "--out", str(out)]) == 0

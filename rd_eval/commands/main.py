@@ -81,28 +81,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 REPORT_EXTENSIONS = {"md": "md", "csv": "csv", "json": "json", "html": "html"}
+PLOTS_FOLDER = "plots"  # report --out DIR: DIR/report.<ext> and DIR/plots/*.png
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from rd_eval.fileio.jsonio import write_text_atomic
-    from rd_eval.reports.report import build_report, to_csv, to_html, to_json, to_markdown
+    from rd_eval.rendering.plots import write_png
+    from rd_eval.reports.report import build_report, plots, to_csv, to_html, to_json, to_markdown
 
     run_dirs = [require_input(p, "RUN_DIR") for p in args.run_dirs]
-    target = None
+    experts = require_input(args.experts, "--experts") if args.experts is not None else None
+    target = folder = None
     if args.out is not None or args.format == "html":
         folder = check_output_dir(args.out, "--out") if args.out is not None else Path(".")
         target = check_output_file(folder / f"report.{REPORT_EXTENSIONS[args.format]}", "--out")
-    report = build_report(run_dirs, scope=args.scope, n_boot=args.n_boot, seed=args.seed)
-    render = {"md": to_markdown, "csv": to_csv, "json": to_json, "html": to_html}[args.format]
-    text = render(report)
+    report = build_report(run_dirs, scope=args.scope, n_boot=args.n_boot, seed=args.seed, experts=experts)
+    drawn = plots(report) if folder is not None else None
+    if args.format == "html":
+        text = to_html(report, drawn)
+    else:
+        text = {"md": to_markdown, "csv": to_csv, "json": to_json}[args.format](report)
     if args.format == "md":
         print(text, end="")
-    if target is None and args.format in ("csv", "json"):
-        print(text, end="")
+    if target is None or folder is None or drawn is None:
+        if args.format in ("csv", "json"):
+            print(text, end="")
         return 0
-    if target is not None:
-        written = write_text_atomic(target, text)
-        print(f"Written: {written}", file=sys.stderr if args.format == "md" else sys.stdout)
+    say = sys.stderr if args.format == "md" else sys.stdout
+    print(f"Written: {write_text_atomic(target, text)}", file=say)
+    for plot in drawn:  # the plots as files too, beside the report: DIR/plots/<what it shows>.png
+        print(f"Written: {write_png(folder / PLOTS_FOLDER, plot.stem, plot.png)}", file=say)
     return 0
 
 
@@ -221,7 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="lmms-eval --output_path folder(s) or results files")
     p.add_argument("--format", choices=sorted(REPORT_EXTENSIONS), default="md",
                    help="md (printed; also DIR/report.md with --out), csv, json, html (always a file)")
-    p.add_argument("--out", default=None, metavar="DIR", help="write DIR/report.<ext> (html default: current folder)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write DIR/report.<ext> and the plots as DIR/plots/*.png (html default: current folder)")
+    p.add_argument("--experts", default=None, metavar="FILE",
+                   help="expert set JSON (rd-eval experts) whose ΔΦ heatmap to draw (default: the sets the runs' "
+                        "intervention specs steer)")
     p.add_argument("--scope", default=DEFAULT_PAIR_SCOPE, choices=SCOPES_DEFAULT_FIRST,
                    help="token scope of the pair divergence (default prompt)")
     p.add_argument("--n-boot", type=int, default=10000, help="bootstrap resamples (default 10000)")

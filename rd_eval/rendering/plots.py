@@ -5,61 +5,44 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["figure_png", "gap_bars", "routing_plots"]
+__all__ = ["figure_bytes", "figure_png", "gap_bars", "write_png"]
+
+FIGSIZE = (7.5, 3.6)  # inches at 100 dpi: 750 x 360 pixels
 
 
-def figure_png(draw: Callable[[Any], None]) -> str:
-    """A matplotlib figure drawn by `draw(fig)` as base64 PNG (Agg backend: no display, no global pyplot state)."""
+def figure_bytes(draw: Callable[[Any], None], *, figsize: tuple[float, float] = FIGSIZE) -> bytes:
+    """A matplotlib figure drawn by `draw(fig)` as PNG bytes (Agg backend: no display, no global pyplot state;
+    no timestamp in the file, so equal figures give equal bytes)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 3.6), dpi=100)
+    fig = Figure(figsize=figsize, dpi=100)
     FigureCanvasAgg(fig)
     draw(fig)
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
 
 
-def routing_plots(report: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(caption, base64 PNG) per benchmark: pair JSD per layer with CI band, and the separation curve."""
-    by_bench: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
-    for s in report["settings"]:
-        for b in (s.get("routing") or {}).get("benchmarks", []):
-            by_bench.setdefault(b["benchmark"], []).append((s["label"], b))
-    plots = []
-    for name, entries in sorted(by_bench.items()):
-        def draw(fig: Any, entries: list[tuple[str, Mapping[str, Any]]] = entries) -> None:
-            ax_jsd, ax_sep = fig.subplots(1, 2)
-            for label, b in entries:
-                sites = [layer["site"] for layer in b["layers"]]
-                mean = [np.nan if v is None else v for v in (layer["jsd_mean"] for layer in b["layers"])]
-                low = [np.nan if v is None else v for v in (layer["ci_low"] for layer in b["layers"])]
-                high = [np.nan if v is None else v for v in (layer["ci_high"] for layer in b["layers"])]
-                (line,) = ax_jsd.plot(sites, mean, marker="o", label=label)
-                ax_jsd.fill_between(sites, low, high, color=line.get_color(), alpha=0.2)
-                sep = [np.nan if layer["separation"] is None else layer["separation"] for layer in b["layers"]]
-                ax_sep.plot(sites, sep, marker="s", label=label)
-            band = entries[0][1]["band_sites"]
-            for ax in (ax_jsd, ax_sep):
-                if band:
-                    ax.axvspan(min(band) - 0.5, max(band) + 0.5, color="grey", alpha=0.12, label="middle band")
-                ax.set_xlabel("MoE layer (site)")
-                ax.set_ylim(bottom=0)
-                ax.grid(alpha=0.3)
-            ax_jsd.set_ylabel("JSD img vs txt (bits)")
-            ax_jsd.set_title("Pair routing divergence", fontsize=10)
-            ax_sep.set_ylabel("JSD image vs text tokens (bits)")
-            ax_sep.set_title("Visual vs text routing separation", fontsize=10)
-            ax_jsd.legend(fontsize=7)
+def figure_png(draw: Callable[[Any], None], *, figsize: tuple[float, float] = FIGSIZE) -> str:
+    """:func:`figure_bytes` as base64 text, for an HTML page's data: URI."""
+    return base64.b64encode(figure_bytes(draw, figsize=figsize)).decode("ascii")
 
-        plots.append((f"{name}: routing divergence by layer", figure_png(draw)))
-    return plots
+
+def write_png(folder: Path, stem: str, png: bytes) -> Path:
+    """`png` written to ``folder/<stem>.png`` (folder made if missing); `stem` must be a plain file name."""
+    if not stem or Path(stem).name != stem or stem.startswith("."):
+        raise ValueError(f"plot file name {stem!r} invalid; need a plain file name without folders")
+    path = Path(folder) / f"{stem}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
+    return path
 
 
 def gap_bars(labels: Sequence[str], gaps: Mapping[str, Sequence[float | None]]) -> str:

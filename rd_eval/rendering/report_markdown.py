@@ -46,16 +46,20 @@ def report_markdown(report: Mapping[str, Any]) -> str:
         f"- Inputs: {', '.join(f'`{p}`' for p in report['inputs'])}",
         f"- Token scope for pair divergence: `{report['scope']}`; middle band = MoE-layer fractions {lo}-{hi}; "
         f"{level}% percentile bootstrap CIs over pairs ({report['n_boot']} resamples, seed {report['seed']}).",
-        "- Settings (model id, checkpoint, intervention hash; `none` = plain):",
+        "- Settings (what each is; then model id, checkpoint and intervention hash, `none` = plain):",
     ]
+    names = {s["key"]: s["name"] for s in report["settings"]}
     for s in report["settings"]:
-        extra = f", compared with `{s['base']}`" if s.get("base") else (
+        extra = f", compared with {names[s['base']]}" if s.get("base") else (
             ", no plain run of this model to compare with" if s["role"] == "no_base" else "")
-        lines.append(f"  - `{s['key']}`: {len(s['runs'])} run(s), {s['n_samples']} samples{extra}")
+        lines.append(f"  - {s['name']} (`{s['key']}`): {len(s['runs'])} run(s), {s['n_samples']} samples{extra}")
         lines += [f"    - {note}" for note in s.get("routing_notes", ())]
         if (s.get("flips") or {}).get("overall", {}).get("no_op"):
             lines.append(f"    - **{NO_OP}**")
     lines += [f"- Not reported: {note}" for note in report.get("notes", ())]
+    lines += [f"- No ΔΦ heatmap of the {e['kind']} expert set from {e['source']}: it records only the chosen "
+              "experts' scores (identified before rd-eval recorded the full ΔΦ; run `rd-eval experts` again)"
+              for e in report.get("expert_sets", ()) if not e.get("delta_phi")]
     lines += provenance_markdown(report.get("data_sources"))
     for s in report["settings"]:
         title = f"Gaps: {s['label']}" + (" vs plain" if s["role"] == "intervened" else "")

@@ -31,14 +31,15 @@ def json_safe(obj: Any) -> Any:
 
 
 CSV_COLUMNS = (
-    "model_id", "checkpoint", "intervention", "role", "benchmark",
+    "model_id", "checkpoint", "intervention", "setting", "role", "benchmark",
     "n_pairs", "acc_img", "acc_txt", "gap", "gap_ci_low", "gap_ci_high", "gap_p_mcnemar",
     "gain", "gain_ci_low", "gain_ci_high", "text_cost", "recovery", "flip_rate",
     "routing_n_pairs", "corr_r", "corr_p",
     "site", "in_band", "jsd_mean", "jsd_ci_low", "jsd_ci_high", "separation",
 )
 CSV_DOC = """One row per setting x benchmark x MoE site (site columns empty when the setting has no routing records).
-model_id, checkpoint, intervention: the setting (intervention 'none' = plain); role: base / intervened / no_base.
+model_id, checkpoint, intervention: the setting (intervention 'none' = plain, else the spec's content hash);
+setting: what it is ("plain", "soft λ=1, domain experts, band 0.25–0.75"); role: base / intervened / no_base.
 n_pairs, acc_img, acc_txt, gap, gap_ci_low, gap_ci_high, gap_p_mcnemar: this setting's own gap (percent,
 points; gap = acc_txt - acc_img) over pairs complete in both forms.
 gain, gain_ci_low, gain_ci_high, text_cost, recovery: intervened vs the plain setting (points), intervened rows only.
@@ -61,7 +62,7 @@ def _csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
             effect = row.get("effect") if s["role"] == "intervened" else None
             base = {
                 "model_id": s["model_id"], "checkpoint": s["checkpoint"], "intervention": s["intervention"],
-                "role": s["role"], "benchmark": row["benchmark"], "n_pairs": run["n_pairs"],
+                "setting": s["name"], "role": s["role"], "benchmark": row["benchmark"], "n_pairs": run["n_pairs"],
                 "acc_img": run["acc_img"], "acc_txt": run["acc_txt"], "gap": run["gap"]["diff"],
                 "gap_ci_low": run["gap"]["ci_low"], "gap_ci_high": run["gap"]["ci_high"],
                 "gap_p_mcnemar": run["gap"]["p_mcnemar"],

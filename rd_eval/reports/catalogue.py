@@ -2,7 +2,10 @@
 
 A *setting* is one (lmms-eval model id, checkpoint, intervention hash); the hash is ``"none"`` for a plain run,
 otherwise the content hash of the intervention spec named in the run's ``model_args`` (the same hash the adapter
-puts in routing records and in the routing folder's name). ``model_args`` are read with lmms-eval's own parser
+puts in routing records and in the routing folder's name). Tables and plots name a setting by what it is
+(``RunSetting.name``: "plain", "soft λ=1, domain experts, band 0.25–0.75", :mod:`rd_eval.routing.describe`), read
+from the spec its runs' ``model_args`` name; a spec no longer readable (or changed since: its hash differs) is
+named "intervention spec not readable here (<hash>)". ``model_args`` are read with lmms-eval's own parser
 (:mod:`rd_eval.vocabulary.model_args`), so the catalogue sees the values the adapter saw.
 
 A run's routing records are in ``<output_path>/rd_routing/<checkpoint>__<hash>/`` (``routing_rank*.jsonl`` +
@@ -27,8 +30,10 @@ import pandas as pd
 
 from rd_eval.fileio.jsonio import canonical_hash
 from rd_eval.lmms.runs import ROUTING_SHARD_GLOB, RunRecord, find_runs, load_paired_samples
+from rd_eval.routing.describe import PLAIN, setting_names
 from rd_eval.routing.records import RecordOwner, checkpoint_label, select_records
 from rd_eval.routing.shards import merge_routing_records
+from rd_eval.routing.spec import InterventionSpec
 from rd_eval.vocabulary.model_args import model_arg_text, parse_model_args, pretrained_of
 
 __all__ = [
@@ -80,6 +85,8 @@ class RunSetting:
     routing_dirs: tuple[Path, ...]
     routing_sources: tuple[RoutingSource, ...] = ()
     routing_notes: tuple[str, ...] = ()
+    spec: InterventionSpec | None = None  # None: plain, or a spec not readable here (see `name`)
+    name: str = PLAIN  # what the setting is, in words (module doc); unique among the catalogue's settings
 
     @property
     def key(self) -> str:
@@ -91,8 +98,8 @@ class RunSetting:
 
     @property
     def label(self) -> str:
-        """``<checkpoint> [plain]`` or ``<checkpoint> [<intervention hash>]``."""
-        return f"{self.checkpoint} [{'plain' if self.plain else self.intervention}]"
+        """``<checkpoint> [<name>]``: ``tiny [plain]``, ``tiny [soft λ=1, domain experts, band 0.25–0.75]``."""
+        return f"{self.checkpoint} [{self.name}]"
 
     @property
     def results_files(self) -> str:
@@ -376,6 +383,8 @@ def _find_settings(run_dirs: Sequence[Path], cache: RoutingCache) -> tuple[RunSe
         found_setting = _resolve_setting(run, cache)
         key = (run.model, found_setting.checkpoint, found_setting.intervention)
         grouped.setdefault(key, []).append((run, found_setting))
+    specs = {key[2]: _spec_of([run for run, _ in members], key[2]) for key, members in grouped.items()}
+    names = setting_names({h: spec for h, spec in specs.items() if h == NO_INTERVENTION or spec is not None})
     settings = []
     # Plain setting of each model first, then its interventions.
     order = sorted(grouped, key=lambda k: (k[0], k[1], k[2] != NO_INTERVENTION, k[2]))
@@ -384,9 +393,29 @@ def _find_settings(run_dirs: Sequence[Path], cache: RoutingCache) -> tuple[RunSe
         sources = tuple(dict.fromkeys(r.routing for _, r in members if r.routing is not None))
         folders = tuple(dict.fromkeys(source.folder for source in sources))
         notes = tuple(dict.fromkeys(r.note for _, r in members if r.note))
+        name = names.get(intervention, f"intervention spec not readable here ({intervention})")
         settings.append(RunSetting(model_id, checkpoint, intervention, tuple(run for run, _ in members), folders,
-                                   sources, notes))
+                                   sources, notes, specs[intervention], name))
     return tuple(settings)
+
+
+def _spec_of(runs: Sequence[RunRecord], intervention: str) -> InterventionSpec | None:
+    """The intervention spec of a setting, from the first of its runs whose model_args name a spec readable here
+    with the setting's hash (a spec file changed since the run is not the run's spec); None: plain or unreadable."""
+    if intervention == NO_INTERVENTION:
+        return None
+    from rd_eval.fileio.jsonio import JsonFileError
+    from rd_eval.routing.settings import pop_routing_settings
+    from rd_eval.routing.spec import SpecError
+
+    for run in runs:
+        try:
+            spec = pop_routing_settings(_model_args(run)).intervention
+        except (SpecError, JsonFileError, ValueError, OSError):
+            continue
+        if spec is not None and spec.content_hash() == intervention:
+            return spec
+    return None
 
 
 @dataclass(frozen=True)

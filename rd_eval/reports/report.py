@@ -14,6 +14,13 @@ the adapter puts in routing records and in the routing folder's name). Per setti
   :mod:`rd_eval.analysis.routing_divergence` defines them;
 - ``flips`` (intervened settings): the intervention's measured effect on routing (:mod:`rd_eval.analysis.flips`).
 
+Each setting is named by what it is (``name``, :mod:`rd_eval.routing.describe`; its hash stays in
+``intervention``) and, when its spec is readable, described field by field (``setting``: mode, λ, band, scope, seed,
+the expert set's hash and the name with λ left open, ``family``, shared by the settings of a λ sweep).
+``expert_sets``: the expert set given as ``experts=`` (``rd-eval report --experts FILE``), else every distinct set
+the intervened settings' specs steer: its full ΔΦ matrix (site x expert, when identification recorded it) and the
+chosen experts' cells, for the heatmap.
+
 Renderers (:mod:`rd_eval.rendering`): :func:`to_markdown`, :func:`to_csv`, :func:`to_json`, :func:`to_html`
 (self-contained, plots embedded as base64 PNG). Bad input raises :class:`ReportInputError` naming the file and
 what is valid.
@@ -29,18 +36,22 @@ from rd_eval.analysis import flips
 from rd_eval.analysis.gaps import compare_runs
 from rd_eval.analysis.routing_divergence import BAND_FRACTIONS, LEVEL, RoutingDataError, setting_routing
 from rd_eval.data import provenance as data_provenance
+from rd_eval.fileio.jsonio import JsonFileError, canonical_hash
 from rd_eval.lmms.runs import unfinished_run_message
 from rd_eval.rendering.html import html_page
-from rd_eval.rendering.plots import routing_plots
 from rd_eval.rendering.report_markdown import report_markdown
+from rd_eval.rendering.report_plots import ReportPlot, report_plots
 from rd_eval.rendering.report_tables import json_safe, report_csv, report_json
 from rd_eval.reports.catalogue import CatalogueError, RunCatalogue, RunSetting, SettingSamples, open_catalogue
+from rd_eval.routing.describe import describe_family
+from rd_eval.routing.spec import ExpertSet, InterventionSpec, SpecError
 from rd_eval.vocabulary.scopes import DEFAULT_PAIR_SCOPE, SCOPE_MEMBERS, SCOPES_DEFAULT_FIRST
 
 __all__ = [
     "REPORT_FORMAT",
     "ReportInputError",
     "build_report",
+    "plots",
     "to_csv",
     "to_html",
     "to_json",
@@ -105,6 +116,8 @@ def _setting_entry(catalogue: RunCatalogue, setting: RunSetting, samples: Mappin
         "checkpoint": setting.checkpoint,
         "intervention": setting.intervention,
         "label": setting.label,
+        "name": setting.name,
+        "setting": _setting_fields(setting.spec),
         "role": role,
         "base": base_key,
         "runs": [
@@ -121,10 +134,79 @@ def _setting_entry(catalogue: RunCatalogue, setting: RunSetting, samples: Mappin
     }
 
 
+def _experts_hash(experts: ExpertSet) -> str:
+    return canonical_hash(experts.to_json())
+
+
+def _setting_fields(spec: InterventionSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    return {"mode": spec.mode, "lambda": spec.strength, "band": spec.band.to_json(), "token_scope": spec.token_scope,
+            "seed": spec.seed, "std_correction": spec.std_correction, "experts_kind": spec.experts.kind,
+            "experts": _experts_hash(spec.experts), "family": describe_family(spec)}
+
+
+def _delta_phi(experts: ExpertSet, n_rows: int, source: str) -> list[list[float]] | None:
+    """The set's full ΔΦ [site rows][experts] from its method, checked; None when identification did not record it."""
+    delta = experts.method.get("delta_phi")
+    if delta is None:
+        return None
+    ok = isinstance(delta, list) and delta and all(isinstance(row, list) and row for row in delta)
+    if ok:
+        widths = {len(row) for row in delta}
+        ok = len(widths) == 1 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                      for row in delta for v in row)
+    if not ok or (n_rows and len(delta) != n_rows):
+        raise ReportInputError(f"{source}: method.delta_phi must be a [site rows][experts] list of numbers"
+                               + (f" with {n_rows} rows (the set's site table)" if n_rows else ""))
+    return [[float(v) for v in row] for row in delta]
+
+
+def _expert_set_entry(experts: ExpertSet, source: str, used_by: Sequence[str]) -> dict[str, Any]:
+    """What the heatmap draws: ΔΦ per site row x expert, the rows' labels and the chosen (row, expert) cells."""
+    table = experts.sites
+    delta = _delta_phi(experts, len(table.rows) if table is not None else 0, source)
+    if table is not None:
+        labels = [row.label() for row in table.rows]
+        row_of = {(r.moe_index, r.group): r.site for r in table.rows}
+    else:  # a version 1 set: row i is MoE layer i
+        labels = [str(i) for i in range(len(delta))] if delta is not None else []
+        row_of = {(i, ""): i for i in range(len(labels))}
+    chosen = []
+    for layer in experts.layers:
+        row = row_of.get((layer.moe_index, layer.group))
+        if delta is not None and (row is None or any(e >= len(delta[0]) for e in layer.experts)):
+            raise ReportInputError(f"{source}: chosen experts of MoE layer {layer.moe_index} are outside its "
+                                   f"method.delta_phi ({len(delta)} rows x {len(delta[0])} experts)")
+        chosen += [[row, e] for e in layer.experts if row is not None]
+    return {"hash": _experts_hash(experts), "kind": experts.kind, "model": experts.model, "source": source,
+            "used_by": list(used_by), "site_labels": labels, "delta_phi": delta, "chosen": chosen,
+            "band_layers": experts.method.get("band_layers")}
+
+
+def _expert_sets(catalogue: RunCatalogue, experts: Path | None) -> list[dict[str, Any]]:
+    """The given expert set, else each distinct set the intervened settings steer (with the settings using it)."""
+    if experts is not None:
+        try:
+            given = ExpertSet.load(experts)
+        except (SpecError, JsonFileError) as exc:
+            raise ReportInputError(f"--experts: {exc}") from None
+        users = [s.name for s in catalogue.settings if s.spec is not None and s.spec.experts == given]
+        return [_expert_set_entry(given, str(experts), users)]
+    found: dict[str, tuple[ExpertSet, list[str]]] = {}
+    for setting in catalogue.settings:
+        if setting.spec is not None:
+            entry = found.setdefault(_experts_hash(setting.spec.experts), (setting.spec.experts, []))
+            entry[1].append(setting.name)
+    return [_expert_set_entry(s, f"the intervention spec of {users[0]}", users) for s, users in found.values()]
+
+
 def build_report(
-    run_dirs: Sequence[Path], *, scope: str = DEFAULT_PAIR_SCOPE, n_boot: int = 10000, seed: int = 0
+    run_dirs: Sequence[Path], *, scope: str = DEFAULT_PAIR_SCOPE, n_boot: int = 10000, seed: int = 0,
+    experts: Path | None = None,
 ) -> dict[str, Any]:
-    """The report of every run under ``run_dirs`` as a JSON-serialisable dict (layout in the module doc)."""
+    """The report of every run under ``run_dirs`` as a JSON-serialisable dict (layout in the module doc);
+    `experts`: the expert set file whose ΔΦ heatmap to show (default: the sets the runs' specs steer)."""
     _check_options(scope, n_boot, seed)
     if isinstance(run_dirs, (str, Path)) or not run_dirs:
         raise ReportInputError("run_dirs must be a non-empty list of run folders")
@@ -136,6 +218,7 @@ def build_report(
         settings = [_setting_entry(catalogue, s, samples, scope=scope, n_boot=n_boot, seed=seed,
                                    boot_weights=boot_weights) for s in catalogue.settings]
         notes = [unfinished_run_message([folder]) for folder in catalogue.unfinished_routing()]
+        expert_sets = _expert_sets(catalogue, experts)
     except (CatalogueError, RoutingDataError) as exc:
         raise ReportInputError(str(exc)) from None
     return json_safe({
@@ -149,6 +232,7 @@ def build_report(
         "level": LEVEL,
         "band": {"fractions": list(BAND_FRACTIONS)},
         "settings": settings,
+        "expert_sets": expert_sets,
         "data_sources": data_provenance.report_rows(catalogue.settings),
     })
 
@@ -184,8 +268,15 @@ th{background:#f2f2f2}td{text-align:right}code{background:#f4f4f4;padding:0 3px}
 img{max-width:100%}figcaption{font-size:.9em;color:#555}"""
 
 
-def to_html(report: Mapping[str, Any]) -> str:
-    """One self-contained HTML page (tables + base64 PNG plots; no external resources)."""
+def plots(report: Mapping[str, Any]) -> list[ReportPlot]:
+    """The report's plots (:func:`rd_eval.rendering.report_plots.report_plots`): PNG files and the HTML's figures."""
+    return report_plots(_checked(report))
+
+
+def to_html(report: Mapping[str, Any], figures: Sequence[ReportPlot] | None = None) -> str:
+    """One self-contained HTML page (tables + base64 PNG plots; no external resources). `figures`: the report's
+    plots when already drawn (for the PNG files), else drawn here."""
     report = _checked(report)
-    return html_page("rd-eval report", report_markdown(report), style=_STYLE, figures=routing_plots(report),
-                     figures_heading="Plots")
+    drawn = plots(report) if figures is None else figures
+    return html_page("rd-eval report", report_markdown(report), style=_STYLE,
+                     figures=[(p.caption, p.base64()) for p in drawn], figures_heading="Plots")

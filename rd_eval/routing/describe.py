@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from rd_eval.fileio.jsonio import canonical_hash
 from rd_eval.routing.spec import EXPERT_KINDS, InterventionSpec, LayerBand, SpecError
 
-__all__ = ["PLAIN", "describe_band", "describe_setting", "setting_names"]
+__all__ = ["PLAIN", "describe_band", "describe_family", "describe_setting", "setting_names"]
 
 PLAIN = "plain"
 DEFAULT_FRACTIONS = LayerBand().fractions
@@ -49,11 +49,19 @@ def describe_setting(spec: InterventionSpec | None, *, experts_kind: str | None 
     """
     if spec is None:
         return PLAIN
+    return _describe(spec, experts_kind, f"λ={_number(spec.strength)}")
+
+
+def describe_family(spec: InterventionSpec, *, experts_kind: str | None = None) -> str:
+    """The name with λ left open ("soft λ=…, domain experts, band 0.25–0.75"): what settings of a λ sweep share."""
+    return _describe(spec, experts_kind, "λ=…")
+
+
+def _describe(spec: InterventionSpec, experts_kind: str | None, strength: str) -> str:
     kind = spec.experts.kind if experts_kind is None else experts_kind
     if kind not in EXPERT_KINDS:
         raise SpecError(f"experts_kind {kind!r} invalid; valid: {', '.join(EXPERT_KINDS)}")
     experts = "no experts (empty set)" if spec.experts.is_empty else f"{kind} experts"
-    strength = f"λ={_number(spec.strength)}"
     if spec.mode == "random":
         # The control draws random experts, as many per layer as the set has: the set's kind is what it mirrors.
         head = ["random control" if kind == "domain" else f"random control for {experts}", f"seed {spec.seed}",
