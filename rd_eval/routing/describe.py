@@ -84,39 +84,28 @@ def setting_names(specs: Mapping[str, InterventionSpec | None]) -> dict[str, str
     """Names for several settings, keyed as given (e.g. by content hash), no two alike for two different specs.
 
     A name :func:`describe_setting` gives to specs of different expert sets gets the set's short hash
-    ("…, experts 1a2b3c"); names still shared (specs differing in a field the name leaves out) get the spec's hash.
-    Equal specs under two keys keep one name."""
+    ("…, experts 1a2b3c"); names still shared (specs differing in a field the name leaves out, such as λ of
+    suppress) get the spec's own ("…, spec 4e5144"). Equal specs under two keys keep one name."""
     names = {key: describe_setting(spec) for key, spec in specs.items()}
-    for suffix in (_experts_suffix, _spec_suffix):
-        names = _separate(names, specs, suffix)
-    return names
+    names = _separate(names, specs, _experts_hash, "experts")
+    return _separate(names, specs, lambda spec: spec.content_hash(), "spec")
 
 
-def _experts_suffix(spec: InterventionSpec) -> str:
-    return f"experts {canonical_hash(spec.experts.to_json(), HASH_LENGTH)}"
-
-
-def _spec_suffix(spec: InterventionSpec) -> str:
-    return f"spec {spec.content_hash()[:HASH_LENGTH]}"
+def _experts_hash(spec: InterventionSpec) -> str:
+    return canonical_hash(spec.experts.to_json())
 
 
 def _separate(names: dict[str, str], specs: Mapping[str, InterventionSpec | None],
-              suffix: Callable[[InterventionSpec], str]) -> dict[str, str]:
+              identity: Callable[[InterventionSpec], str], word: str) -> dict[str, str]:
+    """`names` where settings sharing a name differ in `identity`: each gets ", <word> <identity[:6]>"."""
     by_name: dict[str, list[str]] = {}
     for key, name in names.items():
         by_name.setdefault(name, []).append(key)
     out = dict(names)
     for name, keys in by_name.items():
-        distinct = {_identity(specs[k]) for k in keys}
-        if len(distinct) < 2:
+        ids = {key: identity(spec) for key in keys if (spec := specs[key]) is not None}
+        if len(set(ids.values())) < 2:
             continue
-        for key in keys:
-            spec = specs[key]
-            if spec is not None:
-                out[key] = f"{name}, {suffix(spec)}"
+        for key, found in ids.items():
+            out[key] = f"{name}, {word} {found[:HASH_LENGTH]}"
     return out
-
-
-def _identity(spec: InterventionSpec | None) -> str:
-    return PLAIN if spec is None else spec.content_hash()
-
