@@ -169,7 +169,7 @@ def draw_flip_rates(fig: Any, entries: Sequence[tuple[str, Mapping[str, Any]]]) 
 
 def _delta_figsize(entry: Mapping[str, Any]) -> tuple[float, float]:
     rows, experts = len(entry["delta_phi"]), len(entry["delta_phi"][0])
-    return min(14.0, 3.0 + 0.12 * experts), min(12.0, 1.6 + 0.28 * rows)
+    return min(14.0, max(6.0, 3.0 + 0.12 * experts)), min(12.0, max(3.0, 1.6 + 0.28 * rows))
 
 
 def draw_delta_phi(fig: Any, entry: Mapping[str, Any]) -> None:
