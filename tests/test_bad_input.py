@@ -99,9 +99,12 @@ OUTPUT_CASES: list[tuple[str, str, tuple[str, ...]]] = [
      ("report.html", "is a folder")),
     ("report RUN_DIR ''", "report ''", ("RUN_DIR ''", "empty")),
     ("leaderboard --out ''", "leaderboard {r} --out ''", ("--out ''", "empty")),
-    ("leaderboard --out DIR", "leaderboard {r} --out {t}", ("{t}", "is a folder")),
-    ("leaderboard --out FILE/x.md", "leaderboard {r} --out {b}/x.md", ("{b}", "not a folder")),
-    ("leaderboard --format html --out DIR", "leaderboard {r} --format html --out {t}", ("{t}", "is a folder")),
+    ("leaderboard --out FILE", "leaderboard {r} --out {b}", ("{b}", "not a folder")),
+    ("leaderboard --out FILE/sub", "leaderboard {r} --out {b}/sub", ("{b}", "not a folder")),
+    ("leaderboard --out x.md (a file, as before)", "leaderboard {r} --out {t}/x.md", ("x.md", "--out is a folder")),
+    ("leaderboard --out DIR whose leaderboard.html is a folder", "leaderboard {r} --format html --out {t}/rep",
+     ("leaderboard.html", "is a folder")),
+    ("leaderboard --out DIR whose plots is a file", "leaderboard {r} --out {t}/blocked", ("plots", "not a folder")),
     ("leaderboard RESULTS_DIR ''", "leaderboard ''", ("RESULTS_DIR ''", "empty")),
     ("check --write-baseline ''", "check {r} --write-baseline ''", ("--write-baseline ''", "empty")),
     ("check --write-baseline DIR", "check {r} --write-baseline {t}", ("{t}", "is a folder")),
@@ -131,6 +134,9 @@ def test_output_paths_are_checked_before_any_work(argv: str, fragments: tuple[st
                                                   blocker: Path, tmp_path: Path, no_work: None,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "rep" / "report.html").mkdir(parents=True)
+    (tmp_path / "rep" / "leaderboard.html").mkdir()
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "plots").write_text("a file where the plots folder would be")
     (tmp_path / "keep.txt").write_text("user data")
     paths = {"r": run_dir, "b": blocker, "t": tmp_path}
     one_clear_line(argv_of(argv, **paths), capsys, *(f.format(**paths) for f in fragments))
@@ -433,10 +439,10 @@ def mode(path: Path) -> int:
 def test_written_files_follow_the_umask(run_dir: Path, tmp_path: Path) -> None:
     with umask(0o022):
         assert main(["check", str(run_dir), "--write-baseline", str(tmp_path / "b.json")]) == 0
-        assert main(["leaderboard", str(run_dir), "--out", str(tmp_path / "lb.md")]) == 0
+        assert main(["leaderboard", str(run_dir), "--format", "md", "--out", str(tmp_path / "lb")]) == 0
         assert main(["report", str(run_dir), "--n-boot", "50", "--out", str(tmp_path / "rep")]) == 0
         write_text_atomic(tmp_path / "b.json", "replaced\n")  # a replaced file too
-    for written in (tmp_path / "b.json", tmp_path / "lb.md", tmp_path / "rep" / "report.md"):
+    for written in (tmp_path / "b.json", tmp_path / "lb" / "leaderboard.md", tmp_path / "rep" / "report.md"):
         assert mode(written) == 0o644, (written, oct(mode(written)))
     with umask(0o077):
         assert mode(write_text_atomic(tmp_path / "private.json", "{}\n")) == 0o600

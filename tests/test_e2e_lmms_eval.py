@@ -110,10 +110,9 @@ def test_report_and_leaderboard_of_the_demo_run(tiny_dir: Path, tmp_path: Path) 
     html = (reports / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
     assert "rd_demo" in (reports / "report.md").read_text() and "rd_demo" in (reports / "report.csv").read_text()
-    for fmt in ("md", "csv", "html"):
-        target = tmp_path / f"leaderboard.{fmt}"
-        made = run([sys.executable, "-m", "rd_eval", "leaderboard", str(runs_dir), "--format", fmt, "--out",
-                    str(target)], tmp_path)
-        assert made.returncode == 0, made.stderr[-3000:]
-        text = target.read_text()
+    made = run([sys.executable, "-m", "rd_eval", "leaderboard", str(runs_dir), "--out", str(reports)], tmp_path)
+    assert made.returncode == 0, made.stderr[-3000:]
+    for fmt in ("md", "csv", "html"):  # --out DIR without --format: all three, beside the report
+        text = (reports / f"leaderboard.{fmt}").read_text()
         assert "rd_qwen3_vl_moe" in text and "rd_demo" in text, fmt
+    assert (reports / "plots" / "leaderboard_gap_per_setting.png").is_file()

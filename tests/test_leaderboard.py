@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import math
 from pathlib import Path
 
 import pytest
 from test_runs import results_json, sample_line
 
 from rd_eval.commands.main import main
+from rd_eval.rendering.leaderboard_html import Cell, Column, leaderboard_page
 from rd_eval.reports.leaderboard import (
+    HTML_COLUMNS,
     LeaderboardInputError,
     build_leaderboard,
+    html_rows,
+    output_paths,
     to_csv,
     to_frame,
     to_html,
@@ -100,20 +106,89 @@ def test_renderers(runs: Path) -> None:
     assert len(rows) == 4 and rows[1]["six gain"] == "20.0"
     page = to_html(board)
     assert "data:image/png;base64," in page and "<table" in page
-    assert "http" not in page.lower() and "src=\"//" not in page
+    assert "http://" not in page.lower() and "https://" not in page.lower() and "src=\"//" not in page
 
 
 def test_cli_formats_and_exit_codes(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["leaderboard", str(runs)]) == 0
     assert "n/a (2 of 6)" in capsys.readouterr().out
-    assert main(["leaderboard", str(runs), "--format", "csv", "--out", str(tmp_path / "lb.csv")]) == 0
-    assert (tmp_path / "lb.csv").read_text(encoding="utf-8").startswith("model,checkpoint,setting,")
-    assert main(["leaderboard", str(runs), "--format", "html", "--out", str(tmp_path / "lb.html")]) == 0
-    assert "data:image/png;base64" in (tmp_path / "lb.html").read_text(encoding="utf-8")
+    assert main(["leaderboard", str(runs), "--format", "csv"]) == 0
+    assert capsys.readouterr().out == to_csv(build_leaderboard([runs]))
+    assert main(["leaderboard", str(runs), "--format", "csv", "--out", str(tmp_path / "csv")]) == 0
+    assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == ["leaderboard.csv", "plots"]
+    assert (tmp_path / "csv" / "leaderboard.csv").read_text(encoding="utf-8").startswith("model,checkpoint,setting,")
     capsys.readouterr()
+    # --out DIR without --format: all three, and the chart, as `report --out DIR` writes its own plots.
+    assert main(["leaderboard", str(runs), "--out", str(tmp_path / "all")]) == 0
+    board = build_leaderboard([runs])
+    written = [Path(line.removeprefix("Written: ")) for line in capsys.readouterr().out.splitlines()]
+    assert written == [tmp_path / "all" / f"leaderboard.{fmt}" for fmt in ("md", "csv", "html")] + [
+        tmp_path / "all" / "plots" / "leaderboard_gap_per_setting.png"]
+    assert written[0].read_text(encoding="utf-8") == to_markdown(board)
+    assert written[1].read_text(encoding="utf-8") == to_csv(board)
+    page = written[2].read_text(encoding="utf-8")
+    assert page == to_html(board, page.split('src="data:image/png;base64,')[1].split('"')[0])
+    assert written[3].read_bytes() == base64.b64decode(page.split('src="data:image/png;base64,')[1].split('"')[0])
     assert main(["leaderboard", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "nowhere" in err and "Traceback" not in err
+
+
+def test_html_without_out_goes_to_the_current_folder(runs: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard", str(runs), "--format", "html"]) == 0
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
+        "leaderboard.html", "plots/leaderboard_gap_per_setting.png"]
+
+
+@pytest.mark.parametrize("name", ["lb.html", "board.MD", "x.csv"])
+def test_out_naming_a_file_as_before_is_refused(runs: Path, tmp_path: Path, name: str,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`--out lb.html` wrote that file before --out became a folder; now it says what to give instead."""
+    assert main(["leaderboard", str(runs), "--out", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(tmp_path / name)!r} names a file, but --out is a folder" in err
+    assert "DIR/leaderboard.<md|csv|html>" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+    (tmp_path / name).mkdir()  # a folder that happens to be named so is a folder
+    assert main(["leaderboard", str(runs), "--format", "md", "--out", str(tmp_path / name)]) == 0
+    assert (tmp_path / name / "leaderboard.md").is_file()
+
+
+def test_output_paths_rejects_unknown_formats(tmp_path: Path) -> None:
+    with pytest.raises(LeaderboardInputError, match=r"formats \['pdf'\] invalid; valid: one or more of md, csv"):
+        output_paths(tmp_path, ["pdf"])
+    with pytest.raises(LeaderboardInputError, match="one or more"):
+        output_paths(tmp_path, [])
+
+
+def test_html_rows(runs: Path) -> None:
+    """The page's table: a row per setting and benchmark it has, then its mean over the six (n/a where partial)."""
+    board = build_leaderboard([runs])
+    rows = [[c.text for c in row] for row in html_rows(board)]
+    assert [c.name for c in HTML_COLUMNS] == ["model", "checkpoint", "setting", "benchmark", "pairs", "img", "txt",
+                                              "gap", "gain"]
+    assert len(rows) == 2 * (6 + 1) + 2 * (2 + 1)
+    assert rows[0] == ["rd_a", "org__ckpt-a", "plain", "rd_mathvista", "10", "40.0", "70.0", "30.0", ""]
+    assert rows[6] == ["rd_a", "org__ckpt-a", "plain", "six", "60", "40.0", "70.0", "30.0", ""]
+    assert rows[7][3:] == ["rd_mathvista", "10", "60.0", "70.0", "10.0", "20.0"]
+    assert rows[-1][3:] == ["six", "20"] + ["n/a (2 of 6)"] * 4
+    assert [r[3] for r in rows[-3:]] == ["rd_mathvista", "rd_wemath", "six"]
+    values = [[c.value for c in row] for row in html_rows(board)]
+    assert values[0][4:] == [10, 40.0, 70.0, 30.0, None] and values[-1][4:] == [20, None, None, None, None]
+    # The intervened setting's spec is not readable here: named so, its hash beside, never the hash alone.
+    assert rows[7][2].startswith("intervention spec not readable here (") and rows[7][2] != board.rows[1].intervention
+
+
+def test_page_table_rejects_misshapen_rows() -> None:
+    columns = [Column("model", filterable=True), Column("gap", numeric=True)]
+    with pytest.raises(ValueError, match=r"row 1 has 1 cells for 2 columns \(model, gap\)"):
+        leaderboard_page(title="t", note="n", columns=columns, rows=[[Cell("a"), Cell("1", 1.0)], [Cell("b")]])
+    with pytest.raises(ValueError, match="at least one column"):
+        leaderboard_page(title="t", note="n", columns=[], rows=[])
+    page = leaderboard_page(title="t", note="n", columns=columns, rows=[[Cell("a"), Cell("nan", math.nan)]])
+    assert '<td class="num" data-value="">nan</td>' in page  # a non-finite number sorts as missing
 
 
 def test_no_complete_pairs(tmp_path: Path) -> None:

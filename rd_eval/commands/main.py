@@ -159,19 +159,32 @@ def _cmd_twins_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _leaderboard_folder(value: str) -> Path:
+    """``--out`` of the leaderboard: a folder, as for ``report``; a file name as before (``lb.html``) is refused."""
+    from rd_eval.reports.leaderboard import FORMATS
+
+    path = Path(value).expanduser()
+    if path.suffix.lower() in {f".{fmt}" for fmt in FORMATS} and not path.is_dir():
+        raise PathArgumentError(
+            f"--out {value!r} names a file, but --out is a folder (as for rd-eval report): --out DIR writes "
+            f"DIR/leaderboard.<{'|'.join(FORMATS)}>; e.g. --out {str(path.with_suffix('')) or '.'!r}"
+        )
+    return check_output_dir(value, "--out")
+
+
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from rd_eval.fileio.jsonio import write_text_atomic
-    from rd_eval.reports.leaderboard import build_leaderboard, render
+    from rd_eval.reports.leaderboard import FORMATS, build_leaderboard, output_paths, render, write_leaderboard
 
     results_dirs = [require_input(p, "RESULTS_DIR") for p in args.results_dirs]
-    target = None
-    if args.out is not None or args.format == "html":
-        target = check_output_file(args.out if args.out is not None else "leaderboard.html", "--out")
-    text = render(build_leaderboard(results_dirs), args.format)
-    if target is None:
-        print(text, end="")
+    if args.out is None and args.format != "html":
+        print(render(build_leaderboard(results_dirs), args.format or "md"), end="")
         return 0
-    print(f"Written: {write_text_atomic(target, text)}")
+    folder = _leaderboard_folder(args.out) if args.out is not None else Path(".")
+    formats = [args.format] if args.format else list(FORMATS)
+    for target in output_paths(folder, formats):
+        check_output_file(target, "--out")
+    for written in write_leaderboard(build_leaderboard(results_dirs), folder, formats):
+        print(f"Written: {written}")
     return 0
 
 
@@ -242,9 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", help="one row per model/checkpoint/intervention: img/txt/gap/gain")
     p.add_argument("results_dirs", nargs="+", metavar="RESULTS_DIR", help="lmms-eval --output_path folder(s)")
-    p.add_argument("--format", choices=["md", "csv", "html"], default="md",
-                   help="md or csv (printed unless --out), html (a file; default ./leaderboard.html)")
-    p.add_argument("--out", default=None, metavar="FILE", help="write the leaderboard to FILE")
+    p.add_argument("--format", choices=["md", "csv", "html"], default=None,
+                   help="md (default) or csv: printed unless --out; html: a page that sorts and filters in the "
+                        "browser (always a file)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write DIR/leaderboard.<format> (all three, md, csv and html, without --format) and the "
+                        "chart as DIR/plots/leaderboard_gap_per_setting.png (html default: the current folder)")
     p.set_defaults(func=_cmd_leaderboard)
 
     p = sub.add_parser("check", help="CI gate: compare a run with a baseline (exit 1 on a regression)")
