@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import Browser, chromium_or_fail
+from browser import Browser, BrowserError, chromium_or_fail
 from test_leaderboard import outcomes, write_run
 
 from rd_eval.commands.main import main
@@ -180,3 +180,32 @@ def test_page_reads_without_javascript(page: Path, browser: Browser) -> None:
         assert browser.evaluate("document.querySelector('#leaderboard').classList.contains('sortable')") is False
     finally:
         browser.send("Emulation.setScriptExecutionDisabled", {"value": False})
+
+
+def test_the_helper_sees_dialogs_errors_and_requests(browser: Browser, tmp_path: Path) -> None:
+    """What the page test asserts the absence of is seen when it happens (else 'no alert' would prove nothing)."""
+    other = tmp_path / "noisy.html"
+    other.write_text("<!DOCTYPE html><title>noisy</title><img src='missing.png'>"
+                     "<script>console.error('boom'); alert('hi'); undefinedName;</script>", encoding="utf-8")
+    browser.console_errors.clear()
+    browser.dialogs.clear()
+    browser.requests.clear()
+    browser.open(other.as_uri())
+    assert browser.dialogs == ["alert: hi"]
+    assert "boom" in browser.console_errors
+    assert any("undefinedName" in e for e in browser.console_errors)
+    assert (tmp_path / "missing.png").as_uri() in browser.requests
+    with pytest.raises(BrowserError, match="no element matches '#absent'"):
+        browser.click("#absent")
+    with pytest.raises(BrowserError, match="ReferenceError"):
+        browser.evaluate("alsoUndefined")
+
+
+def test_a_missing_browser_fails_with_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RD_EVAL_CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.delenv("RD_EVAL_SKIP_BROWSER", raising=False)
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install -y chromium.*RD_EVAL_SKIP_BROWSER=1"):
+        chromium_or_fail()
+    monkeypatch.setenv("RD_EVAL_SKIP_BROWSER", "1")
+    with pytest.raises(pytest.skip.Exception, match="no Chromium"):
+        chromium_or_fail()
