@@ -296,3 +296,14 @@ def test_model_args_refuse_commas_and_a_missing_spec_path(folder: Path) -> None:
     with pytest.raises(ValueError, match=r"setting soft_l0.5_b0.25-0.75 has an intervention and needs its spec"):
         setting_model_args(config.model_args, soft, None, folder)
     assert isinstance(soft.spec, InterventionSpec)
+
+
+def test_the_shipped_example_sweeps_the_organism() -> None:
+    example = Path(__file__).resolve().parents[1] / "examples" / "demo_sweep.yaml"
+    config = load_sweep_config(example, out=Path("/tmp/demo_sweep"))
+    assert parse_model_args(config.model_args)["pretrained"] == str(SHIPPED_DIR)
+    assert config.model == "rd_qwen3_vl_moe" and "rd_organism" in config.tasks
+    assert config.experts.identify is not None and config.out_dir == Path("/tmp/demo_sweep")
+    settings = expand_settings(config.settings, DOMAIN)
+    assert len(settings) >= 4 and settings[0].key == "plain"
+    assert {s.kind for s in settings} >= {"plain", "soft", "random", "suppress"}
