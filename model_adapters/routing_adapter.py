@@ -166,6 +166,11 @@ def _lmms_classes_see_one_process(cls: type) -> Iterator[None]:
             module.Accelerator = Accelerator
 
 
+# Constructor arguments lmms-eval adds from its own options (simple_evaluate's batch_size, max_batch_size, device),
+# never written in model_args.
+_LMMS_OPTION_KEYS = ("batch_size", "max_batch_size", "device")
+
+
 def _count_images(visuals: Any) -> int:
     if not visuals:
         return 0
@@ -187,8 +192,37 @@ class RoutingAdapterMixin:
     def __init__(self, pretrained: str | None = None, **model_args: Any) -> None:
         pretrained = pretrained or self.rd_default_pretrained
         settings = pop_adapter_settings(model_args, pretrained)
+        # What the loaded model was built from (routing keys aside): a later settings switch must name the same.
+        self.rd_constructed_args = MappingProxyType({"pretrained": pretrained, **model_args})
         self._rd_load_base(super().__init__, **self._rd_base_args(pretrained, model_args))
         self._rd_after_load()
+        self._rd_setup(settings, pretrained=pretrained)
+
+    def rd_apply_routing(self, model_args: str) -> None:
+        """Switch the loaded model to the routing settings of `model_args`, a full model_args string, exactly as a
+        new instance constructed from it would set them up (intervention, record_routing, routing_dir, shard).
+
+        Between evaluations only: a routing session lives within one `generate_until`, and a shard writer holds no
+        open file between batches, so the previous setting leaves nothing behind. Everything but the routing keys
+        must be what this instance was built from (keys lmms-eval adds from its own options, such as batch_size,
+        may be absent): another checkpoint or dtype needs another model load, never a silent switch.
+        """
+        kwargs = dict(lmms_utils.simple_parse_args_string(model_args))
+        pretrained = kwargs.pop("pretrained", None) or self.rd_default_pretrained
+        settings = pop_adapter_settings(kwargs, pretrained)
+        built = dict(self.rd_constructed_args)
+        differ = {key: value for key, value in {"pretrained": pretrained, **kwargs}.items()
+                  if key not in built or built[key] != value}
+        missing = sorted(set(built) - set(kwargs) - {"pretrained", *_LMMS_OPTION_KEYS})
+        if differ or missing:
+            raise ValueError(
+                f"model_args {model_args!r} cannot switch the loaded {self.rd_model_id} model: "
+                + (f"{', '.join(f'{k}={v!r}' for k, v in sorted(differ.items()))} differ from what it was built "
+                   f"with ({', '.join(f'{k}={v!r}' for k, v in sorted(built.items()))})" if differ else "")
+                + ("; " if differ and missing else "")
+                + (f"{', '.join(missing)} missing" if missing else "")
+                + "; only the routing keys may change between settings"
+            )
         self._rd_setup(settings, pretrained=pretrained)
 
     def _rd_base_args(self, pretrained: str, model_args: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from rd_eval.commands import organism
+from rd_eval.commands import organism, sweep
 from rd_eval.commands.twins import add_import_parser
 from rd_eval.fileio.outpaths import PathArgumentError, check_output_dir, check_output_file, require_input
 from rd_eval.vocabulary.scopes import DEFAULT_PAIR_SCOPE, SCOPES_DEFAULT_FIRST
@@ -317,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_experts_convert)
 
     organism.add_parser(sub)
+    sweep.add_parser(sub)
     return parser
 
 
@@ -341,10 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except (DemoError, TinyModelError, SpecError, JsonFileError, UnsupportedModelError, ReportInputError,
             ExpertsInputError, PathArgumentError,
-            LeaderboardInputError, CheckInputError, TranscribeInputError, TranscriptError, ModelArgsError) as exc:
+            LeaderboardInputError, CheckInputError, TranscribeInputError, TranscriptError, ModelArgsError,
+            *sweep.bad_input_errors()) as exc:
         print(f"rd-eval {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (DemoRunError, LmmsEvalRunError) as exc:
+    except (DemoRunError, LmmsEvalRunError, *sweep.failure_errors()) as exc:
         print(f"rd-eval {args.command}: failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
