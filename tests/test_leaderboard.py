@@ -181,6 +181,13 @@ def test_html_rows(runs: Path) -> None:
     assert rows[7][2].startswith("intervention spec not readable here (") and rows[7][2] != board.rows[1].intervention
 
 
+def test_html_rows_of_none_of_the_six(tmp_path: Path) -> None:
+    """A setting on none of the six benchmarks (the demo's rd_demo) gets no 'six' row of n/a."""
+    write_run(tmp_path, "20250101_120000", paired(("rd_demo",), 3, 8), model="rd_a", model_args="pretrained=o/c")
+    rows = [[c.text for c in row] for row in html_rows(build_leaderboard([tmp_path]))]
+    assert rows == [["rd_a", "o__c", "plain", "rd_demo", "10", "30.0", "80.0", "50.0", ""]]
+
+
 def test_page_table_rejects_misshapen_rows() -> None:
     columns = [Column("model", filterable=True), Column("gap", numeric=True)]
     with pytest.raises(ValueError, match=r"row 1 has 1 cells for 2 columns \(model, gap\)"):

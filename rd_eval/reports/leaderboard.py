@@ -190,8 +190,8 @@ HTML_COLUMNS = (
 
 
 def html_rows(board: Leaderboard) -> list[list[Cell]]:
-    """The page's rows: one per setting and benchmark it has, then its mean over the six (``n/a (k of 6)`` cells
-    where it lacks some), with the columns of :data:`HTML_COLUMNS`."""
+    """The page's rows: one per setting and benchmark it has, then, where it has any of the six, its mean over
+    them (``n/a (k of 6)`` cells where it lacks some), with the columns of :data:`HTML_COLUMNS`."""
     out = []
     for row in board.rows:
         names = [Cell(row.model_id), Cell(row.checkpoint), Cell(row.setting)]
@@ -202,6 +202,8 @@ def html_rows(board: Leaderboard) -> list[list[Cell]]:
                 out.append([*names, Cell(b), Cell(str(cell.n_pairs), cell.n_pairs), *metrics])
         mean = mean_over(row.cells, SIX_BENCHMARKS)
         present = [row.cells[b] for b in SIX_BENCHMARKS if b in row.cells]
+        if not present:
+            continue  # none of the six (the demo's own benchmark): a row of n/a says nothing
         pairs = sum(c.n_pairs for c in present)
         if mean is None:
             missing = Cell(f"n/a ({len(present)} of 6)")
