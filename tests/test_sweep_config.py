@@ -145,7 +145,10 @@ BAD: list[tuple[Any, str, str]] = [
     (changed(settings__soft={"lambda": [1, 1.0]}), r"settings\.soft\.lambda\[1\]", r"repeats an earlier value"),
     (changed(settings__soft={"bands": ["0.8-0.2"]}), r"settings\.soft\.bands\[0\]", r"band '0.8-0.2' invalid"),
     (changed(settings__soft={"bands": ["middle"]}), r"settings\.soft\.bands\[0\]", r"'middle' invalid; use fractions"),
-    (changed(settings__soft={"bands": [[0.2, 0.8]]}), r"settings\.soft\.bands\[0\]", r"give a band as text"),
+    (changed(settings__soft={"bands": [[0.2, 0.8]]}), r"settings\.soft\.bands\[0\]", r"give a band as quoted text"),
+    ("model: m\nmodel_args: pretrained=/m\ntasks: [t]\nexperts: {file: experts.json}\n"
+     "settings: {suppress: {bands: [12:13]}}\n",
+     r"settings\.suppress\.bands\[0\]", r"733 invalid; give a band as quoted text.*reads 12:13 as the number 733"),
     (changed(settings__soft={"token_scope": ["imag"]}), r"settings\.soft\.token_scope\[0\]",
      r"token scope 'imag' invalid; valid: all, prompt"),
     (changed(settings__soft={"experts": ["both"]}), r"settings\.soft\.experts\[0\]", r"valid expert kinds: domain"),
@@ -162,7 +165,10 @@ BAD: list[tuple[Any, str, str]] = [
     (changed(experts={"identify": {"n": 5}}), "experts.identify", r"missing required key\(s\) domain"),
     (changed(experts={"identify": {"domain": "gsm9k"}}), "experts.identify.domain",
      r"'gsm9k' is no probe set; valid: gsm8k"),
-    (changed(experts={"identify": {"domain": "probes/none.jsonl"}}), "experts.identify.domain", r"does not exist"),
+    (changed(experts={"identify": {"domain": "probes/none.jsonl"}}), "experts.identify.domain",
+     r"probe file .*probes/none.jsonl does not exist"),
+    (changed(experts={"identify": {"domain": "rd_demo", "general": "wiki"}}), "experts.identify.general",
+     r"'wiki' is no probe set"),
     (changed(experts={"identify": {"domain": "rd_demo", "n": 0}}), "experts.identify.n", r"need a whole number >= 1"),
     (changed(experts={"identify": {"domain": "rd_demo", "band": "1-2"}}), "experts.identify.band",
      r"band '1-2' invalid"),
@@ -220,6 +226,12 @@ def test_config_hash_follows_every_output_relevant_field_and_not_the_out_dir(fol
     # The same expert file path with other content is another config.
     ExpertSet(model="m", kind="domain", layers=(LayerExperts(1, (4,)),)).save(folder / "experts.json")
     assert load_sweep_config(write(folder, BASE)).config_hash != base
+    # So is an edited probe file of the identification.
+    (folder / "probes.jsonl").write_text('{"question": "1+1?"}\n', encoding="utf-8")
+    by_probes = changed(experts={"identify": {"domain": "probes.jsonl", "n": 1}})
+    first = load_sweep_config(write(folder, by_probes)).config_hash
+    (folder / "probes.jsonl").write_text('{"question": "2+2?"}\n', encoding="utf-8")
+    assert load_sweep_config(write(folder, by_probes)).config_hash != first
 
 
 GRID = {"plain": True,

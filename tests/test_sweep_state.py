@@ -156,6 +156,8 @@ def test_a_folder_that_is_no_sweep_is_refused(tmp_path: Path) -> None:
     (tmp_path / "busy" / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(SweepStateError, match=r"busy holds files but no sweep.json: not a sweep folder"):
         check_or_start(tmp_path / "busy", config)
+    with pytest.raises(SweepStateError, match=r"a,b contains a comma, which lmms-eval's model_args"):
+        check_or_start(tmp_path / "a,b", config)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "sweep.json").write_text("{", encoding="utf-8")
     with pytest.raises(SweepStateError, match=r"sweep.json: not valid JSON .*; delete .*bad or use a new --out"):

@@ -8,6 +8,7 @@ objects and wrapping their :class:`SpecError` with the key path, never by a seco
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,10 +56,11 @@ class IdentifyStep:
     seed: int = 0
     band: LayerBand = dataclasses.field(default_factory=LayerBand)
     token_scope: str = "prompt"
+    probe_hashes: tuple[str, ...] = ()  # content hashes of probe files (not of named sets), so edits change the hash
 
     def to_json(self) -> dict[str, Any]:
         return {"domain": self.domain, "general": self.general, "n": self.n, "seed": self.seed,
-                "band": self.band.to_json(), "token_scope": self.token_scope}
+                "band": self.band.to_json(), "token_scope": self.token_scope, "probe_hashes": list(self.probe_hashes)}
 
 
 @dataclass(frozen=True)
@@ -234,9 +236,10 @@ def _shown(value: Any) -> str:
 
 
 def _band(reader: _Reader, value: Any, key: str) -> LayerBand:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise reader.error(key, f"{_shown(value)} invalid; give a band as text: fractions like '0.25-0.75' or "
-                                "MoE-layer indices like '12:13:14'")
+    if not isinstance(value, str):
+        # YAML 1.1 reads an unquoted 12:13 as the base-60 number 733: a band must be text, so no number is guessed.
+        raise reader.error(key, f"{_shown(value)} invalid; give a band as quoted text: fractions like '0.25-0.75' "
+                                "or MoE-layer indices like '12:13:14' (unquoted, YAML reads 12:13 as the number 733)")
     try:
         return LayerBand.parse(str(value))
     except SpecError as exc:
@@ -312,22 +315,31 @@ def _load_set(reader: _Reader, path: Path, key: str, kind: str) -> str:
 def _identify(reader: _Reader, value: Any) -> IdentifyStep:
     key = "experts.identify"
     data = reader.mapping(value, key, IDENTIFY_KEYS, required=("domain",))
-    domain = reader.text(data["domain"], f"{key}.domain")
-    from rd_eval.experts.probes import PROBE_SETS
-
-    if domain not in PROBE_SETS:
-        if not (domain.endswith((".json", ".jsonl")) or "/" in domain):
-            raise reader.error(f"{key}.domain", f"{domain!r} is no probe set; valid: {', '.join(PROBE_SETS)}, or a "
-                                                ".json/.jsonl probe file")
-        path = reader.path(domain, f"{key}.domain")
-        if not path.is_file():
-            raise reader.error(f"{key}.domain", f"probe file {path} does not exist")
-        domain = str(path)
+    domain, domain_hash = _probe_source(reader, data["domain"], f"{key}.domain")
+    general, general_hash = _probe_source(reader, data.get("general", "general"), f"{key}.general")
     band = _band(reader, data.get("band", DEFAULT_BAND), f"{key}.band")
     scope = _scope(reader, data.get("token_scope", "prompt"), f"{key}.token_scope")
-    return IdentifyStep(domain=domain, general=reader.text(data.get("general", "general"), f"{key}.general"),
-                        n=reader.integer(data.get("n", 20), f"{key}.n", 1),
-                        seed=reader.integer(data.get("seed", 0), f"{key}.seed", 0), band=band, token_scope=scope)
+    return IdentifyStep(domain=domain, general=general, n=reader.integer(data.get("n", 20), f"{key}.n", 1),
+                        seed=reader.integer(data.get("seed", 0), f"{key}.seed", 0), band=band, token_scope=scope,
+                        probe_hashes=tuple(h for h in (domain_hash, general_hash) if h is not None))
+
+
+def _probe_source(reader: _Reader, value: Any, key: str) -> tuple[str, str | None]:
+    """A probe set name, or a probe file (absolute) with its content hash: an edited file is another config."""
+    from rd_eval.experts.probes import PROBE_SETS
+
+    name = reader.text(value, key)
+    if name in PROBE_SETS:
+        return name, None
+    if not (name.endswith((".json", ".jsonl")) or "/" in name):
+        raise reader.error(key, f"{name!r} is no probe set; valid: {', '.join(PROBE_SETS)}, or a .json/.jsonl "
+                                "probe file")
+    path = reader.path(name, key)
+    try:
+        content = path.read_bytes()
+    except OSError:
+        raise reader.error(key, f"probe file {path} does not exist or cannot be read") from None
+    return str(path), hashlib.sha256(content).hexdigest()[:HASH_LENGTH]
 
 
 def _expert_step(reader: _Reader, value: Any) -> ExpertStep:

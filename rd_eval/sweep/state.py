@@ -107,8 +107,11 @@ def _read_sweep_file(layout: SweepLayout) -> dict[str, Any]:
 def check_or_start(out_dir: Path, config: SweepConfig) -> SweepLayout:
     """The folder's layout, after checking it holds this config's sweep (or starting one there: sweep.json).
 
-    Refused: a folder of another config's sweep, and a non-empty folder that is no sweep's."""
+    Refused: a folder of another config's sweep, a non-empty folder that is no sweep's, a path with a comma."""
     layout = SweepLayout(Path(out_dir).expanduser().absolute())
+    if "," in str(layout.root):
+        raise SweepStateError(f"--out {layout.root} contains a comma, which lmms-eval's model_args (spec and routing "
+                              "paths) cannot carry; use a folder without commas")
     if layout.sweep_file.is_file():
         data = _read_sweep_file(layout)
         if data.get("config_hash") != config.config_hash:
