@@ -187,7 +187,7 @@ def test_runs_specs_give_the_expert_set_and_a_set_without_delta_phi_is_said(runs
     found = build_report([runs[0]], n_boot=N_BOOT)
     (entry,) = found["expert_sets"]
     assert entry["delta_phi"] is None and len(entry["used_by"]) == 3
-    assert entry["source"].startswith("the intervention spec of soft λ=")
+    assert entry["source"] == "the runs' intervention specs"
     assert "No ΔΦ heatmap of the domain expert set" in to_markdown(found)
     assert not any(p.stem.startswith("delta_phi") for p in report_plots(found))
 

@@ -111,6 +111,9 @@ def draw_gain(fig: Any, sweep: GainCurves, level: float) -> None:
         high = [p.ci_high - p.gain if p.ci_high is not None else 0.0 for p in points]
         ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=4, label=benchmark)
     ax.axhline(0, color="black", linewidth=0.8, label="plain (gain 0)")
+    strengths = [0.0, *(p.strength for points in sweep.curves.values() for p in points)]  # plain is λ=0
+    pad = 0.08 * ((max(strengths) - min(strengths)) or 1.0)
+    ax.set_xlim(min(strengths) - pad, max(strengths) + pad)
     ax.set_xlabel(LAMBDA_AXIS)
     ax.set_ylabel("gain: image acc. − plain (points)")
     ax.set_title(f"Gain vs λ, {int(round(100 * level))}% CI: {sweep.title}", fontsize=9)
@@ -128,6 +131,8 @@ def _routing_by_benchmark(report: Mapping[str, Any]) -> dict[str, list[tuple[str
 
 
 def draw_routing(fig: Any, entries: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     ax_jsd, ax_sep = fig.subplots(1, 2)
     for name, b in entries:
         sites = [layer["site"] for layer in b["layers"]]
@@ -140,6 +145,7 @@ def draw_routing(fig: Any, entries: Sequence[tuple[str, Mapping[str, Any]]]) -> 
         if band:
             ax.axvspan(min(band) - 0.5, max(band) + 0.5, color="grey", alpha=0.12, label="middle band")
         ax.set_xlabel("routing site (MoE layer)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     ax_jsd.set_ylabel("JSD img vs txt form (bits)")
@@ -155,11 +161,14 @@ def _flip_settings(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
 
 
 def draw_flip_rates(fig: Any, entries: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     ax = fig.subplots()
     for name, overall in entries:
         sites = [site["site"] for site in overall["sites"]]
         ax.plot(sites, [100 * _nan(site["flip_rate"]) for site in overall["sites"]], marker="o", label=name)
     ax.set_xlabel("routing site (MoE layer; only steered sites have tokens)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("flip rate (% of steered tokens)")
     ax.set_title("Tokens whose selected experts the intervention changed, per site", fontsize=10)
     ax.set_ylim(bottom=0)

@@ -198,7 +198,8 @@ def _expert_sets(catalogue: RunCatalogue, experts: Path | None) -> list[dict[str
         if setting.spec is not None:
             entry = found.setdefault(_experts_hash(setting.spec.experts), (setting.spec.experts, []))
             entry[1].append(setting.name)
-    return [_expert_set_entry(s, f"the intervention spec of {users[0]}", users) for s, users in found.values()]
+    return [_expert_set_entry(s, f"the intervention spec of {users[0]}" if len(users) == 1
+                              else "the runs' intervention specs", users) for s, users in found.values()]
 
 
 def build_report(
@@ -265,7 +266,7 @@ def to_json(report: Mapping[str, Any]) -> str:
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:.85em}th,td{border:1px solid #ccc;padding:3px 7px}
 th{background:#f2f2f2}td{text-align:right}code{background:#f4f4f4;padding:0 3px}figure{margin:1em 0}
-img{max-width:100%}figcaption{font-size:.9em;color:#555}"""
+img{max-width:100%}figcaption{font-size:.9em;color:#555}code{overflow-wrap:anywhere}"""
 
 
 def plots(report: Mapping[str, Any]) -> list[ReportPlot]:
