@@ -29,12 +29,26 @@ def test_the_card_names_the_weights_hash_and_the_domain_experts() -> None:
 
 def test_every_file_of_the_folder_is_package_data() -> None:
     config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
-    assert "rd_eval.organism" in config["packages"]
-    patterns = config["package-data"]["rd_eval.organism"]
-    files = [p.relative_to(SHIPPED_DIR.parent).as_posix() for p in SHIPPED_DIR.iterdir()]
-    assert "model/README.md" in files and "model/model.safetensors" in files
-    assert all(p.is_file() for p in SHIPPED_DIR.iterdir())  # no sub-folder that "model/*" would miss
+    # a package of its own (no __init__.py: setuptools warns about a data folder that looks like a package otherwise)
+    assert "rd_eval.organism.model" in config["packages"]
+    patterns = config["package-data"]["rd_eval.organism.model"]
+    files = [p.name for p in SHIPPED_DIR.iterdir()]
+    assert "README.md" in files and "model.safetensors" in files
+    assert all(p.is_file() for p in SHIPPED_DIR.iterdir())  # no sub-folder that "*" would miss
     assert [f for f in files if not any(fnmatch.fnmatch(f, pattern) for pattern in patterns)] == []
+    assert "general_text.txt" in config["package-data"]["rd_eval.organism"]
+
+
+def test_every_package_folder_is_installed() -> None:
+    """A package missing from pyproject's explicit list works in an editable install and is absent from a wheel."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    installed = {folder: name for name, folder in config["package-dir"].items()}
+    found = set()
+    for init in REPO.glob("*/**/__init__.py"):
+        top, *rest = init.parent.relative_to(REPO).parts
+        if top in installed:
+            found.add(".".join([installed[top], *rest]))
+    assert found and found <= set(config["packages"])
 
 
 def test_it_loads_offline_with_the_auto_classes_and_keeps_its_signs(monkeypatch: pytest.MonkeyPatch) -> None:
