@@ -280,8 +280,8 @@ def _truncated_sidecar(layout: SweepLayout, results: Path) -> None:
 
 
 PARTIAL = [
-    (_no_results, r"0 lmms-eval results files in .*runs/soft_l1_b0.25-0.75; need exactly one"),
-    (_two_results, r"2 lmms-eval results files"),
+    (_no_results, r"no lmms-eval results json in .*runs/soft_l1_b0.25-0.75 \(the run stopped before"),
+    (_two_results, r"2 lmms-eval results files in .*\(a stale run beside this one\); need exactly one"),
     (_torn_results, r"20260101_120000_results.json: corrupt lmms-eval results json"),
     (_short_samples, r"samples_rd_organism_txt.jsonl holds 2 samples of 3 \(the run stopped while writing them\)"),
     (_no_samples, r"no samples file of task rd_organism_see beside it"),

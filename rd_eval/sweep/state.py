@@ -213,8 +213,12 @@ def inspect_setting(out_dir: Path, setting: SweepSetting) -> SettingStatus:
     if not folder.is_dir() or not any(folder.iterdir()):
         return SettingStatus("missing", f"no outputs in {folder}")
     results = sorted(p for p in folder.rglob(f"*{RESULTS_SUFFIX}") if p.is_file())
-    if len(results) != 1:
-        return SettingStatus("partial", f"{len(results)} lmms-eval results files in {folder}; need exactly one")
+    if not results:
+        return SettingStatus("partial", f"no lmms-eval results json in {folder} (the run stopped before lmms-eval "
+                                        "wrote it)")
+    if len(results) > 1:
+        return SettingStatus("partial", f"{len(results)} lmms-eval results files in {folder} (a stale run beside "
+                                        "this one); need exactly one")
     try:
         problem = _results_problem(results[0], entry, tasks) or _routing_problem(layout, setting, results[0])
     except (ValueError, OSError) as exc:
