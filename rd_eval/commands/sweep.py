@@ -7,7 +7,6 @@ to resume), 2 bad input (the config, the sweep folder, the tasks: one line, noth
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 EXIT_BAD_INPUT = 2
@@ -24,15 +23,6 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
-def _quiet_lmms_eval_log() -> None:
-    """lmms-eval logs at INFO to the terminal; the sweep writes that log per setting into OUT/logs/ and keeps the
-    terminal for its bar, its lines and warnings (what lmms-eval's own CLI does with its --verbosity)."""
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rd_eval.fileio.outpaths import check_output_dir, require_input
     from rd_eval.sweep.config import load_sweep_config
@@ -41,7 +31,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     config_path = require_input(args.config, "CONFIG")
     out = check_output_dir(args.out, "--out") if args.out is not None else None
     config = load_sweep_config(config_path, out=out)
-    _quiet_lmms_eval_log()
+    # lmms-eval's log stays as importing lmms_eval.models sets it (WARNING on the terminal); each setting's whole
+    # log goes to OUT/logs/<key>.log.
     result = run_sweep(config, progress=not args.no_progress, say=lambda line: print(line, flush=True))
     from accelerate import PartialState
 

@@ -148,6 +148,19 @@ def _invocation(config: SweepConfig, model_args: str, output_path: Path) -> Lmms
                           limit=config.lmms.limit, gen_kwargs=config.lmms.gen_kwargs)
 
 
+def _load(base: LmmsInvocation, config: SweepConfig) -> Any:
+    """The sweep's one model instance; a model_args the model class refuses is bad input naming the config."""
+    try:
+        lm = load_model(base)
+    except ValueError as exc:
+        raise SweepConfigError(f"{config.source}: model {config.model} with model_args {config.model_args!r}: "
+                               f"{exc}") from None
+    if not callable(getattr(lm, "rd_apply_routing", None)):
+        raise SweepConfigError(f"{config.source}: model {config.model} is not one of rd-eval's routing adapters "
+                               "(rd_<family>), whose routing settings a sweep switches on the loaded model")
+    return lm
+
+
 def _check_probes(step: ExpertStep, source: Path) -> None:
     """Probe sets fail before the model loads."""
     from rd_eval.experts.probes import ProbeError, load_probe_set
@@ -223,7 +236,8 @@ def _run_setting(lm: Any, config: SweepConfig, layout: SweepLayout, setting: Swe
             lm.rd_apply_routing(model_args)
             run = evaluate(lm, _invocation(config, model_args, folder), manager)
         except Exception as exc:
-            logger.exception(f"[rd-eval sweep] setting {setting.key} failed")
+            # The traceback goes to the setting's log (INFO: not the terminal's level); the terminal gets one line.
+            logger.opt(exception=exc).info(f"[rd-eval sweep] setting {setting.key} failed")
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SweepRunError(f"setting {setting.label} ({setting.key}) failed: {type(exc).__name__}: {detail} "
                                 f"(log: {log}; folder: {folder}; rerun the sweep to resume)") from exc
@@ -278,7 +292,7 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, say: Callable[[str]
     manager = task_manager(base)
     match_tasks(manager, config.tasks, f"{config.source}: tasks")
     started = time.perf_counter()
-    lm = ranks.everywhere(lambda: load_model(base))
+    lm = ranks.everywhere(lambda: _load(base, config))
     load_seconds = time.perf_counter() - started
     speak(f"{config.model} loaded once in {load_seconds:.1f} s ({config.model_args})")
     experts, experts_path = ranks.on_main(lambda: _experts(layout, config, lm, speak, "domain"))
