@@ -105,14 +105,13 @@ class ModeGrid:
 
 @dataclass(frozen=True)
 class SettingsGrid:
+    """The YAML's `settings`: the plain baseline and one grid per intervention mode it turns on."""
+
     plain: bool = True
     modes: tuple[ModeGrid, ...] = ()  # in MODES order
 
     def grid(self, mode: str) -> ModeGrid | None:
         return next((g for g in self.modes if g.mode == mode), None)
-
-    def expert_kinds(self) -> set[str]:
-        return {kind for g in self.modes for kind in g.experts}
 
     def to_json(self) -> dict[str, Any]:
         return {"plain": self.plain, "modes": [g.to_json() for g in self.modes]}
@@ -135,6 +134,9 @@ class LmmsOptions:
 
 @dataclass(frozen=True)
 class SweepConfig:
+    """A sweep YAML, validated: the model, its tasks, the expert step, the settings grid and lmms-eval's options;
+    `out_dir` is the sweep folder (--out, else the YAML's output_path) and takes no part in `config_hash`."""
+
     source: Path
     model: str
     model_args: str  # the base model_args, @organism resolved, no routing key
