@@ -26,9 +26,25 @@ import numpy as np
 from rd_eval.rendering.plots import figure_bytes
 
 __all__ = ["GainCurves", "GainPoint", "ReportPlot", "draw_delta_phi", "draw_flip_rates", "draw_gain",
-           "gain_curves", "report_plots", "setting_legend"]
+           "gain_curves", "report_plots", "setting_colors", "setting_legend"]
 
 LAMBDA_AXIS = "λ (router-logit boost, in std of the layer's logits)"
+PLOT_HEIGHT = 3.6  # inches of the plotting area; a legend of long setting names goes in a row below it
+LEGEND_COLUMNS = 2
+
+
+def _legend_height(n_entries: int) -> float:
+    return 0.25 + 0.2 * -(-n_entries // LEGEND_COLUMNS)
+
+
+def _with_legend(n_entries: int) -> tuple[float, float]:
+    return 7.5, PLOT_HEIGHT + _legend_height(n_entries)
+
+
+def _legend_below(slot: Any, ax: Any) -> None:
+    """`ax`'s legend in the axes `slot` (a row under the plot), so long setting names never cover data."""
+    slot.axis("off")
+    slot.legend(*ax.get_legend_handles_labels(), loc="center", ncol=LEGEND_COLUMNS, fontsize=8, frameon=False)
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,11 @@ def setting_legend(report: Mapping[str, Any]) -> dict[str, str]:
     """A legend entry per setting key: its name, with the checkpoint when the report holds several."""
     checkpoints = {(s["model_id"], s["checkpoint"]) for s in report["settings"]}
     return {s["key"]: s["name"] if len(checkpoints) == 1 else s["label"] for s in report["settings"]}
+
+
+def setting_colors(report: Mapping[str, Any]) -> dict[str, str]:
+    """One colour per setting (by its legend entry), the same in every plot of the report."""
+    return {name: f"C{i % 10}" for i, name in enumerate(setting_legend(report).values())}
 
 
 def gain_curves(report: Mapping[str, Any]) -> list[GainCurves]:
@@ -130,16 +151,20 @@ def _routing_by_benchmark(report: Mapping[str, Any]) -> dict[str, list[tuple[str
     return by_bench
 
 
-def draw_routing(fig: Any, entries: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+def draw_routing(fig: Any, entries: Sequence[tuple[str, Mapping[str, Any]]],
+                 colors: Mapping[str, str] | None = None) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    ax_jsd, ax_sep = fig.subplots(1, 2)
+    grid = fig.add_gridspec(2, 2, height_ratios=[PLOT_HEIGHT, _legend_height(len(entries) + 1)])
+    ax_jsd, ax_sep = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
     for name, b in entries:
         sites = [layer["site"] for layer in b["layers"]]
-        (line,) = ax_jsd.plot(sites, [_nan(layer["jsd_mean"]) for layer in b["layers"]], marker="o", label=name)
+        (line,) = ax_jsd.plot(sites, [_nan(layer["jsd_mean"]) for layer in b["layers"]], marker="o", label=name,
+                              color=(colors or {}).get(name))
         ax_jsd.fill_between(sites, [_nan(layer["ci_low"]) for layer in b["layers"]],
                             [_nan(layer["ci_high"]) for layer in b["layers"]], color=line.get_color(), alpha=0.2)
-        ax_sep.plot(sites, [_nan(layer["separation"]) for layer in b["layers"]], marker="s", label=name)
+        ax_sep.plot(sites, [_nan(layer["separation"]) for layer in b["layers"]], marker="s", label=name,
+                    color=line.get_color())
     band = entries[0][1]["band_sites"]
     for ax in (ax_jsd, ax_sep):
         if band:
@@ -152,7 +177,7 @@ def draw_routing(fig: Any, entries: Sequence[tuple[str, Mapping[str, Any]]]) -> 
     ax_jsd.set_title("Pair routing divergence (mean, CI)", fontsize=10)
     ax_sep.set_ylabel("JSD image vs text tokens (bits)")
     ax_sep.set_title("Visual vs text routing separation", fontsize=10)
-    ax_jsd.legend(fontsize=7)
+    _legend_below(fig.add_subplot(grid[1, :]), ax_jsd)
 
 
 def _flip_settings(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -160,20 +185,23 @@ def _flip_settings(report: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
     return [(legend[s["key"]], s["flips"]["overall"]) for s in report["settings"] if s.get("flips")]
 
 
-def draw_flip_rates(fig: Any, entries: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+def draw_flip_rates(fig: Any, entries: Sequence[tuple[str, Mapping[str, Any]]],
+                    colors: Mapping[str, str] | None = None) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    ax = fig.subplots()
+    grid = fig.add_gridspec(2, 1, height_ratios=[PLOT_HEIGHT, _legend_height(len(entries))])
+    ax = fig.add_subplot(grid[0])
     for name, overall in entries:
         sites = [site["site"] for site in overall["sites"]]
-        ax.plot(sites, [100 * _nan(site["flip_rate"]) for site in overall["sites"]], marker="o", label=name)
+        ax.plot(sites, [100 * _nan(site["flip_rate"]) for site in overall["sites"]], marker="o", label=name,
+                color=(colors or {}).get(name))
     ax.set_xlabel("routing site (MoE layer; only steered sites have tokens)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("flip rate (% of steered tokens)")
     ax.set_title("Tokens whose selected experts the intervention changed, per site", fontsize=10)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _legend_below(fig.add_subplot(grid[1]), ax)
 
 
 def _delta_figsize(entry: Mapping[str, Any]) -> tuple[float, float]:
@@ -209,17 +237,20 @@ def report_plots(report: Mapping[str, Any]) -> list[ReportPlot]:
     plots: list[ReportPlot] = []
     level = float(report.get("level", 0.95))
     sweeps = gain_curves(report)
+    colors = setting_colors(report)
     for i, sweep in enumerate(sweeps):
         stem = "gain_vs_lambda" if len(sweeps) == 1 else f"gain_vs_lambda_{i + 1}"
         plots.append(ReportPlot(stem, f"Gain vs λ: {sweep.title}",
                                 figure_bytes(lambda fig, sweep=sweep: draw_gain(fig, sweep, level))))
     for benchmark, entries in sorted(_routing_by_benchmark(report).items()):
         plots.append(ReportPlot(f"routing_jsd_{_slug(benchmark)}", f"{benchmark}: routing divergence by layer",
-                                figure_bytes(lambda fig, entries=entries: draw_routing(fig, entries))))
+                                figure_bytes(lambda fig, entries=entries: draw_routing(fig, entries, colors),
+                                             figsize=_with_legend(len(entries) + 1))))
     flipped = _flip_settings(report)
     if flipped:
         plots.append(ReportPlot("flip_rate_by_layer", "Flip rate per routing site",
-                                figure_bytes(lambda fig: draw_flip_rates(fig, flipped))))
+                                figure_bytes(lambda fig: draw_flip_rates(fig, flipped, colors),
+                                             figsize=_with_legend(len(flipped)))))
     drawable = [e for e in report.get("expert_sets", ()) if e.get("delta_phi")]
     for entry in drawable:
         stem = f"delta_phi_{entry['kind']}_experts" + (f"_{entry['hash'][:6]}" if len(drawable) > 1 else "")
