@@ -238,3 +238,44 @@ def test_the_loaded_adapter_switches_routing_but_never_the_model(tiny_dir: Path,
         lm.rd_apply_routing("pretrained=/elsewhere")
     with pytest.raises(ValueError, match=r"max_pixels=4096 differ"):
         lm.rd_apply_routing(f"pretrained={tiny_dir},max_pixels=4096")
+
+
+DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo_sweep.yaml"
+
+
+@pytest.fixture(scope="module")
+def demo_swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`rd-eval sweep examples/demo_sweep.yaml --out DIR` from the command line, as the README gives it."""
+    out = tmp_path_factory.mktemp("demo_sweep") / "out"
+    result = subprocess.run([sys.executable, "-m", "rd_eval", "sweep", str(DEMO), "--out", str(out), "--no-progress"],
+                            capture_output=True, text=True, env={**os.environ, **ENV}, timeout=600, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out, result
+
+
+def test_the_demo_sweep_runs_from_the_command_line(demo_swept: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    out, result = demo_swept
+    settings = json.loads((out / "sweep.json").read_text())["settings"]
+    assert len(settings) >= 4 and settings[0]["key"] == "plain"
+    layout = SweepLayout(out)
+    for setting in settings:
+        assert len(find_runs(layout.run_dir(setting["key"]))) == 1
+        assert f"{setting['label']} [{setting['key']}]" in result.stdout  # its headline line
+    assert "rd_organism (n=" in result.stdout and "gain " in result.stdout
+    for path in ("experts/domain_experts.json", "report/report.md", "report/report.html",
+                 "report/plots/gain_vs_lambda.png", "leaderboard/leaderboard.html", "leaderboard/leaderboard.md"):
+        assert (out / path).is_file(), path
+    assert "Sweep done:" in result.stdout and f"({len(settings)} run, 0 complete before)" in result.stdout
+
+
+def test_the_demo_sweep_rerun_skips_everything(demo_swept: tuple[Path, subprocess.CompletedProcess[str]],
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = demo_swept
+    results = sorted(out.rglob("*_results.json"))
+    assert main(["sweep", str(DEMO), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    settings = json.loads((out / "sweep.json").read_text())["settings"]
+    for setting in settings:
+        assert f"skip {setting['label']}: complete in {SweepLayout(out).run_dir(setting['key'])}" in printed
+    assert f"(0 run, {len(settings)} complete before)" in printed
+    assert sorted(out.rglob("*_results.json")) == results  # nothing evaluated again

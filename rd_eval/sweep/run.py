@@ -14,6 +14,7 @@ its outcome, or its error, reaches every rank, so no rank waits on one that fail
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -86,42 +87,48 @@ class _Ranks:
         return int(self.state.process_index)
 
     def on_main(self, step: Callable[[], T]) -> T:
-        """`step` run by the main process; every rank returns its result, or raises its error."""
+        """`step` run by the main process; every rank returns its result (which must pickle), or raises its error."""
         outcome: list[Any] = [None]
         if self.main:
             try:
                 outcome = [(True, step())]
             except Exception as exc:  # handed to every rank, then raised there
-                outcome = [(False, exc)]
-        return self._settled(self._broadcast(outcome)[0])
-
-    def everywhere(self, step: Callable[[], T]) -> T:
-        """`step` run by every rank; if any rank failed, every rank raises the first failure (by rank)."""
-        try:
-            mine: tuple[bool, Any] = (True, step())
-        except Exception as exc:
-            mine = (False, exc)
-        if self.state.num_processes == 1:
-            return self._settled(mine)
-        from accelerate.utils import gather_object
-
-        outcomes = gather_object([mine])
-        failed = next((o for o in outcomes if not o[0]), None)
-        return self._settled(failed or mine)
-
-    def _broadcast(self, outcome: list[Any]) -> list[Any]:
+                outcome = [(False, exc if self.state.num_processes == 1 else _portable(exc))]
         if self.state.num_processes > 1:
             from accelerate.utils import broadcast_object_list
 
             broadcast_object_list(outcome, from_process=0)
-        return outcome
-
-    @staticmethod
-    def _settled(outcome: tuple[bool, Any]) -> Any:
-        ok, value = outcome
+        ok, value = outcome[0]
         if not ok:
             raise value
         return value
+
+    def everywhere(self, step: Callable[[], T]) -> T:
+        """`step` run by every rank, which returns its own result; if any rank failed, every rank raises (a failed
+        rank its own error, the others the first failure's, by rank)."""
+        try:
+            result, failure = step(), None
+        except Exception as exc:
+            result, failure = None, exc
+        if self.state.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            failures = gather_object([None if failure is None else _portable(failure)])
+            first = next((f for f in failures if f is not None), None)
+            if failure is None and first is not None:
+                raise first
+        if failure is not None:
+            raise failure
+        return result  # type: ignore[return-value]
+
+
+def _portable(exc: Exception) -> Exception:
+    """`exc` as it can travel to the other ranks (pickled): itself, else a SweepRunError with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return SweepRunError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 @contextmanager
@@ -191,13 +198,12 @@ def _identify(lm: Any, config: SweepConfig) -> ExpertSet:
                                    model_name=model_name, method=method)
 
 
-def _experts(layout: SweepLayout, config: SweepConfig, lm: Any, say: Callable[[str], None],
-             kind: str) -> tuple[ExpertSet | None, Path | None]:
-    """The sweep's expert set of `kind` (domain, visual), recorded in OUT/experts/; identified once per folder."""
+def _experts(layout: SweepLayout, config: SweepConfig, lm: Any, say: Callable[[str], None], kind: str) -> Path | None:
+    """The file of the sweep's expert set of `kind` (domain, visual), OUT/experts/; identified once per folder."""
     step = config.experts
     source = step.file if kind == "domain" else step.visual_file
     if source is None and (kind == "visual" or step.identify is None):
-        return None, None
+        return None
     experts = recorded_experts(layout, kind)
     if experts is not None:
         say(f"{kind} experts: recorded in {layout.experts_file(kind)} (identified or read by an earlier run)")
@@ -208,7 +214,7 @@ def _experts(layout: SweepLayout, config: SweepConfig, lm: Any, say: Callable[[s
         started = time.perf_counter()
         experts = _identify(lm, config)
         say(f"{kind} experts identified on the loaded model in {time.perf_counter() - started:.1f} s")
-    return experts, record_experts(layout, experts, kind)
+    return record_experts(layout, experts, kind)
 
 
 def _prepare(layout: SweepLayout, settings: tuple[SweepSetting, ...], say: Callable[[str], None]) -> dict[str, str]:
@@ -295,8 +301,9 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, say: Callable[[str]
     lm = ranks.everywhere(lambda: _load(base, config))
     load_seconds = time.perf_counter() - started
     speak(f"{config.model} loaded once in {load_seconds:.1f} s ({config.model_args})")
-    experts, experts_path = ranks.on_main(lambda: _experts(layout, config, lm, speak, "domain"))
-    visual, _ = ranks.on_main(lambda: _experts(layout, config, lm, speak, "visual"))
+    experts_path = ranks.on_main(lambda: _experts(layout, config, lm, speak, "domain"))
+    visual_path = ranks.on_main(lambda: _experts(layout, config, lm, speak, "visual"))
+    experts, visual = (None if path is None else ExpertSet.load(path) for path in (experts_path, visual_path))
     try:
         settings = expand_settings(config.settings, experts, visual)
     except ValueError as exc:
