@@ -27,8 +27,10 @@ from rd_eval.rendering.report_plots import (
     draw_delta_phi,
     draw_flip_rates,
     draw_gain,
+    draw_routing,
     gain_curves,
     report_plots,
+    setting_colors,
     setting_legend,
 )
 from rd_eval.reports.report import ReportInputError, build_report, to_html, to_markdown
@@ -146,6 +148,14 @@ def test_routing_jsd_curves_plain_and_intervened_named(report: dict[str, Any]) -
     legend = setting_legend(report)
     assert sorted(legend.values()) == ["plain"] + sorted(
         f"soft λ={x:g}, domain experts, band 0.25–0.75" for x in (0.5, 1.5, 3.0))
+    entries = [(legend[s["key"]], s["routing"]["benchmarks"][0]) for s in report["settings"] if s["routing"]]
+    assert [name for name, _ in entries] == ["plain", "soft λ=1.5, domain experts, band 0.25–0.75"]
+    fig = _figure()
+    draw_routing(fig, entries, setting_colors(report))
+    ax_jsd = fig.axes[0]
+    for (name, bench), line in zip(entries, ax_jsd.lines, strict=True):
+        assert line.get_label() == name and line.get_color() == setting_colors(report)[name]
+        np.testing.assert_allclose(line.get_ydata(), [layer["jsd_mean"] for layer in bench["layers"]])
     plots = {p.stem: p for p in report_plots(report)}
     assert list(plots) == ["gain_vs_lambda", "routing_jsd_rd_syn", "delta_phi_domain_experts"]
     for plot in plots.values():
