@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_two_cpu_processes_write_what_one_writes(tiny_dir: Path, tmp_path: Path) -> None:
-    config = sweep_yaml(tmp_path, tiny_dir, settings={"plain": True, "soft": {"lambda": [1]}})
+    config = sweep_yaml(tmp_path, tiny_dir)  # plain and soft λ=1
     one, two = tmp_path / "one", tmp_path / "two"
     run_sweep(load_sweep_config(config, out=one), progress=False, say=lambda line: None, report_n_boot=200)
     # Two ranks on the CPU: torchrun under accelerate with ACCELERATE_USE_CPU (gloo, DistributedType.MULTI_CPU).

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 LIMIT = 2
 SOFT = "soft_l1_b0.25-0.75"
-KEYS = ["plain", SOFT, "suppress"]
+KEYS = ["plain", SOFT]
 # Results fields that differ between any two runs of the same setting, and why:
 IGNORED_RESULTS_FIELDS = (
     "date",  # the run's start, also its file names' timestamp
@@ -49,7 +49,7 @@ ENV = {**OFFLINE, "OMP_NUM_THREADS": "1"}
 def sweep_yaml(folder: Path, checkpoint: Path, **changes: Any) -> Path:
     data = {"model": "rd_qwen3_vl_moe", "model_args": f"pretrained={checkpoint}", "tasks": ["rd_demo"],
             "experts": {"identify": {"domain": "rd_demo", "n": 4}},
-            "settings": {"plain": True, "soft": {"lambda": [1]}, "suppress": True},
+            "settings": {"plain": True, "soft": {"lambda": [1]}},
             "lmms": {"batch_size": 1, "limit": LIMIT}} | changes
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "sweep.yaml"
@@ -157,11 +157,11 @@ def test_a_sweep_killed_mid_setting_resumes_to_the_uninterrupted_files(swept: Sw
         process.wait()
     layout = SweepLayout(out)
     states = {s.key: inspect_setting(out, s).state for s in (o.setting for o in swept.outcomes)}
-    assert states == {"plain": "complete", SOFT: "partial", "suppress": "missing"}
+    assert states == {"plain": "complete", SOFT: "partial"}
 
     lines: list[str] = []
     result = run_sweep(load_sweep_config(config_path, out=out), progress=False, say=lines.append, report_n_boot=200)
-    assert [o.ran for o in result.outcomes] == [False, True, True]
+    assert [o.ran for o in result.outcomes] == [False, True]
     assert f"skip plain: complete in {layout.run_dir('plain')}" in lines
     assert any(line.startswith("rerun soft λ=1") and "cleared" in line for line in lines), lines
     assert any("recorded in" in line for line in lines)  # the experts of the killed run, not identified again

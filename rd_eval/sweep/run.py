@@ -275,10 +275,12 @@ def _report(layout: SweepLayout, config: SweepConfig, n_boot: int) -> dict[str, 
     return paths
 
 
-def _bar(total: int, enabled: bool) -> Any:
+def _bar(total: int, skipped: int, enabled: bool) -> Any:
+    """One bar over the settings × tasks to run (complete ones are not counted, so the ETA is the work left's)."""
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=not enabled, unit="task", desc="sweep",
+    desc = "sweep" + (f" ({skipped} settings complete before)" if skipped else "")
+    return tqdm(total=total, disable=not enabled, unit="task", desc=desc,
                 bar_format="{desc}: {n_fmt}/{total_fmt} settings×tasks |{bar}| [{elapsed}<{remaining}]")
 
 
@@ -312,12 +314,16 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, say: Callable[[str]
     states = ranks.on_main(lambda: _prepare(layout, settings, speak))
     outcomes: list[SettingOutcome] = []
     plain: RunRecord | None = None
-    bar = _bar(len(settings) * len(config.tasks), progress and ranks.main)
-    write = bar.write if progress and ranks.main else speak
+    to_run = [s for s in settings if states[s.key] != "complete"]
+    bar = _bar(len(to_run) * len(config.tasks), len(settings) - len(to_run), progress and ranks.main)
+
+    def write(line: str) -> None:
+        with bar.external_write_mode():  # the line above the bar, the bar redrawn below it
+            speak(line)
+
     try:
         for setting in settings:
             clock = time.perf_counter()
-            routing = None if setting.spec is None else layout.routing_dir(setting.key)
             if states[setting.key] == "complete":
                 run = find_runs(layout.run_dir(setting.key))[0] if ranks.main else None
                 write(f"skip {setting.label}: complete in {layout.run_dir(setting.key)}")
@@ -326,13 +332,14 @@ def run_sweep(config: SweepConfig, *, progress: bool = True, say: Callable[[str]
                 run = ranks.everywhere(lambda s=setting: _run_setting(lm, config, layout, s, model_args[s.key],
                                                                       manager, ranks.index))
                 seconds = time.perf_counter() - clock
+                routing = None if setting.spec is None else layout.routing_dir(setting.key)
                 line = headline(run, plain, routing, seed=config.lmms.seed) if run is not None else ""
                 write(f"{setting.label} [{setting.key}] {seconds:.0f} s: {line}")
                 outcome = SettingOutcome(setting, True, run, seconds, line)
+                bar.update(len(config.tasks))
             if setting.spec is None and plain is None:
-                plain = outcome.run
+                plain = run  # the gain of every later setting is over it
             outcomes.append(outcome)
-            bar.update(len(config.tasks))
     finally:
         bar.close()
     paths: dict[str, Path] = {"sweep": layout.sweep_file, "runs": layout.runs_dir}
