@@ -16,7 +16,6 @@ Writes DIR/item3.md (the table) and DIR/item3.json.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -34,8 +33,6 @@ from rd_eval.commands.demo import (
 )
 from rd_eval.fileio.jsonio import read_json, write_json_atomic, write_text_atomic
 from rd_eval.lmms.runs import load_paired_samples, read_run
-from rd_eval.organism.benchmark import split_problems
-from rd_eval.organism.prompts import user_text
 from rd_eval.organism.train import CARD_FILE
 from rd_eval.reports.report import build_report
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerExperts
@@ -52,14 +49,11 @@ def experts_by_layer(experts: ExpertSet) -> dict[int, list[int]]:
 
 
 def run_experts_cli(organism: Path, out: Path) -> tuple[ExpertSet, float]:
-    """`rd-eval experts` with the demo's probes: 20 validation text problems (a GSM8K-style file) vs general."""
-    probe_file = out / "organism_validation_probes.jsonl"
-    probes = [user_text(p, "txt") for p in split_problems("validation")[:PROBES]]
-    write_text_atomic(probe_file, "".join(json.dumps({"question": text}) + "\n" for text in probes))
+    """`rd-eval experts` with the demo's probes: the probe set `organism` (20 validation text problems) vs general."""
     target = out / "experts_cli.json"
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "rd_eval", "experts", "--pretrained", str(organism), "--domain",
-                    str(probe_file), "--general", "general", "--n", str(PROBES), "--out", str(target)], check=True)
+                    "organism", "--general", "general", "--n", str(PROBES), "--out", str(target)], check=True)
     return ExpertSet.load(target), time.perf_counter() - started
 
 

@@ -319,3 +319,17 @@ def test_run_experts_rejects_missing_probe_file_before_loading(tmp_path: Path, t
                         domain_file=tmp_path / "missing.jsonl")
     with pytest.raises(ExpertsInputError, match="missing.jsonl' does not exist"):
         run_experts(cfg)
+
+
+def test_the_organism_probe_set_is_its_validation_text_prompts_never_a_held_out_one() -> None:
+    from rd_eval.organism.benchmark import split_problems
+    from rd_eval.organism.prompts import user_text
+
+    probes = load_probe_set("organism", 20, seed=0)
+    assert probes.n == 20 and probes.texts == load_probe_set("organism", 20, seed=0).texts
+    validation = {user_text(p, "txt") for p in split_problems("validation")}
+    heldout = {user_text(p, "txt") for p in split_problems("heldout")}
+    assert set(probes.texts) <= validation and not set(probes.texts) & heldout
+    assert load_probe_set("organism", 20, seed=1).texts != probes.texts
+    with pytest.raises(ProbeError, match="'organism' has only 200 texts"):
+        load_probe_set("organism", 201)

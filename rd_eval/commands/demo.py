@@ -193,9 +193,6 @@ def demo_model(cfg: DemoConfig, out: Path, say: Callable[[str], None]) -> DemoMo
         return DemoModel(checkpoint, f"rd_{cfg.family}", f"pretrained={checkpoint}", DEMO_TASK, None, domain,
                          domain_note, False, CHANCE_NOTE, batch)
     from rd_eval.organism.assets import MAX_PIXELS, MIN_PIXELS
-    from rd_eval.organism.benchmark import SPLIT_SEED, split_problems
-    from rd_eval.organism.prompts import user_text
-
     shipped = cfg.checkpoint is None
     source = shipped_organism_dir() if shipped else cfg.checkpoint
     if shipped and not (source / "config.json").is_file():
@@ -203,12 +200,12 @@ def demo_model(cfg: DemoConfig, out: Path, say: Callable[[str], None]) -> DemoMo
                         "--organism DIR (a folder of `rd-eval organism train`) or --random")
     checkpoint = check_organism(source)
     say(f"[1/5] using the {'shipped ' if shipped else ''}model organism {checkpoint}")
-    # Validation problems of the organism's split: the form it reasons in, never an evaluated (held-out) problem.
-    probes = tuple(user_text(p, "txt") for p in split_problems("validation")[: cfg.probe_size])
+    # The organism probe set: text-form prompts of its validation split, never an evaluated (held-out) problem.
+    probe_set = load_probe_set("organism", cfg.probe_size, cfg.seed)
     return DemoModel(checkpoint, "rd_qwen3_vl_moe",
                      f"pretrained={checkpoint},min_pixels={MIN_PIXELS},max_pixels={MAX_PIXELS}", ORGANISM_TASK,
-                     ORGANISM_SEE_TASK, probes, f"organism text form, validation split of seed {SPLIT_SEED}, "
-                     f"n={len(probes)}", True, ORGANISM_NOTE, cfg.batch_size or ORGANISM_BATCH_SIZE)
+                     ORGANISM_SEE_TASK, probe_set.texts, f"rd-eval probe set 'organism' ({probe_set.source}), "
+                     f"n={probe_set.n}, seed {cfg.seed}", True, ORGANISM_NOTE, cfg.batch_size or ORGANISM_BATCH_SIZE)
 
 
 def identify_experts(model: DemoModel, cfg: DemoConfig) -> InterventionSpec:

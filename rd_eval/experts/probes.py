@@ -4,7 +4,9 @@ Named sets:
 - ``gsm8k``: GSM8K records (``question`` field) from a local JSONL file;
 - ``alpaca``: Alpaca records (``instruction`` plus a non-empty ``input``) from a local JSON or JSONL file;
 - ``rd_demo``: text twins of rd-eval's own generated problems (always available offline);
-- ``general``: rd-eval's embedded general-domain probe texts (always available offline).
+- ``general``: rd-eval's embedded general-domain probe texts (always available offline);
+- ``organism``: the model organism's text-form prompts (``rd_eval.organism``), sampled from its validation split:
+  the kind of problem it reasons about, never a held-out (evaluated) one (always available offline).
 
 A file-backed set is found at the path given explicitly (``--domain-file`` / ``--general-file``), else in
 the folder named by the environment variable ``RD_EVAL_PROBE_DIR`` (``gsm8k*.jsonl``, ``alpaca*.json[l]``).
@@ -24,7 +26,7 @@ from typing import Any
 
 PROBE_DIR_ENV = "RD_EVAL_PROBE_DIR"
 FILE_SETS: Mapping[str, tuple[str, ...]] = {"gsm8k": ("gsm8k*.jsonl",), "alpaca": ("alpaca*.jsonl", "alpaca*.json")}
-BUILTIN_SETS = ("rd_demo", "general")
+BUILTIN_SETS = ("rd_demo", "general", "organism")
 PROBE_SETS = (*FILE_SETS, *BUILTIN_SETS)
 IMAGE_PROBE_SETS = ("rd_demo",)
 # rd_demo probes come from the generator with another seed than the evaluated benchmark: never its items.
@@ -168,6 +170,13 @@ def load_probe_set(name_or_path: str, n: int, seed: int = 0, *, file: str | os.P
         problems = generate_problems(n, seed + RD_DEMO_PROBE_SEED_OFFSET)
         return ProbeSet(name, tuple(p.text_twin for p in problems),
                         f"rd_demo generator text twins, seed {seed + RD_DEMO_PROBE_SEED_OFFSET}", seed)
+    if name == "organism":
+        from rd_eval.organism.benchmark import SPLIT_SEED, split_problems
+        from rd_eval.organism.prompts import user_text
+
+        texts = tuple(user_text(problem, "txt") for problem in split_problems("validation"))
+        return ProbeSet(name, sample_texts(texts, n, seed, "'organism'"),
+                        f"model organism text-form prompts, validation split of seed {SPLIT_SEED}", seed)
     if name in FILE_SETS:
         path = Path(file).expanduser() if file is not None else find_probe_file(name, probe_dir)
         if path is None:
