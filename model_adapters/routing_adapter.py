@@ -211,18 +211,15 @@ class RoutingAdapterMixin:
         pretrained = kwargs.pop("pretrained", None) or self.rd_default_pretrained
         settings = pop_adapter_settings(kwargs, pretrained)
         built = dict(self.rd_constructed_args)
-        differ = {key: value for key, value in {"pretrained": pretrained, **kwargs}.items()
-                  if key not in built or built[key] != value}
-        missing = sorted(set(built) - set(kwargs) - {"pretrained", *_LMMS_OPTION_KEYS})
-        if differ or missing:
-            raise ValueError(
-                f"model_args {model_args!r} cannot switch the loaded {self.rd_model_id} model: "
-                + (f"{', '.join(f'{k}={v!r}' for k, v in sorted(differ.items()))} differ from what it was built "
-                   f"with ({', '.join(f'{k}={v!r}' for k, v in sorted(built.items()))})" if differ else "")
-                + ("; " if differ and missing else "")
-                + (f"{', '.join(missing)} missing" if missing else "")
-                + "; only the routing keys may change between settings"
-            )
+        problems = [f"{key}={value!r} (built with {built[key]!r})" if key in built else f"{key}={value!r} (built "
+                    "without it)" for key, value in sorted({"pretrained": pretrained, **kwargs}.items())
+                    if key not in built or built[key] != value]
+        problems += [f"no {key} (built with {built[key]!r})" for key in sorted(set(built) - set(kwargs))
+                     if key not in ("pretrained", *_LMMS_OPTION_KEYS)]
+        if problems:
+            raise ValueError(f"model_args {model_args!r} cannot switch the loaded {self.rd_model_id} model: "
+                             f"{'; '.join(problems)}; only the routing keys may change between settings (another "
+                             "checkpoint or model option needs a model load of its own)")
         self._rd_setup(settings, pretrained=pretrained)
 
     def _rd_base_args(self, pretrained: str, model_args: dict[str, Any]) -> dict[str, Any]:

@@ -227,18 +227,22 @@ def test_bad_input_is_one_line_and_exit_2(case: str, tiny_dir: Path, tmp_path: P
 
 
 def test_the_loaded_adapter_switches_routing_but_never_the_model(tiny_dir: Path, tmp_path: Path) -> None:
-    base = LmmsInvocation("rd_qwen3_vl_moe", f"pretrained={tiny_dir},record_routing=false", ("rd_demo",), tmp_path,
-                          installed_tasks_dir())
-    lm = load_model(base)
+    base = f"pretrained={tiny_dir},max_pixels=65536"
+    lm = load_model(LmmsInvocation("rd_qwen3_vl_moe", f"{base},record_routing=false", ("rd_demo",), tmp_path,
+                                   installed_tasks_dir()))
     assert lm.rd_shard is None
-    lm.rd_apply_routing(f"pretrained={tiny_dir},routing_dir={tmp_path / 'records'}")
+    lm.rd_apply_routing(f"{base},routing_dir={tmp_path / 'records'}")
     assert lm.rd_shard is not None and lm.rd_routing_dir == tmp_path / "records"
     assert lm.rd_settings.intervention is None
-    with pytest.raises(ValueError, match=r"pretrained='/elsewhere' differ.*only the routing keys may change"):
-        lm.rd_apply_routing("pretrained=/elsewhere")
-    with pytest.raises(ValueError, match=r"max_pixels=4096 differ"):
+    with pytest.raises(ValueError, match=r"pretrained='/elsewhere' \(built with '.*'\);.*only the routing keys"):
+        lm.rd_apply_routing("pretrained=/elsewhere,max_pixels=65536")
+    with pytest.raises(ValueError, match=r": max_pixels=4096 \(built with 65536\); only"):
         lm.rd_apply_routing(f"pretrained={tiny_dir},max_pixels=4096")
-
+    with pytest.raises(ValueError, match=r": no max_pixels \(built with 65536\); only"):
+        lm.rd_apply_routing(f"pretrained={tiny_dir}")
+    with pytest.raises(ValueError, match=r": min_pixels=1024 \(built without it\); only"):
+        lm.rd_apply_routing(f"{base},min_pixels=1024")
+    assert lm.rd_routing_dir == tmp_path / "records"  # a refused switch changed nothing
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo_sweep.yaml"
 
