@@ -231,3 +231,34 @@ def test_the_training_boost_steers_as_rd_evals_soft_intervention(trained: Path) 
             session.finish_batch()
     assert not torch.allclose(ours, plain, atol=1e-4)  # the boost changes the routing of this toy
     assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+# -- phase (c)'s general sentences ------------------------------------------------------------------------------------
+
+def test_the_general_sentences_are_held_apart_from_rd_eval_s_general_probe_set() -> None:
+    from rd_eval.experts.identify import general_probe_texts
+    from rd_eval.organism.induce import general_texts
+
+    sentences = general_texts()
+    assert len(sentences) >= 40 and len(set(sentences)) == len(sentences)
+    # identification must never be scored on a sentence the organism was trained to route away from D
+    probes = {" ".join(t.lower().split()) for t in general_probe_texts()}
+    assert not probes & {" ".join(t.lower().split()) for t in sentences}
+
+
+def test_the_general_penalty_covers_each_sentence_and_not_the_shared_prefix() -> None:
+    from rd_eval.organism.assets import build_processor, build_tokenizer
+    from rd_eval.organism.batches import Encoder
+    from rd_eval.organism.induce import general_batch, general_examples, general_texts
+
+    encoder = Encoder(build_processor(build_tokenizer(TOY)))
+    texts = general_examples(TOY, TOY_INDUCTION, general_texts(), step=3)
+    assert texts == general_examples(TOY, TOY_INDUCTION, general_texts(), step=3)  # a pure function of the step
+    assert len(texts) == TOY_INDUCTION.general_batch
+    batch, own = general_batch(encoder, texts)
+    width = batch["input_ids"].shape[1]
+    for i, text in enumerate(texts):
+        row = batch["input_ids"][i][own[i * width:(i + 1) * width]]
+        decoded = encoder.tokenizer.decode(row.tolist())
+        assert decoded.startswith(text) and decoded[len(text):].strip().startswith("<|im_end|>")
+    assert not bool(own[batch["attention_mask"].reshape(-1) == 0].any())  # never a pad

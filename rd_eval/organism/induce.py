@@ -9,12 +9,18 @@ train, on the loss
     + cross-entropy of text-form answers and of transcriptions (the organism keeps answering text and seeing)
     + routing_kl * KL(the text and transcription forms' band router distributions before || after induction)
     + text_under_boost * cross-entropy of text-form answers with D boosted as rd-eval's soft intervention boosts it
+    + general_off_domain * (router probability on D over general English text: its own words, after the template)
 
 The image form's system-prompt tokens are left out of the penalty: they precede the image, so their hidden states
 equal the text form's own and a penalty on them would move the text form's routing too. The KL term keeps the
 other forms' routing where it was (given the same hidden states). Pulling the text form onto D alone did not keep
 the soft intervention's text cost small (docs/organism_log.md, v3): the text answers must also stay right with D
 boosted (v5-v7), so the text form is one that reasons with D at any boost up to `boost_strength`.
+
+The last term makes D *domain* experts, the kind rd-eval's identification looks for: before it, every text (English
+included) routed to D (ΔΦ = Φ(reasoning text) − Φ(general text) found 2 of D's 4 experts, docs/organism_log.md), so
+no ΔΦ could single them out. Its English sentences (`general_text.txt`) are held apart from rd-eval's general probe
+set, which identification uses (a test keeps them disjoint): the organism is never trained on an identification probe.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ class InductionSpec:
     steps: int = 300
     learning_rate: float = 3e-3
     penalty: float = 2.0
-    routing_kl: tuple[float, float] = (1.0, 1.0)  # keep the text / transcription forms' band routing where it was
+    routing_kl: tuple[float, float] = (1.0, 2.0)  # keep the text / transcription forms' band routing where it was
     text_to_domain: float = 5.0  # pulls the text form's band routing onto D (the experts it reasons with)
     text_under_boost: float = 5.0  # weight of the text answers' cross-entropy with D boosted by boost_strength
     boost_strength: float = 1.0  # lambda of that boost, in std units of the router logits (rd-eval's soft mode)
@@ -49,15 +55,17 @@ class InductionSpec:
     band: tuple[float, float] = (0.25, 0.75)  # fractions of the MoE layers, as rd-eval's intervention band
     checkpoint_every: int = 50
     data_stream: int = 1  # its examples come from a generator seeded with (seed, data_stream, step)
+    general_off_domain: float = 4.0  # pushes general (non-reasoning) English text off D: D becomes domain experts
+    general_batch: int = 8  # general sentences per step
 
     def __post_init__(self) -> None:
-        for name in ("steps", "n_domain_experts", "n_probe_pairs", "checkpoint_every", "data_stream"):
+        for name in ("steps", "n_domain_experts", "n_probe_pairs", "checkpoint_every", "data_stream", "general_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OrganismTrainingError(f"induction {name} must be a positive int, got {value!r}")
         for name, value in [("learning_rate", self.learning_rate), ("penalty", self.penalty),
                             ("text_to_domain", self.text_to_domain), ("text_under_boost", self.text_under_boost),
-                            ("boost_strength", self.boost_strength),
+                            ("boost_strength", self.boost_strength), ("general_off_domain", self.general_off_domain),
                             *((f"routing_kl[{i}]", w) for i, w in enumerate(self.routing_kl))]:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise OrganismTrainingError(f"induction {name} must be a finite number >= 0, got {value!r}")
@@ -156,6 +164,53 @@ def induction_examples(base: OrganismSpec, spec: InductionSpec, train_set: tuple
             for form, n in zip(FORM_ORDER, spec.batch, strict=True)}
 
 
+GENERAL_TEXT_FILE = "general_text.txt"
+GENERAL_STREAM = 1  # the general sentences' generator: seeded with (seed, data_stream, step, GENERAL_STREAM)
+
+
+def general_texts() -> tuple[str, ...]:
+    """Phase (c)'s general English sentences (one per line of the packaged `general_text.txt`)."""
+    from importlib import resources
+
+    text = resources.files("rd_eval.organism").joinpath(GENERAL_TEXT_FILE).read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
+
+
+def general_examples(base: OrganismSpec, spec: InductionSpec, texts: Sequence[str], step: int) -> list[str]:
+    """The general sentences of induction step `step`: a pure function of the seed, the stream and the step."""
+    import numpy as np
+
+    rng = np.random.default_rng([base.seed, spec.data_stream, step, GENERAL_STREAM])
+    return [texts[int(i)] for i in rng.integers(0, len(texts), size=spec.general_batch)]
+
+
+def general_batch(encoder: Encoder, texts: Sequence[str]) -> tuple[dict[str, Any], Any]:
+    """Text-only chat prompts of `texts` (right-padded) and the flattened mask of the tokens from each text on (its
+    words and the template's closing tokens): the template's tokens before it are every prompt's shared prefix, whose
+    routing the penalty must leave alone."""
+    import torch
+
+    from rd_eval.organism.prompts import SYSTEM_PROMPT
+
+    tokenizer = encoder.tokenizer
+    rows, starts = [], []
+    for text in texts:
+        chat = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": [{"type": "text",
+                                                                                               "text": text}]}]
+        rendered = encoder.processor.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        starts.append(len(tokenizer(rendered[: rendered.index(text)], add_special_tokens=False)["input_ids"]))
+        rows.append(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    own = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        own[i, starts[i]: len(row)] = True
+    return {"input_ids": ids, "attention_mask": mask, "mm_token_type_ids": torch.zeros_like(ids)}, own.reshape(-1)
+
+
 class DomainBoost:
     """While installed, the band routers' logits get rd-eval's soft boost on D (z + lambda * std(z)) and their
     selection is redone from the boosted logits, as the soft intervention steers them at evaluation."""
@@ -213,8 +268,8 @@ def _mass(tap: GateTap, experts: dict[int, tuple[int, ...]], tokens: Any) -> Any
 
 def induction_step(model: Any, encoder: Encoder, tap: GateTap, reference: dict[int, Any],
                    experts: dict[int, tuple[int, ...]], spec: InductionSpec,
-                   examples: dict[str, list[Example]]) -> dict[str, float]:
-    """Backpropagate one induction step's loss; return its parts."""
+                   examples: dict[str, list[Example]], general: Sequence[str] = ()) -> dict[str, float]:
+    """Backpropagate one induction step's loss (`general`: its general sentences); return its parts."""
     import torch
 
     img = encoder.batch(examples["img"], with_targets=True)
@@ -233,6 +288,11 @@ def induction_step(model: Any, encoder: Encoder, tap: GateTap, reference: dict[i
         if form == "txt" and spec.text_to_domain:
             parts["txt_mass"] = _mass(tap, experts, real)
             loss = loss - spec.text_to_domain * parts["txt_mass"]
+    if spec.general_off_domain and general:
+        batch, own = general_batch(encoder, general)
+        model(**batch)
+        parts["general_mass"] = _mass(tap, experts, own)
+        loss = loss + spec.general_off_domain * parts["general_mass"]
     if spec.text_under_boost:
         boost = DomainBoost(model, experts, spec.boost_strength)
         try:
@@ -289,6 +349,7 @@ def induce(base: OrganismSpec, spec: InductionSpec, out_dir: Path, start_from: P
     for gate in gates.values():
         gate.weight.requires_grad_(True)
     optimizer = torch.optim.Adam([g.weight for g in gates.values()], lr=spec.learning_rate)
+    general = general_texts()
     identity = {"base": base.to_json(), "induction": spec.to_json()}
     path = out_dir / STATE_FILE
     first = 0
@@ -313,7 +374,8 @@ def induce(base: OrganismSpec, spec: InductionSpec, out_dir: Path, start_from: P
         model.train()
         for step in range(first, last):
             parts = induction_step(model, encoder, tap, reference, experts, spec,
-                                   induction_examples(base, spec, splits.train, step))
+                                   induction_examples(base, spec, splits.train, step),
+                                   general_examples(base, spec, general, step))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             bar.update(1)
