@@ -77,7 +77,7 @@ def main() -> int:
         expert_path = out / "demo" / "experts" / "domain_experts.json"
     else:
         demo = run_demo(cfg, say=lambda line: print(line, flush=True))
-        table, expert_path = table, demo.paths["expert_set"]
+        table, expert_path = demo.table, demo.paths["expert_set"]
     demo_wall = time.perf_counter() - started
     identified = ExpertSet.load(expert_path)
     cli_set, cli_wall = run_experts_cli(organism, out)

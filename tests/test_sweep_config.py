@@ -196,9 +196,9 @@ def test_bad_config_names_file_and_key(folder: Path, data: Any, key: str, messag
 
 
 def test_missing_or_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(SweepConfigError, match=r"nope.yaml: sweep config not found"):
+    with pytest.raises(SweepConfigError, match=r"nope.yaml: file not found"):
         load_sweep_config(tmp_path / "nope.yaml")
-    with pytest.raises(SweepConfigError, match=r"is a folder; name a sweep YAML file"):
+    with pytest.raises(SweepConfigError, match=r"is a folder, not a sweep YAML file"):
         load_sweep_config(tmp_path)
     (tmp_path / "latin1.yaml").write_bytes(b"model: caf\xe9\n")
     with pytest.raises(SweepConfigError, match=r"latin1.yaml: not UTF-8 text"):

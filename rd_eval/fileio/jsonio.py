@@ -49,22 +49,28 @@ def _create_beside(target: Path) -> tuple[int, Path]:
     raise FileExistsError(f"no free temporary name beside {target}")
 
 
+def read_text_file(path: str | os.PathLike[str], error: type[Exception], kind: str) -> str:
+    """The text of a UTF-8 file; every failure is an `error` naming the file (`kind`: "JSON file", ...)."""
+    source = Path(path)
+    try:
+        return source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{source}: file not found") from None
+    except IsADirectoryError:
+        raise error(f"{source}: is a folder, not a {kind}") from None
+    except OSError as exc:
+        raise error(f"{source}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{source}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                    f"a {kind} must be UTF-8") from None
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     """The JSON value of a UTF-8 file; every failure is a JsonFileError naming the file."""
     if not str(path).strip():
         raise JsonFileError("no file given (an empty path); name a JSON file")
     source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise JsonFileError(f"{source}: file not found") from None
-    except IsADirectoryError:
-        raise JsonFileError(f"{source}: is a folder, not a JSON file") from None
-    except OSError as exc:
-        raise JsonFileError(f"{source}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise JsonFileError(f"{source}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
-                            "JSON files must be UTF-8") from None
+    text = read_text_file(source, JsonFileError, "JSON file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

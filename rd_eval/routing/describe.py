@@ -27,7 +27,7 @@ MODE_WORDS = {"soft": "soft", "soft_topk": "soft_topk", "selection_only": "selec
 HASH_LENGTH = 6
 
 
-def _number(value: float) -> str:
+def number_text(value: float) -> str:
     """Shortest text that reads back as the same float (1.0 -> "1", 0.25 -> "0.25"): equal text, equal value."""
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
@@ -38,7 +38,7 @@ def describe_band(band: LayerBand) -> str:
     if band.layers is not None:
         return "layers " + ", ".join(str(i) for i in band.layers)
     lo, hi = band.fractions  # type: ignore[misc]
-    return f"band {_number(lo)}–{_number(hi)}"
+    return f"band {number_text(lo)}–{number_text(hi)}"
 
 
 def describe_setting(spec: InterventionSpec | None, *, experts_kind: str | None = None) -> str:
@@ -49,7 +49,7 @@ def describe_setting(spec: InterventionSpec | None, *, experts_kind: str | None 
     """
     if spec is None:
         return PLAIN
-    return _describe(spec, experts_kind, f"λ={_number(spec.strength)}")
+    return _describe(spec, experts_kind, f"λ={number_text(spec.strength)}")
 
 
 def describe_family(spec: InterventionSpec, *, experts_kind: str | None = None) -> str:

@@ -437,16 +437,9 @@ def _tasks(reader: _Reader, value: Any) -> tuple[str, ...]:
 def _read_yaml(path: Path) -> Any:
     import yaml
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SweepConfigError(f"{path}: sweep config not found") from None
-    except IsADirectoryError:
-        raise SweepConfigError(f"{path}: is a folder; name a sweep YAML file") from None
-    except OSError as exc:
-        raise SweepConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise SweepConfigError(f"{path}: not UTF-8 text") from None
+    from rd_eval.fileio.jsonio import read_text_file
+
+    text = read_text_file(path, SweepConfigError, "sweep YAML file")
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

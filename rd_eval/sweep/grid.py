@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from rd_eval.routing.describe import PLAIN, SCALED_MODES, describe_setting
+from rd_eval.routing.describe import PLAIN, SCALED_MODES, describe_setting, number_text
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, LayerBand
 from rd_eval.sweep.config import DEFAULT_BAND, DEFAULT_SCOPE, SettingsGrid
 
@@ -31,12 +31,6 @@ class SweepSetting:
     def intervention_hash(self) -> str:
         """What routing records and the adapter call this setting ("none" for plain)."""
         return "none" if self.spec is None else self.spec.content_hash()
-
-
-def number_text(value: float) -> str:
-    """Shortest text reading back as the same float: 1.0 -> "1", 0.5 -> "0.5", -2.0 -> "-2"."""
-    text = repr(float(value))
-    return text[:-2] if text.endswith(".0") else text
 
 
 def band_text(band: LayerBand) -> str:
