@@ -102,8 +102,7 @@ def test_broken_scoring_and_pairing_fail_the_gate(tmp_path: Path) -> None:
 
 def test_the_soft_intervention_s_gain_keeps_its_sign(plain: Path, tmp_path: Path) -> None:
     """The soft intervention (λ 1, band 0.25-0.75) on the experts the organism's distraction was planted on (its
-    card's domain_experts) narrows the gap. (rd-eval's ΔΦ identification recovers only part of them: the
-    demo's own set, and docs/organism_log.md's item-3 table.)"""
+    card's domain_experts, which rd-eval's ΔΦ identification recovers: the demo's own set) narrows the gap."""
     from rd_eval.organism.figures import expert_set
     from rd_eval.organism.shipped import organism_card
     from rd_eval.routing.spec import InterventionSpec
