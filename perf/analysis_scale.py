@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perf.common import format_table, load_average, publish  # noqa: E402
+from perf.common import drop_from_page_cache, format_table, load_average, publish  # noqa: E402
 
 LAYERS, EXPERTS, TOP_K = 48, 128, 8
 BENCHMARKS = 6
@@ -194,22 +193,6 @@ def analyse(runs: Path, out: Path) -> None:
 
 def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def drop_from_page_cache(root: Path) -> bool:
-    """Evict this benchmark's own files from the page cache (written back first), so that the next read comes
-    from disk, as when a report is run on results written earlier or elsewhere. Other files are untouched."""
-    if not hasattr(os, "posix_fadvise"):
-        return False
-    for path in root.rglob("*"):
-        if path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-    return True
 
 
 def _analyse_child(runs: Path, out: Path) -> tuple[float, dict[str, Any]]:

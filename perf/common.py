@@ -121,3 +121,19 @@ def write_json(path: str | os.PathLike[str] | None, payload: dict[str, Any]) -> 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def drop_from_page_cache(root: Path, suffix: str = "") -> bool:
+    """Evict the files under `root` (those ending in `suffix`) from the page cache, written back first, so that the
+    next read comes from disk; other files are untouched. False where the OS cannot (no posix_fadvise)."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    for path in root.rglob("*"):
+        if path.is_file() and path.name.endswith(suffix):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+    return True

@@ -32,7 +32,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perf.common import QWEN3_VL_30B_CONFIG, format_table, publish  # noqa: E402
+from perf.common import QWEN3_VL_30B_CONFIG, drop_from_page_cache, format_table, publish  # noqa: E402
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 SETTINGS = {"plain": True, "soft": {"lambda": [1, 2]}, "random": {"seeds": [0]}, "suppress": True}
@@ -104,18 +104,6 @@ def write_real_width(folder: Path, layers: int) -> Path:
     return folder
 
 
-def _evict(folder: Path) -> None:
-    """Drop the checkpoint's pages from the page cache (fsync, then POSIX_FADV_DONTNEED): a cold read next."""
-    for path in folder.iterdir():
-        if path.suffix == ".safetensors":
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            finally:
-                os.close(fd)
-
-
 def _load_and_touch(invocation: Any) -> float:
     """Seconds to build the lmms-eval instance and read every weight once. transformers maps safetensors lazily,
     so the constructor alone reads almost nothing; a model's first batches read the weights (a MoE, every expert
@@ -149,7 +137,7 @@ def measure_load(work: Path, layer_counts: list[int]) -> dict[str, Any]:
     for layers in layer_counts:
         folder = write_real_width(work / f"qwen3-vl-30b-width-{layers}L", layers)
         size = sum(p.stat().st_size for p in folder.iterdir() if p.suffix == ".safetensors")
-        _evict(folder)
+        drop_from_page_cache(folder, ".safetensors")
         cold = _load_and_touch(invocation(folder))
         warm = _load_and_touch(invocation(folder))
         loads[layers] = {"cold_seconds": cold, "warm_seconds": warm, "gb": size / 1e9}
