@@ -29,6 +29,17 @@ class LmmsEvalRunError(RuntimeError):
     """lmms-eval failed, or finished without writing results (it logs some failures and exits 0)."""
 
 
+def installed_tasks_dir() -> Path | None:
+    """Installed location of rd-eval's task YAMLs (lmms-eval's --include_path); None when rd_eval_tasks is not
+    installed."""
+    from importlib import util as importlib_util
+
+    spec = importlib_util.find_spec("rd_eval_tasks")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def lmms_eval_command(model_id: str, model_args: str, tasks: Sequence[str], output_path: Path, *,
                       include_path: Path, batch_size: int = 1, seed: int | None = None,
                       limit: int | None = None, gen_kwargs: str | None = None) -> list[str]:

@@ -36,7 +36,7 @@ from rd_eval.analysis import flips
 from rd_eval.analysis.gaps import compare_runs
 from rd_eval.analysis.routing_divergence import BAND_FRACTIONS, LEVEL, RoutingDataError, setting_routing
 from rd_eval.data import provenance as data_provenance
-from rd_eval.fileio.jsonio import JsonFileError, canonical_hash
+from rd_eval.fileio.jsonio import JsonFileError
 from rd_eval.lmms.runs import unfinished_run_message
 from rd_eval.rendering.html import html_page
 from rd_eval.rendering.report_markdown import report_markdown
@@ -134,16 +134,12 @@ def _setting_entry(catalogue: RunCatalogue, setting: RunSetting, samples: Mappin
     }
 
 
-def _experts_hash(experts: ExpertSet) -> str:
-    return canonical_hash(experts.to_json())
-
-
 def _setting_fields(spec: InterventionSpec | None) -> dict[str, Any] | None:
     if spec is None:
         return None
     return {"mode": spec.mode, "lambda": spec.strength, "band": spec.band.to_json(), "token_scope": spec.token_scope,
             "seed": spec.seed, "std_correction": spec.std_correction, "experts_kind": spec.experts.kind,
-            "experts": _experts_hash(spec.experts), "family": describe_family(spec)}
+            "experts": spec.experts.content_hash(), "family": describe_family(spec)}
 
 
 def _delta_phi(experts: ExpertSet, n_rows: int, source: str) -> list[list[float]] | None:
@@ -179,7 +175,7 @@ def _expert_set_entry(experts: ExpertSet, source: str, used_by: Sequence[str]) -
             raise ReportInputError(f"{source}: chosen experts of MoE layer {layer.moe_index} are outside its "
                                    f"method.delta_phi ({len(delta)} rows x {len(delta[0])} experts)")
         chosen += [[row, e] for e in layer.experts if row is not None]
-    return {"hash": _experts_hash(experts), "kind": experts.kind, "model": experts.model, "source": source,
+    return {"hash": experts.content_hash(), "kind": experts.kind, "model": experts.model, "source": source,
             "used_by": list(used_by), "site_labels": labels, "delta_phi": delta, "chosen": chosen,
             "band_layers": experts.method.get("band_layers")}
 
@@ -196,7 +192,7 @@ def _expert_sets(catalogue: RunCatalogue, experts: Path | None) -> list[dict[str
     found: dict[str, tuple[ExpertSet, list[str]]] = {}
     for setting in catalogue.settings:
         if setting.spec is not None:
-            entry = found.setdefault(_experts_hash(setting.spec.experts), (setting.spec.experts, []))
+            entry = found.setdefault(setting.spec.experts.content_hash(), (setting.spec.experts, []))
             entry[1].append(setting.name)
     return [_expert_set_entry(s, f"the intervention spec of {users[0]}" if len(users) == 1
                               else "the runs' intervention specs", users) for s, users in found.values()]

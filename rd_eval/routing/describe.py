@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from rd_eval.fileio.jsonio import canonical_hash
 from rd_eval.routing.spec import EXPERT_KINDS, InterventionSpec, LayerBand, SpecError
 
 __all__ = ["PLAIN", "describe_band", "describe_family", "describe_setting", "setting_names"]
@@ -87,12 +86,8 @@ def setting_names(specs: Mapping[str, InterventionSpec | None]) -> dict[str, str
     ("…, experts 1a2b3c"); names still shared (specs differing in a field the name leaves out, such as λ of
     suppress) get the spec's own ("…, spec 4e5144"). Equal specs under two keys keep one name."""
     names = {key: describe_setting(spec) for key, spec in specs.items()}
-    names = _separate(names, specs, _experts_hash, "experts")
+    names = _separate(names, specs, lambda spec: spec.experts.content_hash(), "experts")
     return _separate(names, specs, lambda spec: spec.content_hash(), "spec")
-
-
-def _experts_hash(spec: InterventionSpec) -> str:
-    return canonical_hash(spec.experts.to_json())
 
 
 def _separate(names: dict[str, str], specs: Mapping[str, InterventionSpec | None],

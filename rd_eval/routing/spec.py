@@ -220,6 +220,10 @@ class ExpertSet:
     def is_empty(self) -> bool:
         return not any(layer.experts for layer in self.layers)
 
+    def content_hash(self, length: int = 12) -> str:
+        """Identifies the set's content (experts, sites, method): the same set read back has the same hash."""
+        return canonical_hash(self.to_json(), length)
+
     def to_json(self) -> dict[str, Any]:
         data = {
             "format": EXPERT_SET_FORMAT,

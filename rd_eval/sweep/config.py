@@ -12,7 +12,6 @@ import hashlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import util as importlib_util
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -160,11 +159,13 @@ class SweepConfig:
 
 def installed_tasks_dir() -> Path:
     """Installed location of rd-eval's task YAMLs (lmms-eval's --include_path)."""
-    spec = importlib_util.find_spec("rd_eval_tasks")
-    if spec is None or not spec.submodule_search_locations:
+    from rd_eval.lmms.runner import installed_tasks_dir as installed
+
+    folder = installed()
+    if folder is None:
         raise SweepConfigError("rd-eval's tasks package (rd_eval_tasks) is not installed; reinstall rd-eval or "
                                "set lmms.include_path")
-    return Path(list(spec.submodule_search_locations)[0])
+    return folder
 
 
 def organism_dir() -> Path:
@@ -311,7 +312,7 @@ def _load_set(reader: _Reader, path: Path, key: str, kind: str) -> str:
         raise reader.error(key, f"not a usable expert set file: {exc}") from None
     if experts.kind != kind:
         raise reader.error(key, f"{path} holds {experts.kind} experts; this key takes a {kind} expert set")
-    return canonical_hash(experts.to_json(), HASH_LENGTH)
+    return experts.content_hash(HASH_LENGTH)
 
 
 def _identify(reader: _Reader, value: Any) -> IdentifyStep:

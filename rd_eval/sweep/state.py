@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rd_eval.fileio.jsonio import JsonFileError, canonical_hash, read_json, write_json_atomic
+from rd_eval.fileio.jsonio import JsonFileError, read_json, write_json_atomic
 from rd_eval.lmms.runs import RESULTS_SUFFIX, read_run
 from rd_eval.routing.shards import SHARD_PATTERN, read_routing_records
 from rd_eval.routing.spec import ExpertSet, InterventionSpec, SpecError
@@ -132,10 +132,6 @@ def _update_sweep_file(layout: SweepLayout, **fields: Any) -> None:
     write_json_atomic(layout.sweep_file, _read_sweep_file(layout) | fields)
 
 
-def expert_set_hash(experts: ExpertSet) -> str:
-    return canonical_hash(experts.to_json(), HASH_LENGTH)
-
-
 def recorded_experts(layout: SweepLayout, kind: str = "domain") -> ExpertSet | None:
     """The expert set an earlier run of this sweep recorded (so a rerun does not identify again), or None."""
     path = layout.experts_file(kind)
@@ -146,16 +142,16 @@ def recorded_experts(layout: SweepLayout, kind: str = "domain") -> ExpertSet | N
         experts = ExpertSet.load(path)
     except (SpecError, JsonFileError) as exc:
         raise _changed(layout, f"the {kind} expert set {path} is unreadable ({exc})") from None
-    if expert_set_hash(experts) != recorded:
-        raise _changed(layout, f"the {kind} expert set {path} changed (hash {expert_set_hash(experts)}, recorded "
-                               f"{recorded})")
+    digest = experts.content_hash(HASH_LENGTH)
+    if digest != recorded:
+        raise _changed(layout, f"the {kind} expert set {path} changed (hash {digest}, recorded {recorded})")
     return experts
 
 
 def record_experts(layout: SweepLayout, experts: ExpertSet, kind: str = "domain") -> Path:
     """Write the sweep's expert set of `kind` and pin its hash in sweep.json; another set than the recorded one
     is refused."""
-    digest = expert_set_hash(experts)
+    digest = experts.content_hash(HASH_LENGTH)
     recorded = _read_sweep_file(layout).get("experts", {})
     if recorded.get(kind) not in (None, digest):
         raise _changed(layout, f"the {kind} experts changed (hash {digest}, recorded {recorded[kind]})")
