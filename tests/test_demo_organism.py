@@ -15,8 +15,9 @@ from lmms_cli import run
 from test_organism_train import TOY, quiet
 
 from rd_eval.analysis.gaps import LEVEL, compare_runs
+from rd_eval.analysis.perception_summary import perception, read_seen
 from rd_eval.commands.demo import DemoConfig, DemoError, check_organism
-from rd_eval.commands.demo_table import perception, read_seen, summary_markdown, summary_rows
+from rd_eval.commands.demo_table import summary_markdown, summary_rows
 from rd_eval.organism.train import CARD_FILE, train
 
 

@@ -2,52 +2,18 @@
 text, seen and image accuracy, the gap, and beside each gain its text cost and measured flip rate.
 
 Built from :func:`rd_eval.analysis.gaps.compare_runs` tables (one per intervened setting against the plain run)
-and, where the plain run had a perception task (``rd_<benchmark>_see``), its ``rd_seen`` items: *seen* is the
-share of images the model transcribed well enough to count as seen, and image-form failures split into
-perception errors (not seen) and reasoning errors (seen; :func:`rd_eval.twins.perception.attribute_failures`).
+and, where the plain run had a perception task (``rd_<benchmark>_see``), its perception entry
+(:func:`rd_eval.analysis.perception_summary.perception`): *seen* is the share of images the model transcribed well
+enough to count as seen, and image-form failures split into perception errors (not seen) and reasoning errors
+(seen).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from rd_eval.rendering.mdtable import md_row
-from rd_eval.twins.perception import attribute_failures
-
-SEEN_METRIC = "rd_seen"
-
-
-def read_seen(samples_file: Path) -> dict[str, int | None]:
-    """pair_id -> 1 (seen), 0 (not seen) or None (the model could not run the document), from a perception
-    task's samples file; a line without an ``rd_seen`` item is an error naming the file and line."""
-    seen: dict[str, int | None] = {}
-    for number, line in enumerate(Path(samples_file).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        item = json.loads(line).get(SEEN_METRIC)
-        if not isinstance(item, Mapping) or "pair_id" not in item or "seen" not in item:
-            raise ValueError(f"{samples_file}:{number}: no '{SEEN_METRIC}' item with pair_id and seen; was it a "
-                             "perception (_see) task?")
-        seen[str(item["pair_id"])] = None if item["seen"] is None else int(item["seen"])
-    return seen
-
-
-def perception(samples: pd.DataFrame, seen: Mapping[str, int | None]) -> dict[str, Any]:
-    """The seen share (percent of judged images) and the attribution of the plain run's image-form failures."""
-    def outcomes(form: str) -> dict[str, int | None]:
-        part = samples[samples["form"] == form]
-        return {str(p): (None if pd.isna(c) else int(c)) for p, c in zip(part["pair_id"], part["correct"],
-                                                                           strict=True)}
-
-    judged = [flag for flag in seen.values() if flag is not None]
-    attribution = attribute_failures(outcomes("img"), seen, outcomes("txt"))
-    return {"n": len(judged), "seen": 100.0 * sum(judged) / len(judged) if judged else None,
-            "errors": len(seen) - len(judged), "attribution": attribution.as_dict()}
 
 
 def _ci(d: Mapping[str, Any]) -> str:
