@@ -1,5 +1,6 @@
-"""A report (:func:`rd_eval.reports.report.build_report`) as markdown: the settings, a gap table per setting, the
-data sources, routing divergence per setting and benchmark, and the intervention's effect on routing."""
+"""A report (:func:`rd_eval.reports.report.build_report`) as markdown: the settings, a gap table per setting (with
+its perception check where a benchmark's `_see` task ran in it), the data sources, routing divergence per setting
+and benchmark, and the intervention's effect on routing."""
 
 from __future__ import annotations
 
@@ -36,6 +37,26 @@ def _sites_text(bench: Mapping[str, Any]) -> str:
             + (f", groups {', '.join(groups)}" if groups else "") + f"; pair JSD over sites {bench['pair_sites']})")
 
 
+def _perception_lines(entries: list[Mapping[str, Any]]) -> list[str]:
+    """The perception check of one setting, per benchmark with a perception task; nothing without one."""
+    if not entries:
+        return []
+    lines = ["", "### Perception check", "",
+             "seen = images the model transcribed well enough to count as seen (the benchmark's `_see` task, run in "
+             "this setting), percent of the judged images; errors = documents the model could not run (not judged). "
+             "This setting's image-form failures: not seen = perception errors, seen = reasoning errors; "
+             "unattributed = no seen flag; seen, right as text = seeing but not thinking.", "",
+             "| benchmark | seen | judged | errors | image failures | not seen | seen (reasoning) | unattributed "
+             "| seen, right as text |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for e in entries:
+        a = e["attribution"]
+        lines.append(md_row([e["benchmark"], "–" if e["seen"] is None else f"{e['seen']:.1f}%", e["n"], e["errors"],
+                             a["img_failures"], a["perception_errors"], a["reasoning_errors"], a["unattributed"],
+                             "–" if a["seeing_not_thinking"] is None else a["seeing_not_thinking"]]))
+    return lines
+
+
 def report_markdown(report: Mapping[str, Any]) -> str:
     """The report as markdown: gap tables per setting, then routing divergence per setting and benchmark."""
     level = int(round(100 * float(report["level"])))
@@ -64,6 +85,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     for s in report["settings"]:
         title = f"Gaps: {s['label']}" + (" vs plain" if s["role"] == "intervened" else "")
         lines += ["", _shift_headings(gaps_markdown(s["gaps"], title=title)).rstrip()]
+        lines += _perception_lines(s.get("perception") or [])
     lines += ["", "## Routing divergence", ""]
     lines.append(
         "Per MoE layer (site): JSD (bits, 0-1) between the image form's and the text twin's expert-selection "

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CSV_COLUMNS", "CSV_DOC", "json_safe", "report_csv", "report_json"]
+__all__ = ["CSV_COLUMNS", "CSV_DOC", "SEEN_COLUMNS", "json_safe", "report_csv", "report_json"]
 
 
 def json_safe(obj: Any) -> Any:
@@ -37,6 +37,9 @@ CSV_COLUMNS = (
     "routing_n_pairs", "corr_r", "corr_p",
     "site", "in_band", "jsd_mean", "jsd_ci_low", "jsd_ci_high", "separation",
 )
+# Appended only to a report where some setting ran a perception task (a report without one keeps CSV_COLUMNS).
+SEEN_COLUMNS = ("seen", "seen_n", "seen_errors", "img_failures", "perception_errors", "reasoning_errors",
+                "unattributed", "seeing_not_thinking")
 CSV_DOC = """One row per setting x benchmark x MoE site (site columns empty when the setting has no routing records).
 model_id, checkpoint, intervention: the setting (intervention 'none' = plain, else the spec's content hash);
 setting: what it is ("plain", "soft λ=1, domain experts, band 0.25–0.75"); role: base / intervened / no_base.
@@ -48,13 +51,19 @@ set changed, mean over the steered sites, 0-1; empty when its routing records do
 routing_n_pairs, corr_r, corr_p: pairs with routing in both forms; point-biserial r / p of middle-band JSD vs
 image correctness. site, in_band, jsd_mean, jsd_ci_low, jsd_ci_high: per-site pair JSD (bits) and bootstrap CI
 (site: the row of the routing arrays; which MoE layer and group it is: the JSON/markdown report's site table);
-separation: per-site JSD between pooled image-token and text-token routing of image-form documents."""
+separation: per-site JSD between pooled image-token and text-token routing of image-form documents.
+Only where some setting ran a benchmark's perception task (rd_<benchmark>_see), the columns of SEEN_COLUMNS follow,
+filled on that setting and benchmark's rows: seen (percent of judged images seen), seen_n (judged images),
+seen_errors (documents the model could not run), and this setting's image-form failures: img_failures =
+perception_errors (not seen) + reasoning_errors (seen) + unattributed (no seen flag); seeing_not_thinking: seen,
+right as text, wrong as image."""
 
 
 def _csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for s in report["settings"]:
         routing = {b["benchmark"]: b for b in (s.get("routing") or {}).get("benchmarks", [])}
+        perception = {e["benchmark"]: e for e in s.get("perception") or []}
         for row in s["gaps"]["rows"]:
             run = row["intervened"] if s["role"] == "intervened" else row["base"]
             if run is None:
@@ -73,6 +82,12 @@ def _csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "recovery": effect["recovery"] if effect else None,
                 "flip_rate": (s["gaps"].get("flip_rates") or {}).get(row["benchmark"]) if effect else None,
             }
+            seen = perception.get(row["benchmark"])
+            if seen is not None:
+                a = seen["attribution"]
+                base |= {"seen": seen["seen"], "seen_n": seen["n"], "seen_errors": seen["errors"]}
+                base |= {k: a[k] for k in ("img_failures", "perception_errors", "reasoning_errors", "unattributed",
+                                           "seeing_not_thinking")}
             bench = routing.get(row["benchmark"])
             if bench is None:
                 rows.append(base)
@@ -88,12 +103,14 @@ def _csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def report_csv(report: Mapping[str, Any]) -> str:
-    """One tidy table: a row per setting x benchmark x MoE site; columns in :data:`CSV_COLUMNS` (see CSV_DOC)."""
+    """One tidy table: a row per setting x benchmark x MoE site; columns in :data:`CSV_COLUMNS`, then
+    :data:`SEEN_COLUMNS` where some setting ran a perception task (see CSV_DOC)."""
+    columns = CSV_COLUMNS + (SEEN_COLUMNS if any(s.get("perception") for s in report["settings"]) else ())
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
     for row in _csv_rows(report):
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in CSV_COLUMNS})
+        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
     return buffer.getvalue()
 
 

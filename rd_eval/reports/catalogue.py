@@ -13,6 +13,11 @@ A run's routing records are in ``<output_path>/rd_routing/<checkpoint>__<hash>/`
 the ``routing_dir=`` its model_args give. A folder may hold records of several runs (a shared routing_dir): a run
 reads only its own (its model id, ``pretrained`` and intervention hash).
 
+A setting's perception check is the samples of its runs' perception tasks (``rd_<benchmark>_see``, the
+``<date>_samples_rd_<benchmark>_see.jsonl`` beside a run's results): :meth:`RunCatalogue.perception_files` lists
+them per benchmark, oldest run first. Several runs of one setting with a perception task are read like its paired
+runs: all of them, a document judged again by a later run taking the later flag.
+
 ``report``, ``leaderboard`` and ``check`` all read runs through :func:`open_catalogue`. Input that cannot be
 catalogued raises :class:`CatalogueError` naming the file and what is valid.
 """
@@ -35,6 +40,7 @@ from rd_eval.routing.records import RecordOwner, checkpoint_label, select_record
 from rd_eval.routing.shards import merge_routing_records
 from rd_eval.routing.spec import InterventionSpec
 from rd_eval.vocabulary.model_args import model_arg_text, parse_model_args, pretrained_of
+from rd_eval.vocabulary.task_names import parse_task
 
 __all__ = [
     "NO_INTERVENTION",
@@ -54,6 +60,7 @@ __all__ = [
 
 ROUTING_FOLDER = "rd_routing"
 NO_INTERVENTION = "none"
+PERCEPTION_FORM = "see"  # the task-name form of a perception check (rd_<benchmark>_see)
 INTERVENTION_KEYS = ("intervention", "expert_set", "intervention_mode", "intervention_lambda",
                      "intervention_band", "intervention_scope", "intervention_seed")
 
@@ -439,6 +446,17 @@ class RunCatalogue:
         frame = pd.concat([_load_samples(run) for run in setting.runs], ignore_index=True)
         dup = frame.duplicated(subset=["task", "doc_id"], keep="last")
         return SettingSamples(frame.loc[~dup].reset_index(drop=True), int(dup.sum()))
+
+    def perception_files(self, setting: RunSetting) -> dict[str, tuple[Path, ...]]:
+        """Benchmark -> the samples files of the setting's perception tasks (``rd_<benchmark>_see``), its runs
+        oldest first (module doc); empty when no run of the setting had one."""
+        found: dict[str, list[Path]] = {}
+        for run in setting.runs:
+            for task, path in sorted(run.samples.items()):
+                name = parse_task(task)
+                if name.form == PERCEPTION_FORM:
+                    found.setdefault(name.benchmark, []).append(Path(path))
+        return {benchmark: tuple(paths) for benchmark, paths in found.items()}
 
     def records(self, setting: RunSetting) -> RecordIndex:
         """The setting's routing records by (task, doc_id): each run's own records (model, checkpoint, setting)

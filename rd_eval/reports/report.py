@@ -12,7 +12,12 @@ the adapter puts in routing records and in the routing folder's name). Per setti
   never mixed): per benchmark the pair JSD per routing site with bootstrap CIs (``layers``), its correlation
   with image-form correctness (``correlation``) and the visual-vs-text routing separation per site, as
   :mod:`rd_eval.analysis.routing_divergence` defines them;
-- ``flips`` (intervened settings): the intervention's measured effect on routing (:mod:`rd_eval.analysis.flips`).
+- ``flips`` (intervened settings): the intervention's measured effect on routing (:mod:`rd_eval.analysis.flips`);
+- ``perception``: per benchmark whose perception task (``rd_<benchmark>_see``) ran in this setting, the seen share
+  of the judged images (``seen``, percent; ``n`` judged, ``errors`` error documents) and the attribution of this
+  setting's image-form failures to not seen (perception) and seen (reasoning), as
+  :mod:`rd_eval.analysis.perception_summary` defines them (``[]`` without a perception task; never another
+  setting's).
 
 Each setting is named by what it is (``name``, :mod:`rd_eval.routing.describe`; its hash stays in
 ``intervention``) and, when its spec is readable, described field by field (``setting``: mode, λ, band, scope, seed,
@@ -34,6 +39,7 @@ from typing import Any
 
 from rd_eval.analysis import flips
 from rd_eval.analysis.gaps import compare_runs
+from rd_eval.analysis.perception_summary import benchmark_perception
 from rd_eval.analysis.routing_divergence import BAND_FRACTIONS, LEVEL, RoutingDataError, setting_routing
 from rd_eval.data import provenance as data_provenance
 from rd_eval.fileio.jsonio import JsonFileError
@@ -105,6 +111,12 @@ def _setting_entry(catalogue: RunCatalogue, setting: RunSetting, samples: Mappin
             raise ReportInputError(str(exc)) from None
     if setting_flips is not None:
         gaps["flip_rates"] = flips.flip_rates(setting_flips)
+    perception = []
+    for benchmark, files in catalogue.perception_files(setting).items():
+        try:  # the setting's own perception runs only: an intervened setting never shows its plain run's
+            perception.append(benchmark_perception(df, benchmark, files))
+        except (ValueError, OSError) as exc:
+            raise ReportInputError(f"setting {setting.key}: perception task {benchmark}_see: {exc}") from None
     routing = None
     if records is not None:
         routing = {"routing_dirs": [str(p) for p in setting.routing_dirs],
@@ -129,6 +141,7 @@ def _setting_entry(catalogue: RunCatalogue, setting: RunSetting, samples: Mappin
         "n_samples_replaced_by_later_runs": own.n_replaced,
         "routing_notes": list(setting.routing_notes),
         "gaps": gaps,
+        "perception": perception,
         "routing": routing,
         "flips": setting_flips,
     }
