@@ -134,6 +134,11 @@ def test_the_organism_demo_end_to_end(toy_organism: Path, tmp_path: Path) -> Non
     # rd-eval's report of the three runs: the plain setting's per-layer image/text routing divergence.
     report = (out / "report.md").read_text()
     assert "rd_organism" in report and report.count("compared with") == 2
+    # Its perception check (plain setting only: the intervened runs ran no _see task) has the demo table's figures.
+    seen, attribution = table["perception"], table["perception"]["attribution"]
+    assert report.count("### Perception check") == 1
+    assert (f"| rd_organism | {seen['seen']:.1f}% | {seen['n']} | {seen['errors']} | {attribution['img_failures']} "
+            f"| {attribution['perception_errors']} | {attribution['reasoning_errors']} |") in report
     assert "data:image/png;base64," in (out / "report.html").read_text()
     (plain_results,) = (out / "runs" / "plain").rglob("*_results.json")
     assert set(json.loads(plain_results.read_text())["results"]) >= {"rd_organism_img", "rd_organism_txt",
