@@ -675,6 +675,13 @@ def test_lmms_eval_runs_gsm8k_twins_and_perception(tiny_dir: Path, data_dir: Pat
     assert attribution.n_pairs == 2
     assert attribution.perception_errors + attribution.reasoning_errors + attribution.unattributed == (
         attribution.img_failures)
+    # rd-eval report reads the perception task beside the pairs: the same flags, joined by the same pair_ids.
+    from rd_eval.reports.report import build_report
+
+    (entry,) = build_report([out], n_boot=20)["settings"][0]["perception"]
+    assert (entry["benchmark"], entry["n"] + entry["errors"]) == ("rd_gsm8k", 2)
+    same = [k for k in attribution.as_dict() if k != "seeing_not_thinking"]  # the report also has the text form
+    assert [entry["attribution"][k] for k in same] == [attribution.as_dict()[k] for k in same]
 
 
 def test_env_var_name_is_documented() -> None:
