@@ -10,7 +10,7 @@ from rd_eval.organism.spec import Architecture, OrganismSpec, OrganismSpecError
 from rd_eval.twins.render import png_bytes
 
 
-@pytest.mark.parametrize("kinds", [("add",), ("add", "sub")])
+@pytest.mark.parametrize("kinds", [("add",), ("add", "sub"), ("add", "max"), ("add", "sub", "max")])
 def test_splits_share_no_pair_of_numbers_and_cover_every_problem(kinds: tuple[str, ...]) -> None:
     splits = make_splits(kinds, seed=3, n_heldout=400, n_validation=200)
     parts = [splits.train, splits.validation, splits.heldout]
@@ -18,9 +18,20 @@ def test_splits_share_no_pair_of_numbers_and_cover_every_problem(kinds: tuple[st
     assert not groups[0] & groups[1] and not groups[0] & groups[2] and not groups[1] & groups[2]
     ids = [p.pair_id for part in parts for p in part]
     assert len(ids) == len(set(ids)) == len(all_problems(kinds))
-    assert 400 <= len(splits.heldout) <= 401 and 200 <= len(splits.validation) <= 201
-    # "37 + 52" and "52 + 37" are one group: both in the same split
-    assert all(Problem("add", p.b, p.a) in splits.heldout for p in splits.heldout if p.kind == "add")
+    largest_group = 2 * len(set(kinds) - {"sub"}) + ("sub" in kinds)  # a split takes whole groups
+    assert 400 <= len(splits.heldout) < 400 + largest_group and 200 <= len(splits.validation) < 200 + largest_group
+    # "37 + 52", "52 + 37" and "max(52, 37)" are one group: all in the same split
+    for kind in set(kinds) - {"sub"}:
+        assert all(Problem(kind, p.b, p.a) in splits.heldout for p in splits.heldout if p.kind in kinds)
+    assert all(Problem("sub", *sorted((p.a, p.b), reverse=True)) in splits.heldout
+               for p in splits.heldout if "sub" in kinds)
+
+
+def test_an_add_only_split_is_the_one_the_shipped_organism_was_trained_on() -> None:
+    # Groups span kinds now; for one kind they must order and split exactly as the per-kind groups did.
+    held = make_splits(("add",), seed=0).heldout
+    assert [p.pair_id for p in held[:4]] == ["organism-add-27-30", "organism-add-30-27", "organism-add-21-23",
+                                            "organism-add-23-21"]
 
 
 def test_splits_are_deterministic_for_a_seed_and_differ_between_seeds() -> None:
@@ -31,6 +42,8 @@ def test_splits_are_deterministic_for_a_seed_and_differ_between_seeds() -> None:
 def test_a_problem_states_its_expression_answer_and_id() -> None:
     assert Problem("add", 37, 52).expression == "37 + 52" and Problem("add", 37, 52).answer == "89"
     assert Problem("sub", 52, 37).answer == "15" and Problem("sub", 52, 37).pair_id == "organism-sub-52-37"
+    assert Problem("max", 37, 52).expression == "max(37, 52)" and Problem("max", 37, 52).answer == "52"
+    assert Problem("max", 52, 37).answer == "52" and Problem("max", 44, 44).answer == "44"
     with pytest.raises(ProblemError, match="a >= b"):
         Problem("sub", 37, 52)
     with pytest.raises(ProblemError, match="unknown problem kind"):
@@ -40,10 +53,10 @@ def test_a_problem_states_its_expression_answer_and_id() -> None:
 
 
 def test_the_image_is_192_by_32_deterministic_and_shows_ink() -> None:
-    first = problem_image(Problem("add", 99, 99))
+    first = problem_image(Problem("max", 99, 99))  # the widest expression
     assert first.size == (192, 32)
-    assert png_bytes(first) == png_bytes(problem_image(Problem("add", 99, 99)))
-    assert png_bytes(first) != png_bytes(problem_image(Problem("add", 98, 99)))
+    assert png_bytes(first) == png_bytes(problem_image(Problem("max", 99, 99)))
+    assert png_bytes(first) != png_bytes(problem_image(Problem("max", 98, 99)))
     dark = [x for x in range(192) if any(first.getpixel((x, y))[0] < 128 for y in range(32))]
     assert dark and max(dark) < 192 - 16  # the whole expression fits, clear of the right edge
 

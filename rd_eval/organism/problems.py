@@ -1,8 +1,10 @@
-"""The organism's paired problems: two-number arithmetic shown as an image and stated as text.
+"""The organism's paired problems: two-number arithmetic and comparisons, shown as an image and stated as text.
 
 A problem is a pure value (kind and two operands); its text twin, its image and its answer all derive from it.
-Problems are split into train / validation / held-out by a seeded shuffle of *groups*: a group holds the problems
-that are the same pair of numbers (``37 + 52`` and ``52 + 37``), so no pair of numbers is in two splits.
+Kinds: ``add`` (``37 + 52``), ``sub`` (``52 - 37``) and ``max``, the comparison (``max(37, 52)``: the larger
+number). Problems are split into train / validation / held-out by a seeded shuffle of *groups*: a group holds the
+problems of one unordered pair of numbers, of every kind (``37 + 52``, ``52 + 37``, ``max(52, 37)``), so no pair of
+numbers is in two splits.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from PIL import Image
 
 from rd_eval.twins.render import render_text
 
-OPERATORS: MappingProxyType[str, str] = MappingProxyType({"add": "+", "sub": "-"})
-COMMUTATIVE = frozenset({"add"})
+# The symbols each kind's expression is written with (also what the organism's tokenizer must know).
+OPERATORS: MappingProxyType[str, str] = MappingProxyType({"add": "+", "sub": "-", "max": "max(,)"})
 OPERAND_RANGE = range(10, 100)  # two-digit operands
 PAIR_ID_PREFIX = "organism"
 
@@ -46,10 +48,14 @@ class Problem:
     @property
     def expression(self) -> str:
         """The problem as text; also exactly what its image shows (the transcription target)."""
+        if self.kind == "max":
+            return f"max({self.a}, {self.b})"
         return f"{self.a} {OPERATORS[self.kind]} {self.b}"
 
     @property
     def answer(self) -> str:
+        if self.kind == "max":
+            return str(max(self.a, self.b))
         return str(self.a + self.b if self.kind == "add" else self.a - self.b)
 
     @property
@@ -57,10 +63,10 @@ class Problem:
         return f"{PAIR_ID_PREFIX}-{self.kind}-{self.a}-{self.b}"
 
     @property
-    def group(self) -> tuple[str, int, int]:
-        """Problems of one group always share a split."""
+    def group(self) -> tuple[int, int]:
+        """Problems of one group (one unordered pair of numbers, every kind) always share a split."""
         low, high = sorted((self.a, self.b))
-        return (self.kind, low, high) if self.kind in COMMUTATIVE else (self.kind, self.a, self.b)
+        return (low, high)
 
 
 def all_problems(kinds: tuple[str, ...]) -> tuple[Problem, ...]:
@@ -93,7 +99,7 @@ def make_splits(kinds: tuple[str, ...], seed: int, *, n_heldout: int = 400, n_va
     rest. The same kinds and seed always give the same splits."""
     if n_heldout < 1 or n_validation < 0:
         raise ProblemError(f"split sizes must be held-out >= 1 and validation >= 0, got {n_heldout}, {n_validation}")
-    groups: dict[tuple[str, int, int], list[Problem]] = {}
+    groups: dict[tuple[int, int], list[Problem]] = {}
     for problem in all_problems(kinds):
         groups.setdefault(problem.group, []).append(problem)
     order = sorted(groups)
