@@ -72,6 +72,33 @@ def test_the_spec_refuses_values_that_cannot_work_and_round_trips_through_json()
         OrganismSpec(kinds=("mul",))
     with pytest.raises(OrganismSpecError, match="steps"):
         OrganismSpec(steps=0)
+    for weights in [(1.0,), (1.0, -1.0), (0.0, 0.0), (1.0, float("nan"))]:
+        with pytest.raises(OrganismSpecError, match=r"kind_weights must be empty or 2 non-negative weights"):
+            OrganismSpec(kinds=("add", "max"), kind_weights=weights)
+    weighted = OrganismSpec(kinds=("add", "max"), kind_weights=(3.0, 1.0))
+    assert OrganismSpec.from_json(weighted.to_json()) == weighted
+    older = {k: v for k, v in OrganismSpec().to_json().items() if k != "kind_weights"}  # a card written before them
+    assert OrganismSpec.from_json(older) == OrganismSpec()
+
+
+def test_kind_weights_set_each_kinds_share_of_the_examples_and_none_keeps_the_uniform_draw() -> None:
+    from collections import Counter
+
+    import numpy as np
+
+    from rd_eval.organism.train import form_counts, step_examples
+
+    weighted = OrganismSpec(kinds=("add", "max"), kind_weights=(3.0, 1.0))
+    train = make_splits(weighted.kinds, 0).train
+    counts = Counter(e.problem.kind for step in range(100) for batch in step_examples(weighted, train, step).values()
+                     for e in batch)
+    assert 0.70 < counts["add"] / (counts["add"] + counts["max"]) < 0.80  # 3:1 of 3,200 draws
+    assert step_examples(weighted, train, 7) == step_examples(weighted, train, 7)
+    uniform = OrganismSpec(kinds=("add", "max"))
+    rng = np.random.default_rng([0, 7])  # the draw every earlier organism was trained with
+    expected = {form: [train[int(i)] for i in rng.integers(0, len(train), size=n)]
+                for form, n in form_counts(uniform).items() if n}
+    assert {f: [e.problem for e in b] for f, b in step_examples(uniform, train, 7).items()} == expected
     with pytest.raises(OrganismSpecError, match="example_seed must be a non-negative int"):
         OrganismSpec(example_seed=-1)
     assert OrganismSpec.from_json(OrganismSpec(example_seed=2).to_json()).example_seed == 2

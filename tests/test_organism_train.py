@@ -181,6 +181,7 @@ def test_an_induction_checkpoint_of_other_settings_is_refused(recipe_run: Path) 
     (lambda: InductionSpec(band=(0.8, 0.2)), "induction band"),
     (lambda: InductionSpec(routing_kl=(1.0,)), "routing_kl needs 2 weights"),
     (lambda: InductionSpec(boost_strength=-1.0), "induction boost_strength"),
+    (lambda: InductionSpec(text_to_domain_tokens="words"), "text_to_domain_tokens 'words' invalid; valid: all"),
     (lambda: StopRule(min_steps=0, every=1), "stop rule min_steps"),
     (lambda: StopRule(min_steps=1, every=1, threshold=1.5), "stop rule threshold"),
     (lambda: InductionSpec.from_json({"strength": 1}), "not an induction spec"),
@@ -188,6 +189,21 @@ def test_an_induction_checkpoint_of_other_settings_is_refused(recipe_run: Path) 
 def test_bad_phase_settings_are_refused_by_name(make: Callable[[], object], match: str) -> None:
     with pytest.raises(OrganismTrainingError, match=match):
         make()
+
+
+def test_the_number_tokens_are_the_digits_and_the_reply() -> None:
+    from rd_eval.organism.assets import build_processor, build_tokenizer
+    from rd_eval.organism.batches import Encoder, Example
+    from rd_eval.organism.induce import number_tokens
+    from rd_eval.organism.problems import Problem
+
+    encoder = Encoder(build_processor(build_tokenizer(replace(TOY, kinds=("add", "max")))))
+    batch = encoder.batch([Example(Problem("max", 37, 52), "txt"), Example(Problem("add", 37, 52), "txt")],
+                          with_targets=True)
+    mask = number_tokens(encoder, batch).reshape(batch["input_ids"].shape)
+    picked = ["".join(encoder.tokenizer.convert_ids_to_tokens([int(i) for i in row[m]])) for row, m in
+              zip(batch["input_ids"], mask, strict=True)]
+    assert picked == ["3752" + "52" + "<|im_end|>", "3752" + "89" + "<|im_end|>"]
 
 
 def test_a_stop_rule_must_fall_on_checkpoints(tmp_path: Path) -> None:

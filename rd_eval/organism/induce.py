@@ -38,6 +38,7 @@ from rd_eval.organism.spec import OrganismSpec
 from rd_eval.organism.train import CARD_FILE, STATE_FILE, OrganismTrainingError, load_weights, save_organism
 
 FORM_ORDER = ("txt", "transcribe", "img")
+TEXT_TO_DOMAIN_TOKENS = ("all", "numbers")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class InductionSpec:
     data_stream: int = 1  # its examples come from a generator seeded with (seed, data_stream, step)
     general_off_domain: float = 4.0  # pushes general (non-reasoning) English text off D: D becomes domain experts
     general_batch: int = 8  # general sentences per step
+    # Which text-form tokens `text_to_domain` pulls onto D: "all", or "numbers" (tokens spelling a digit, and the
+    # reply), so the text form's English words are left to `general_off_domain` rather than pulled both ways.
+    text_to_domain_tokens: str = "all"
 
     def __post_init__(self) -> None:
         for name in ("steps", "n_domain_experts", "n_probe_pairs", "checkpoint_every", "data_stream", "general_batch"):
@@ -75,6 +79,9 @@ class InductionSpec:
         if len(self.batch) != 3 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.batch):
             raise OrganismTrainingError(f"induction batch needs 3 positive counts (text QA, transcription, image "
                                         f"QA), got {self.batch!r}")
+        if self.text_to_domain_tokens not in TEXT_TO_DOMAIN_TOKENS:
+            raise OrganismTrainingError(f"induction text_to_domain_tokens {self.text_to_domain_tokens!r} invalid; "
+                                        f"valid: {', '.join(TEXT_TO_DOMAIN_TOKENS)}")
         lo, hi = self.band
         if not 0.0 <= lo < hi <= 1.0:
             raise OrganismTrainingError(f"induction band {list(self.band)} invalid; need 0 <= lo < hi <= 1")
@@ -266,6 +273,16 @@ def _mass(tap: GateTap, experts: dict[int, tuple[int, ...]], tokens: Any) -> Any
                for i, d in experts.items())
 
 
+def number_tokens(encoder: Encoder, batch: dict[str, Any]) -> Any:
+    """The flattened mask of a training batch's tokens that spell a digit, and of its reply tokens."""
+    import torch
+
+    vocab = encoder.tokenizer.convert_ids_to_tokens(list(range(len(encoder.tokenizer))))
+    digit_ids = torch.tensor([i for i, token in enumerate(vocab) if token and any(c.isdigit() for c in token)])
+    ids = batch["input_ids"]
+    return (torch.isin(ids, digit_ids) | (batch["labels"] != IGNORE_INDEX)).reshape(-1)
+
+
 def induction_step(model: Any, encoder: Encoder, tap: GateTap, reference: dict[int, Any],
                    experts: dict[int, tuple[int, ...]], spec: InductionSpec,
                    examples: dict[str, list[Example]], general: Sequence[str] = ()) -> dict[str, float]:
@@ -282,11 +299,12 @@ def induction_step(model: Any, encoder: Encoder, tap: GateTap, reference: dict[i
     for form, kl_weight in zip(("txt", "transcribe"), spec.routing_kl, strict=True):
         batch = encoder.batch(examples[form], with_targets=True)
         real = batch["attention_mask"].reshape(-1) == 1
+        pulled = real if spec.text_to_domain_tokens == "all" else real & number_tokens(encoder, batch)
         parts[f"{form}_ce"] = reply_loss(model, batch)
         parts[f"{form}_kl"] = _routing_kl(tap, reference, real)
         loss = loss + parts[f"{form}_ce"] / 2 + kl_weight * parts[f"{form}_kl"]
         if form == "txt" and spec.text_to_domain:
-            parts["txt_mass"] = _mass(tap, experts, real)
+            parts["txt_mass"] = _mass(tap, experts, pulled)
             loss = loss - spec.text_to_domain * parts["txt_mass"]
     if spec.general_off_domain and general:
         batch, own = general_batch(encoder, general)

@@ -60,6 +60,9 @@ class OrganismSpec:
 
     seed: int = 0
     kinds: tuple[str, ...] = ("add",)
+    # The share of each kind among the examples drawn (`kinds` order); () draws uniformly over the training problems.
+    # An easy kind (max) needs fewer examples than addition: weights let the addition keep its share of the steps.
+    kind_weights: tuple[float, ...] = ()
     steps: int = 3000
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -82,6 +85,10 @@ class OrganismSpec:
         if not self.kinds or any(k not in OPERATORS for k in self.kinds) or len(set(self.kinds)) != len(self.kinds):
             raise OrganismSpecError(f"kinds must be distinct problem kinds of {', '.join(OPERATORS)}, "
                                     f"got {self.kinds!r}")
+        if self.kind_weights and (len(self.kind_weights) != len(self.kinds) or sum(self.kind_weights) <= 0
+                                  or any(not (math.isfinite(w) and w >= 0) for w in self.kind_weights)):
+            raise OrganismSpecError(f"kind_weights must be empty or {len(self.kinds)} non-negative weights (one per "
+                                    f"kind of {list(self.kinds)}) with a positive sum, got {self.kind_weights!r}")
         for name in ("steps", "batch_size", "threads", "checkpoint_every", "n_heldout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -105,6 +112,7 @@ class OrganismSpec:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["kinds"] = list(self.kinds)
+        data["kind_weights"] = list(self.kind_weights)
         data["mix"] = list(self.mix)
         return data
 
@@ -114,6 +122,7 @@ class OrganismSpec:
             values = dict(data)
             values["architecture"] = Architecture(**values.get("architecture", {}))
             values["kinds"] = tuple(values.get("kinds", cls.kinds))
+            values["kind_weights"] = tuple(values.get("kind_weights", cls.kind_weights))
             values["mix"] = tuple(values.get("mix", cls.mix))
             return cls(**values)
         except TypeError as exc:

@@ -49,8 +49,18 @@ def step_examples(spec: OrganismSpec, train: tuple[Problem, ...], step: int) -> 
     import numpy as np
 
     rng = np.random.default_rng([spec.seed if spec.example_seed is None else spec.example_seed, step])
-    return {form: [Example(train[int(i)], form) for i in rng.integers(0, len(train), size=n)]
-            for form, n in form_counts(spec).items() if n}
+    if not spec.kind_weights:
+        return {form: [Example(train[int(i)], form) for i in rng.integers(0, len(train), size=n)]
+                for form, n in form_counts(spec).items() if n}
+    by_kind = [[p for p in train if p.kind == kind] for kind in spec.kinds]
+    weights = np.asarray(spec.kind_weights, dtype=np.float64) / sum(spec.kind_weights)
+    drawn: dict[str, list[Example]] = {}
+    for form, n in form_counts(spec).items():
+        if n:
+            kinds, where = rng.choice(len(by_kind), size=n, p=weights), rng.random(n)
+            drawn[form] = [Example(by_kind[k][int(u * len(by_kind[k]))], form) for k, u in zip(kinds, where,
+                                                                                                strict=True)]
+    return drawn
 
 
 def step_loss(model: Any, encoder: Encoder, batches: dict[str, list[Example]], coef: float) -> tuple[float, float]:
