@@ -5,8 +5,8 @@ the text form's prompt tokens of validation pairs, before induction). Then only 
 train, on the loss
 
     penalty * (router probability on D over the image form's question tokens: those after the image, reply included)
-    - text_to_domain * (router probability on D over the text form's tokens)
-    + cross-entropy of text-form answers and of transcriptions (the organism keeps answering text and seeing)
+    - text_to_domain * (router probability on D over the text form's tokens; `text_to_domain_tokens`: all, or numbers)
+    + text_ce * cross-entropy of text-form answers + 0.5 * that of transcriptions (it keeps answering text and seeing)
     + routing_kl * KL(the text and transcription forms' band router distributions before || after induction)
     + text_under_boost * cross-entropy of text-form answers with D boosted as rd-eval's soft intervention boosts it
     + general_off_domain * (router probability on D over general English text: its own words, after the template)
@@ -15,7 +15,9 @@ The image form's system-prompt tokens are left out of the penalty: they precede 
 equal the text form's own and a penalty on them would move the text form's routing too. The KL term keeps the
 other forms' routing where it was (given the same hidden states). Pulling the text form onto D alone did not keep
 the soft intervention's text cost small (docs/organism_log.md, v3): the text answers must also stay right with D
-boosted (v5-v7), so the text form is one that reasons with D at any boost up to `boost_strength`.
+boosted (v5-v7), so the text form is one that reasons with D at any boost up to `boost_strength`; and right
+*without* the boost (`text_ce`): with the unboosted answers' weight at 0.5 against the boosted ones' 5, the text form
+came to need the boost (its accuracy rose under it by 7 points, a "text cost" of +7).
 
 The last term makes D *domain* experts, the kind rd-eval's identification looks for: before it, every text (English
 included) routed to D (ΔΦ = Φ(reasoning text) − Φ(general text) found 2 of D's 4 experts, docs/organism_log.md), so
@@ -61,6 +63,7 @@ class InductionSpec:
     # Which text-form tokens `text_to_domain` pulls onto D: "all", or "numbers" (tokens spelling a digit, and the
     # reply), so the text form's English words are left to `general_off_domain` rather than pulled both ways.
     text_to_domain_tokens: str = "all"
+    text_ce: float = 0.5  # weight of the (unboosted) text answers' cross-entropy; transcriptions' is 0.5
 
     def __post_init__(self) -> None:
         for name in ("steps", "n_domain_experts", "n_probe_pairs", "checkpoint_every", "data_stream", "general_batch"):
@@ -69,6 +72,7 @@ class InductionSpec:
                 raise OrganismTrainingError(f"induction {name} must be a positive int, got {value!r}")
         for name, value in [("learning_rate", self.learning_rate), ("penalty", self.penalty),
                             ("text_to_domain", self.text_to_domain), ("text_under_boost", self.text_under_boost),
+                            ("text_ce", self.text_ce),
                             ("boost_strength", self.boost_strength), ("general_off_domain", self.general_off_domain),
                             *((f"routing_kl[{i}]", w) for i, w in enumerate(self.routing_kl))]:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -302,7 +306,8 @@ def induction_step(model: Any, encoder: Encoder, tap: GateTap, reference: dict[i
         pulled = real if spec.text_to_domain_tokens == "all" else real & number_tokens(encoder, batch)
         parts[f"{form}_ce"] = reply_loss(model, batch)
         parts[f"{form}_kl"] = _routing_kl(tap, reference, real)
-        loss = loss + parts[f"{form}_ce"] / 2 + kl_weight * parts[f"{form}_kl"]
+        ce_weight = spec.text_ce if form == "txt" else 0.5
+        loss = loss + ce_weight * parts[f"{form}_ce"] + kl_weight * parts[f"{form}_kl"]
         if form == "txt" and spec.text_to_domain:
             parts["txt_mass"] = _mass(tap, experts, pulled)
             loss = loss - spec.text_to_domain * parts["txt_mass"]
