@@ -1,7 +1,8 @@
 """The organism's held-out split as lmms-eval tasks (issue 16 item 1): rd_organism_img, rd_organism_txt (group
 rd_organism) and the perception task rd_organism_see.
 
-- the bundled documents are exactly the held-out split of seed 0 (401 pairs), none of them trained on;
+- the bundled documents are exactly the held-out split of seed 0 (402 pairs: 201 additions, 201 comparisons), none
+  of them trained on;
 - the tasks ask the organism's own prompts, show its own images and score with rd-eval's scorer and perception
   check; an edited document is refused;
 - `python -m lmms_eval --model rd_qwen3_vl_moe` runs them, and its replies are the in-process replies.
@@ -55,9 +56,10 @@ DOCS = [json.loads(line) for line in (TASK_DIR / DATA_NAME).read_text(encoding="
 
 def test_the_bundled_documents_are_the_held_out_split_of_seed_0() -> None:
     assert (TASK_DIR / DATA_NAME).read_text(encoding="utf-8") == data_text(heldout_problems())
-    assert len(DOCS) == 401 and len({d["pair_id"] for d in DOCS}) == 401
+    assert len(DOCS) == 402 and len({d["pair_id"] for d in DOCS}) == 402
+    assert [d["kind"] for d in DOCS].count("max") == 201
     spec = OrganismSpec()
-    train_split = make_splits(("add",), 0, n_heldout=spec.n_heldout, n_validation=spec.n_validation).train
+    train_split = make_splits(("add", "max"), 0, n_heldout=spec.n_heldout, n_validation=spec.n_validation).train
     trained_groups = {p.group for p in train_split}
     assert not any(from_record(d).group in trained_groups for d in DOCS)
     assert DOCS[0] == {"pair_id": "organism-add-27-30", "kind": "add", "a": 27, "b": 30, "expression": "27 + 30",

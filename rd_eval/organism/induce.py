@@ -48,7 +48,7 @@ class InductionSpec:
     steps: int = 300
     learning_rate: float = 3e-3
     penalty: float = 2.0
-    routing_kl: tuple[float, float] = (1.0, 2.0)  # keep the text / transcription forms' band routing where it was
+    routing_kl: tuple[float, float] = (2.0, 2.0)  # keep the text / transcription forms' band routing where it was
     text_to_domain: float = 5.0  # pulls the text form's band routing onto D (the experts it reasons with)
     text_under_boost: float = 5.0  # weight of the text answers' cross-entropy with D boosted by boost_strength
     boost_strength: float = 1.0  # lambda of that boost, in std units of the router logits (rd-eval's soft mode)
@@ -63,7 +63,7 @@ class InductionSpec:
     # Which text-form tokens `text_to_domain` pulls onto D: "all", or "numbers" (tokens spelling a digit, and the
     # reply), so the text form's English words are left to `general_off_domain` rather than pulled both ways.
     text_to_domain_tokens: str = "all"
-    text_ce: float = 0.5  # weight of the (unboosted) text answers' cross-entropy; transcriptions' is 0.5
+    text_ce: float = 5.0  # weight of the (unboosted) text answers' cross-entropy; transcriptions' is 0.5
 
     def __post_init__(self) -> None:
         for name in ("steps", "n_domain_experts", "n_probe_pairs", "checkpoint_every", "data_stream", "general_batch"):

@@ -59,11 +59,11 @@ class OrganismSpec:
     a small image-QA share is what let the seeing-vs-thinking gap emerge in the feasibility run."""
 
     seed: int = 0
-    kinds: tuple[str, ...] = ("add",)
+    kinds: tuple[str, ...] = ("add", "max")
     # The share of each kind among the examples drawn (`kinds` order); () draws uniformly over the training problems.
     # An easy kind (max) needs fewer examples than addition: weights let the addition keep its share of the steps.
-    kind_weights: tuple[float, ...] = ()
-    steps: int = 3000
+    kind_weights: tuple[float, ...] = (3.0, 1.0)
+    steps: int = 3500
     batch_size: int = 32
     learning_rate: float = 1e-3
     vision_lr_scale: float = 1.0  # the vision tower's learning rate, as a multiple of learning_rate
@@ -122,7 +122,8 @@ class OrganismSpec:
             values = dict(data)
             values["architecture"] = Architecture(**values.get("architecture", {}))
             values["kinds"] = tuple(values.get("kinds", cls.kinds))
-            values["kind_weights"] = tuple(values.get("kind_weights", cls.kind_weights))
+            # a card written before kind_weights existed was trained with the uniform draw
+            values["kind_weights"] = tuple(values.get("kind_weights", ()))
             values["mix"] = tuple(values.get("mix", cls.mix))
             return cls(**values)
         except TypeError as exc:
