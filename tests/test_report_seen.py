@@ -199,7 +199,12 @@ def test_the_library_functions_refuse_what_they_cannot_read(tmp_path: Path) -> N
         benchmark_perception(frame, "rd_syn", [])
     path = tmp_path / "s.jsonl"
     path.write_text(json.dumps(["a list"]) + "\n")
+    with pytest.raises(ValueError, match=rf"{path}:1: expected a JSON object, got list"):
+        read_seen(path)
+    path.write_text(json.dumps({"doc_id": 0}) + "\n")
     with pytest.raises(ValueError, match=rf"{path}:1: no 'rd_seen' item"):
         read_seen(path)
+    with pytest.raises(ValueError, match=r"samples file not found: .*missing\.jsonl \(perception task\)"):
+        read_seen(tmp_path / "missing.jsonl")
     path.write_text(seen_lines({"p0": True, "p1": 0.0, "p2": None}))
     assert read_seen(path) == {"p0": 1, "p1": 0, "p2": None}

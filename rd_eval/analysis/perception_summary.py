@@ -14,13 +14,13 @@ task's samples file and joined by pair_id with the image-form outcomes of the sa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from rd_eval.fileio.jsonl import jsonl_objects
 from rd_eval.twins.perception import attribute_failures
 from rd_eval.vocabulary.task_names import benchmark_of
 
@@ -41,15 +41,8 @@ def read_seen(samples_file: Path) -> dict[str, int | None]:
     """pair_id -> 1 (seen), 0 (not seen) or None (the model could not run the document), from a perception
     task's samples file; a line without an ``rd_seen`` item is an error naming the file and line."""
     seen: dict[str, int | None] = {}
-    for number, line in enumerate(Path(samples_file).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{samples_file}:{number}"
-        try:
-            sample = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{where}: corrupt JSON line ({err.msg})") from None
-        item = sample.get(SEEN_METRIC) if isinstance(sample, Mapping) else None
+    for where, sample in jsonl_objects(Path(samples_file), "perception task"):
+        item = sample.get(SEEN_METRIC)
         if not isinstance(item, Mapping) or "pair_id" not in item or "seen" not in item:
             raise ValueError(f"{where}: no '{SEEN_METRIC}' item with pair_id and seen; was it a "
                              "perception (_see) task?")

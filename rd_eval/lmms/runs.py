@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from rd_eval.fileio.jsonl import jsonl_objects
 from rd_eval.vocabulary.task_names import PAIRED_FORMS, is_auxiliary
 
 __all__ = [
@@ -209,23 +210,7 @@ def load_paired_samples(run: RunRecord, metric: str = "rd_acc") -> pd.DataFrame:
     for task in sorted(run.samples):
         if is_auxiliary(task):
             continue  # perception and transcription tasks run beside the pairs; they carry no answers
-        path = Path(run.samples[task])
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError as err:
-            raise ValueError(f"samples file not found: {path} (task {task!r})") from err
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path}: not UTF-8 text ({err})") from err
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                sample = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: corrupt JSON line ({err.msg})") from err
-            if not isinstance(sample, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(sample).__name__}")
+        for where, sample in jsonl_objects(Path(run.samples[task]), f"task {task!r}"):
             if metric not in sample:
                 raise ValueError(
                     f"{where}: no '{metric}' key; is task {task!r} a paired rd task? "
