@@ -569,7 +569,7 @@ def test_local_path_resolution_and_errors(tmp_path: Path) -> None:
 def test_read_jsonl_names_the_bad_line(tmp_path: Path) -> None:
     path = tmp_path / "x.jsonl"
     path.write_text('{"a": 1}\n\n{"a": \n')
-    with pytest.raises(ValueError, match=r"x\.jsonl:3: not a JSON line"):
+    with pytest.raises(ValueError, match=r"x\.jsonl:3: corrupt JSON line"):
         read_jsonl(path)
     path.write_text('{"a": 1}\n[1]\n')
     with pytest.raises(ValueError, match=r"x\.jsonl:2: expected a JSON object"):

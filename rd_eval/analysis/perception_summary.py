@@ -41,7 +41,7 @@ def read_seen(samples_file: Path) -> dict[str, int | None]:
     """pair_id -> 1 (seen), 0 (not seen) or None (the model could not run the document), from a perception
     task's samples file; a line without an ``rd_seen`` item is an error naming the file and line."""
     seen: dict[str, int | None] = {}
-    for where, sample in jsonl_objects(Path(samples_file), "perception task"):
+    for where, sample in jsonl_objects(Path(samples_file), "samples file", "perception task"):
         item = sample.get(SEEN_METRIC)
         if not isinstance(item, Mapping) or "pair_id" not in item or "seen" not in item:
             raise ValueError(f"{where}: no '{SEEN_METRIC}' item with pair_id and seen; was it a "

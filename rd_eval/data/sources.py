@@ -22,7 +22,6 @@ Unset (or empty), tasks load their Hub dataset as lmms-eval would, at the revisi
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from rd_eval.data.provenance import MIRROR_ORIGIN, DataRecord, hub_record, mirror_record
 from rd_eval.data.revisions import ENV_VAR as REVISIONS_VAR
 from rd_eval.data.revisions import RevisionError, overrides, requested
+from rd_eval.fileio.jsonl import jsonl_objects
 
 if TYPE_CHECKING:
     import datasets
@@ -99,18 +99,7 @@ def local_path(benchmark: str, relative: str, *, environ: Mapping[str, str] | No
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """One JSON object per non-blank line; errors name the file and line."""
-    records: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{lineno}: not a JSON line ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            records.append(record)
+    records = [record for _where, record in jsonl_objects(path, "data file")]
     if not records:
         raise ValueError(f"{path}: no records (the file is empty)")
     return records

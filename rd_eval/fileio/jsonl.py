@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 
-def jsonl_objects(path: Path, what: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
-    """(``"FILE:LINE"``, object) for every non-blank line; a missing file, non-UTF-8 text, a corrupt line or a line
-    that is not a JSON object raises ValueError naming the file (and `what` it was, if given) and the line."""
+def jsonl_objects(path: Path, label: str = "file", context: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``"FILE:LINE"``, object) for every non-blank line; a missing file (``"<label> not found: FILE (<context>)"``),
+    non-UTF-8 text, a corrupt line or a line that is not a JSON object raises ValueError naming the file and line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as err:
-        raise ValueError(f"samples file not found: {path}{f' ({what})' if what else ''}") from err
+        raise ValueError(f"{label} not found: {path}{f' ({context})' if context else ''}") from err
     except UnicodeDecodeError as err:
         raise ValueError(f"{path}: not UTF-8 text ({err})") from err
     for number, line in enumerate(text.splitlines(), start=1):

@@ -210,7 +210,7 @@ def load_paired_samples(run: RunRecord, metric: str = "rd_acc") -> pd.DataFrame:
     for task in sorted(run.samples):
         if is_auxiliary(task):
             continue  # perception and transcription tasks run beside the pairs; they carry no answers
-        for where, sample in jsonl_objects(Path(run.samples[task]), f"task {task!r}"):
+        for where, sample in jsonl_objects(Path(run.samples[task]), "samples file", f"task {task!r}"):
             if metric not in sample:
                 raise ValueError(
                     f"{where}: no '{metric}' key; is task {task!r} a paired rd task? "
