@@ -191,6 +191,14 @@ def test_bad_phase_settings_are_refused_by_name(make: Callable[[], object], matc
         make()
 
 
+def test_an_induction_spec_recorded_before_a_term_existed_reads_with_that_term_off() -> None:
+    recorded = {k: v for k, v in InductionSpec().to_json().items()
+                if k not in ("general_off_domain", "text_ce", "text_to_domain_tokens")}
+    older = InductionSpec.from_json(recorded)
+    assert (older.general_off_domain, older.text_ce, older.text_to_domain_tokens) == (0.0, 0.5, "all")
+    assert InductionSpec.from_json(InductionSpec().to_json()) == InductionSpec()
+
+
 def test_the_number_tokens_are_the_digits_and_the_reply() -> None:
     from rd_eval.organism.assets import build_processor, build_tokenizer
     from rd_eval.organism.batches import Encoder, Example

@@ -41,6 +41,8 @@ from rd_eval.organism.train import CARD_FILE, STATE_FILE, OrganismTrainingError,
 
 FORM_ORDER = ("txt", "transcribe", "img")
 TEXT_TO_DOMAIN_TOKENS = ("all", "numbers")
+# Terms added to the loss after organisms were shipped, at the values those organisms were trained with.
+ADDED_TERMS_OFF: dict[str, Any] = {"general_off_domain": 0.0, "text_ce": 0.5, "text_to_domain_tokens": "all"}
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,11 @@ class InductionSpec:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InductionSpec:
+        """The spec a card records; a term added after the card was written takes the value its run had (off)."""
         try:
-            return cls(**{**data, **{key: tuple(data[key]) for key in ("batch", "band", "routing_kl") if key in data}})
+            values = {**ADDED_TERMS_OFF, **data}
+            values.update({key: tuple(data[key]) for key in ("batch", "band", "routing_kl") if key in data})
+            return cls(**values)
         except TypeError as exc:
             raise OrganismTrainingError(f"not an induction spec: {exc}") from None
 
