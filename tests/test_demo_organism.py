@@ -140,6 +140,13 @@ def test_the_organism_demo_end_to_end(toy_organism: Path, tmp_path: Path) -> Non
     assert (f"| rd_organism | {seen['seen']:.1f}% | {seen['n']} | {seen['errors']} | {attribution['img_failures']} "
             f"| {attribution['perception_errors']} | {attribution['reasoning_errors']} |") in report
     assert "data:image/png;base64," in (out / "report.html").read_text()
+    # The table and the report draw the same resamples: each setting's gap, gain and text cost read the same in both.
+    rows = [line.split("|")[1:-1] for line in (out / "rd_organism_table.md").read_text().splitlines()
+            if line.startswith(("| soft |", "| random |"))]
+    assert len(rows) == 2
+    for cells in rows:
+        gap, gain, text_cost = (cell.strip() for cell in cells[5:8])
+        assert f"| {gap} |" in report and f"| {gain} |" in report and f"| {text_cost} |" in report, cells
     (plain_results,) = (out / "runs" / "plain").rglob("*_results.json")
     assert set(json.loads(plain_results.read_text())["results"]) >= {"rd_organism_img", "rd_organism_txt",
                                                                       "rd_organism_see"}

@@ -18,9 +18,10 @@ import pytest
 from lmms_cli import run, tasks_path
 
 from rd_eval.analysis.gaps import compare_runs
-from rd_eval.commands.demo import ORGANISM_BATCH_SIZE, shipped_organism_dir
+from rd_eval.commands.demo import DEMO_N_BOOT, ORGANISM_BATCH_SIZE, shipped_organism_dir
 from rd_eval.lmms.runs import find_runs, load_paired_samples
 from rd_eval.organism.assets import MAX_PIXELS, MIN_PIXELS
+from rd_eval.reports.report import build_report
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "results" / "baselines" / "rd_qwen3_vl_moe__organism__model.json"
@@ -111,6 +112,18 @@ def test_the_soft_intervention_s_gain_keeps_its_sign(plain: Path, tmp_path: Path
     spec_path = spec.save(tmp_path / "soft.json")
     soft = plain_run(tmp_path / "soft", tasks_path(), tmp_path,
                      f",intervention={spec_path},intervention_hash={spec.content_hash()}")
-    effect = compare_runs(load_paired_samples(find_runs(plain)[0]), load_paired_samples(find_runs(soft)[0]),
-                          n_boot=2000)["rows"][0]["effect"]
-    assert effect["gain"]["ci_low"] > 0, effect["gain"]
+    row = compare_runs(load_paired_samples(find_runs(plain)[0]), load_paired_samples(find_runs(soft)[0]),
+                       n_boot=DEMO_N_BOOT, seed=0)["rows"][0]
+    assert row["effect"]["gain"]["ci_low"] > 0, row["effect"]["gain"]
+    # `rd-eval report` of the two runs with the demo's resamples and seed gives the demo table's figures (compare_runs
+    # above), so the demo's table and its report.md never disagree. (With 2,000 resamples the base gap's CI differs.)
+    report = build_report([find_runs(plain)[0].results_path, find_runs(soft)[0].results_path],
+                          n_boot=DEMO_N_BOOT, seed=0)
+    (setting,) = [s for s in report["settings"] if s["gaps"]["rows"][0].get("effect")]
+    reported = setting["gaps"]["rows"][0]
+
+    def cis(r: dict) -> list[tuple[float, float, float]]:
+        stats = [r["base"]["gap"], r["intervened"]["gap"], r["effect"]["gain"], r["effect"]["text_cost"]]
+        return [(stat["diff"], stat["ci_low"], stat["ci_high"]) for stat in stats]
+
+    assert cis(reported) == cis(row)

@@ -1,5 +1,6 @@
 """The organism's paired problems (issue 16 item 1): splits disjoint by pair of numbers, deterministic from a
-seed; the image shows exactly the text twin's expression on a 192 x 32 canvas; the spec refuses bad values."""
+seed; the image shows exactly the text twin's expression on a 192 x 32 canvas, a table's or bar chart's rows each
+in a 32-px token row; the spec refuses bad values."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from rd_eval.organism.spec import Architecture, OrganismSpec, OrganismSpecError
 from rd_eval.twins.render import png_bytes
 
 
-@pytest.mark.parametrize("kinds", [("add",), ("add", "sub"), ("add", "max"), ("add", "sub", "max")])
+@pytest.mark.parametrize("kinds", [("add",), ("add", "sub"), ("add", "max"), ("add", "sub", "max"),
+                                   ("add", "max", "table", "bar")])
 def test_splits_share_no_pair_of_numbers_and_cover_every_problem(kinds: tuple[str, ...]) -> None:
     splits = make_splits(kinds, seed=3, n_heldout=400, n_validation=200)
     parts = [splits.train, splits.validation, splits.heldout]
@@ -59,6 +61,36 @@ def test_the_image_is_192_by_32_deterministic_and_shows_ink() -> None:
     assert png_bytes(first) != png_bytes(problem_image(Problem("max", 98, 99)))
     dark = [x for x in range(192) if any(first.getpixel((x, y))[0] < 128 for y in range(32))]
     assert dark and max(dark) < 192 - 16  # the whole expression fits, clear of the right edge
+
+
+def test_a_table_and_a_bar_chart_state_their_content_question_and_answer() -> None:
+    table, bar = Problem("table", 37, 52), Problem("bar", 37, 52)
+    assert (table.expression, table.question, table.answer) == ("A | 37\nB | 52", "What is A + B?", "89")
+    assert table.text_twin == "A | 37\nB | 52\nWhat is A + B?"
+    assert (bar.expression, bar.question, bar.answer) == ("37, 52", "What is the larger value?", "52")
+    assert bar.text_twin == "Bar chart: 37, 52\nWhat is the larger value?"
+    assert Problem("add", 37, 52).text_twin == "37 + 52" and Problem("add", 37, 52).question == ""
+    assert (table.pair_id, bar.group) == ("organism-table-37-52", (37, 52))
+
+
+def _dark_lines(image: object) -> set[int]:
+    """The pixel lines (y) holding dark ink: text and rules, not the bars' colour."""
+    return {y for y in range(image.height) for x in range(image.width) if max(image.getpixel((x, y))) < 128}
+
+
+def test_a_table_or_bar_chart_keeps_each_line_inside_one_token_row() -> None:
+    table = problem_image(Problem("table", 99, 10))
+    assert table.size == (192, 64) and png_bytes(table) == png_bytes(problem_image(Problem("table", 99, 10)))
+    assert png_bytes(table) != png_bytes(problem_image(Problem("table", 10, 99)))
+    lines = _dark_lines(table)
+    # "A | 99" inside token row 0, "B | 10" inside row 1, the rule on row 0's last line; nothing crosses the border
+    assert 31 in lines and 32 not in lines and 30 not in lines
+    assert any(y < 30 for y in lines) and any(y > 32 for y in lines)
+    bar = problem_image(Problem("bar", 99, 10))
+    assert bar.size == (192, 64)
+    assert _dark_lines(bar) and max(_dark_lines(bar)) < 32  # the values' digits, in the top token row
+    blue = [[y for y in range(64) if bar.getpixel((x, y)) == (70, 110, 180)] for x in (50, 146)]
+    assert len(blue[0]) > len(blue[1]) > 0 and min(blue[0] + blue[1]) >= 32  # bars by value, in the bottom row
 
 
 def test_the_spec_refuses_values_that_cannot_work_and_round_trips_through_json() -> None:

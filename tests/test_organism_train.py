@@ -46,7 +46,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_batches_match_the_qwen3_vl_processor() -> None:
     processor = build_processor(build_tokenizer(TOY))
     encoder = Encoder(processor)
-    examples = [Example(Problem("add", 37, 52), form) for form in ("img", "txt", "transcribe")]
+    examples = [Example(Problem(kind, 37, 52), form) for kind in ("add", "table", "bar")
+                for form in ("img", "txt", "transcribe")]
     batch = encoder.batch(examples, with_targets=False)
     for row, example in enumerate(examples):
         text = processor.apply_chat_template(messages(example.problem, example.form), tokenize=False,
@@ -60,6 +61,12 @@ def test_batches_match_the_qwen3_vl_processor() -> None:
             ours = encoder.pixel_inputs([example.problem])
             assert torch.allclose(ours["pixel_values"], ref["pixel_values"], atol=1e-5)
             assert torch.equal(ours["image_grid_thw"], ref["image_grid_thw"])
+    # a batch of images of two sizes (192 x 32 and 192 x 64): each image's rows in order, as the processor has them
+    mixed = [Problem("table", 37, 52), Problem("add", 37, 52), Problem("bar", 99, 10), Problem("max", 11, 12)]
+    ref = processor.image_processor(images=[problem_image(p) for p in mixed], return_tensors="pt")
+    ours = encoder.pixel_inputs(mixed)
+    assert torch.allclose(ours["pixel_values"], ref["pixel_values"], atol=1e-5)
+    assert ours["image_grid_thw"].tolist() == ref["image_grid_thw"].tolist() == [[1, 4, 12], [1, 2, 12]] * 2
 
 
 def test_a_step_holds_the_mix_of_forms() -> None:
@@ -104,6 +111,31 @@ def test_the_command_is_registered_and_refuses_a_folder_without_an_organism(tmp_
 
     assert main(["organism", "eval", "--model", str(tmp_path)]) == 2
     assert "holds no trained organism" in capsys.readouterr().err
+
+
+def test_the_command_trains_the_kinds_it_is_given_and_refuses_unknown_ones(tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture) -> None:
+    from rd_eval.commands.main import main
+
+    out = tmp_path / "tables"
+    assert main(["organism", "train", "--out", str(out), "--plain-only", "--steps", "1", "--no-progress",
+                 "--kinds", "table,bar"]) == 0
+    spec = json.loads((out / "organism.json").read_text())["spec"]
+    assert (spec["kinds"], spec["kind_weights"], spec["steps"]) == (["table", "bar"], [], 1)  # other kinds: uniform
+    assert main(["organism", "train", "--out", str(tmp_path / "w"), "--plain-only", "--steps", "1", "--no-progress",
+                 "--kinds", "add,table", "--kind-weights", "2,1"]) == 0
+    assert json.loads((tmp_path / "w" / "organism.json").read_text())["spec"]["kind_weights"] == [2.0, 1.0]
+    capsys.readouterr()
+    assert main(["organism", "train", "--out", str(tmp_path / "x"), "--kinds", "add,chart"]) == 2
+    assert "kinds must be distinct problem kinds of add, sub, max, table, bar, got ('add', 'chart')" in (
+        capsys.readouterr().err)
+    assert main(["organism", "train", "--out", str(tmp_path / "x"), "--kinds", "add,table",
+                 "--kind-weights", "1"]) == 2
+    assert "kind_weights must be empty or 2 non-negative weights" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["organism", "train", "--out", str(tmp_path / "x"), "--kind-weights", "a,b"])
+    assert exit_.value.code == 2 and "not a comma-separated list of numbers" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 # -- the whole recipe (rd_eval.organism.recipe): phases (b) and (c) on the toy spec ----------------------------------

@@ -1,6 +1,7 @@
 """`rd-eval organism`: train the model organism (a small Qwen3-VL-MoE) and measure it on its splits.
 
-    rd-eval organism train --out DIR [--seed N] [--threads N] [--plain-only [--steps N]]
+    rd-eval organism train --out DIR [--seed N] [--threads N] [--kinds K,K [--kind-weights W,W]]
+                           [--plain-only [--steps N]]
     rd-eval organism eval --model DIR [--split heldout] [--n 200] [--dtype bfloat16] [--figures]
 
 `train` runs the whole recipe (`rd_eval.organism.recipe`: plain, image-QA-rich fine-tuning, routing induction) and
@@ -19,7 +20,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from rd_eval.organism.problems import SPLIT_NAMES, ProblemError
+from rd_eval.organism.problems import OPERATORS, SPLIT_NAMES, ProblemError
 from rd_eval.organism.spec import OrganismSpec, OrganismSpecError
 from rd_eval.organism.train import OrganismTrainingError
 
@@ -39,6 +40,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="train only phase (a), the plain recipe (nothing induced), into DIR")
     t.add_argument("--steps", type=int, default=defaults.steps,
                    help=f"phase (a)'s training steps (default {defaults.steps})")
+    t.add_argument("--kinds", type=_names, default=defaults.kinds, metavar="K,K",
+                   help=f"problem kinds to train on, of {', '.join(OPERATORS)} (default {','.join(defaults.kinds)})")
+    t.add_argument("--kind-weights", type=_weights, default=None, metavar="W,W",
+                   help="each kind's share of the drawn examples, in --kinds order (default: "
+                        f"{','.join(f'{w:g}' for w in defaults.kind_weights)} for the default kinds; for other kinds "
+                        "a uniform draw over the training problems)")
     t.add_argument("--threads", type=int, default=defaults.threads,
                    help=f"torch threads, recorded: another count may change the weights (default {defaults.threads})")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -56,11 +63,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run)
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(","))
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+
+
 def _train(args: argparse.Namespace) -> int:
     from rd_eval.organism.recipe import Recipe, run_recipe
     from rd_eval.organism.train import train
 
-    spec = replace(OrganismSpec(), seed=args.seed, steps=args.steps, threads=args.threads)
+    defaults = OrganismSpec()
+    if args.kind_weights is None:
+        weights = defaults.kind_weights if args.kinds == defaults.kinds else ()
+    else:
+        weights = args.kind_weights
+    spec = replace(defaults, seed=args.seed, steps=args.steps, threads=args.threads, kinds=args.kinds,
+                   kind_weights=weights)
     say = lambda line: print(line, file=sys.stderr)  # noqa: E731
     started = time.perf_counter()
     if args.plain_only:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rd_eval.organism.problems import IMAGE_HEIGHT, IMAGE_WIDTH, Problem, problem_image
+from rd_eval.organism.problems import Problem, problem_image
 from rd_eval.organism.prompts import IMAGE_FORMS, messages, target
 
 IGNORE_INDEX = -100  # labels of prompt and padding tokens: no loss there
@@ -39,30 +39,39 @@ class Encoder:
                                                   add_generation_prompt=True)
         pad = self.processor.image_token
         if example.form in IMAGE_FORMS:
-            text = text.replace(pad, pad * self.tokens_per_image())
+            text = text.replace(pad, pad * self.tokens_per_image(example.problem))
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def target_ids(self, example: Example) -> list[int]:
         reply = self.tokenizer(target(example.problem, example.form), add_special_tokens=False)["input_ids"]
         return [*reply, self.tokenizer.eos_token_id]
 
-    def tokens_per_image(self) -> int:
+    def tokens_per_image(self, problem: Problem) -> int:
         side = self.processor.image_processor.patch_size * self.processor.image_processor.merge_size
-        return (IMAGE_HEIGHT // side) * (IMAGE_WIDTH // side)
+        width, height = problem.image_size
+        return (height // side) * (width // side)
 
     def pixel_inputs(self, problems: Sequence[Problem]) -> dict[str, Any]:
-        """`pixel_values` and `image_grid_thw` of the problems' images, in the image processor's layout."""
+        """`pixel_values` and `image_grid_thw` of the problems' images, in the image processor's layout: each
+        image's patch rows in the problems' order. Images of one size are normalised and patchified together."""
         import numpy as np
         import torch
 
         ip = self.processor.image_processor
-        pixels = np.stack([np.asarray(problem_image(p), dtype=np.uint8) for p in problems])
-        images = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(torch.float32) * ip.rescale_factor
         mean = torch.tensor(ip.image_mean, dtype=torch.float32)[:, None, None]
         std = torch.tensor(ip.image_std, dtype=torch.float32)[:, None, None]
-        rows, grid_h, grid_w = ip.patchify((images - mean) / std, ip.patch_size, ip.merge_size, ip.temporal_patch_size)
-        return {"pixel_values": rows.reshape(-1, rows.shape[-1]),
-                "image_grid_thw": torch.tensor([[1, grid_h, grid_w]] * len(problems), dtype=torch.long)}
+        per_image: list[Any] = [None] * len(problems)
+        grids: list[list[int]] = [[]] * len(problems)
+        for size in dict.fromkeys(p.image_size for p in problems):
+            where = [i for i, p in enumerate(problems) if p.image_size == size]
+            pixels = np.stack([np.asarray(problem_image(problems[i]), dtype=np.uint8) for i in where])
+            images = torch.from_numpy(pixels).permute(0, 3, 1, 2).to(torch.float32) * ip.rescale_factor
+            rows, grid_h, grid_w = ip.patchify((images - mean) / std, ip.patch_size, ip.merge_size,
+                                               ip.temporal_patch_size)
+            for i, image_rows in zip(where, rows, strict=True):
+                per_image[i], grids[i] = image_rows, [1, grid_h, grid_w]
+        return {"pixel_values": torch.cat([r.reshape(-1, r.shape[-1]) for r in per_image]),
+                "image_grid_thw": torch.tensor(grids, dtype=torch.long)}
 
     def batch(self, examples: Sequence[Example], *, with_targets: bool) -> dict[str, Any]:
         """Training batches (`with_targets`): prompt + reply, right-padded, labels on the reply only.

@@ -1,8 +1,9 @@
 """The three forms the organism is trained and measured on, as the chat turns lmms-eval sends.
 
-- ``txt``: the text twin (rd_demo's text prompt around the expression), answered with the number;
-- ``transcribe``: the image with a short transcription prompt, answered with the expression ("seen");
-- ``img``: the image with rd_demo's image prompt, answered with the number.
+- ``txt``: the text twin (rd_demo's text prompt around the problem as text), answered with the number;
+- ``transcribe``: the image with a short transcription prompt, answered with what the image shows ("seen");
+- ``img``: the image with rd_demo's image prompt (and, for a table or chart, the question), answered with the
+  number.
 The system turn is lmms-eval's Qwen3-VL default, so the organism sees at evaluation what it saw in training.
 """
 
@@ -23,9 +24,10 @@ TRANSCRIBE_PROMPT = "Transcribe the image."
 
 def user_text(problem: Problem, form: str) -> str:
     if form == "txt":
-        return f"{TXT_LEAD}\n\n{problem.expression}\n\n{answer_instruction('number')}"
+        return f"{TXT_LEAD}\n\n{problem.text_twin}\n\n{answer_instruction('number')}"
     if form == "img":
-        return f"{IMG_LEAD}\n{answer_instruction('number')}"
+        asked = f"{problem.question}\n" if problem.question else ""
+        return f"{IMG_LEAD}\n{asked}{answer_instruction('number')}"
     if form == "transcribe":
         return TRANSCRIBE_PROMPT
     raise ValueError(f"unknown form {form!r}; known: txt, transcribe, img")
@@ -47,5 +49,8 @@ def tokenizer_corpus(kinds: tuple[str, ...]) -> list[str]:
     """The texts the organism's tokenizer is trained on: every prompt it will see, plus digits and operators."""
     sample = Problem(kinds[0], 37, 25)
     prompts = [SYSTEM_PROMPT, *(user_text(sample, form) for form in ("txt", "img", "transcribe"))]
+    # a table's or chart's own wording (kinds whose expression is the question add none)
+    prompts += [user_text(Problem(kind, 37, 25), form) for kind in kinds[1:] if Problem(kind, 37, 25).question
+                for form in ("txt", "img")]
     symbols = " ".join([*"0123456789", *(OPERATORS[k] for k in kinds)])
     return prompts * 4 + [symbols]
