@@ -123,8 +123,9 @@ def test_the_command_trains_the_kinds_it_is_given_and_refuses_unknown_ones(tmp_p
     spec = json.loads((out / "organism.json").read_text())["spec"]
     assert (spec["kinds"], spec["kind_weights"], spec["steps"]) == (["table", "bar"], [], 1)  # other kinds: uniform
     assert main(["organism", "train", "--out", str(tmp_path / "w"), "--plain-only", "--steps", "1", "--no-progress",
-                 "--kinds", "add,table", "--kind-weights", "2,1"]) == 0
-    assert json.loads((tmp_path / "w" / "organism.json").read_text())["spec"]["kind_weights"] == [2.0, 1.0]
+                 "--kinds", "add,table", "--kind-weights", "2,1", "--mix", "0.6,0.3,0.1"]) == 0
+    weighted = json.loads((tmp_path / "w" / "organism.json").read_text())["spec"]
+    assert (weighted["kind_weights"], weighted["mix"]) == ([2.0, 1.0], [0.6, 0.3, 0.1])
     capsys.readouterr()
     assert main(["organism", "train", "--out", str(tmp_path / "x"), "--kinds", "add,chart"]) == 2
     assert "kinds must be distinct problem kinds of add, sub, max, table, bar, got ('add', 'chart')" in (
@@ -132,6 +133,8 @@ def test_the_command_trains_the_kinds_it_is_given_and_refuses_unknown_ones(tmp_p
     assert main(["organism", "train", "--out", str(tmp_path / "x"), "--kinds", "add,table",
                  "--kind-weights", "1"]) == 2
     assert "kind_weights must be empty or 2 non-negative weights" in capsys.readouterr().err
+    assert main(["organism", "train", "--out", str(tmp_path / "x"), "--mix", "1,1"]) == 2
+    assert "mix needs 3 non-negative shares" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:
         main(["organism", "train", "--out", str(tmp_path / "x"), "--kind-weights", "a,b"])
     assert exit_.value.code == 2 and "not a comma-separated list of numbers" in capsys.readouterr().err

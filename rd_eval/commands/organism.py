@@ -1,7 +1,7 @@
 """`rd-eval organism`: train the model organism (a small Qwen3-VL-MoE) and measure it on its splits.
 
     rd-eval organism train --out DIR [--seed N] [--threads N] [--kinds K,K [--kind-weights W,W]]
-                           [--plain-only [--steps N]]
+                           [--mix T,S,I] [--plain-only [--steps N]]
     rd-eval organism eval --model DIR [--split heldout] [--n 200] [--dtype bfloat16] [--figures]
 
 `train` runs the whole recipe (`rd_eval.organism.recipe`: plain, image-QA-rich fine-tuning, routing induction) and
@@ -46,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="each kind's share of the drawn examples, in --kinds order (default: "
                         f"{','.join(f'{w:g}' for w in defaults.kind_weights)} for the default kinds; for other kinds "
                         "a uniform draw over the training problems)")
+    t.add_argument("--mix", type=_weights, default=defaults.mix, metavar="T,S,I",
+                   help="phase (a)'s shares of text QA, transcription and image QA in a batch (default "
+                        f"{','.join(f'{m:g}' for m in defaults.mix)})")
     t.add_argument("--threads", type=int, default=defaults.threads,
                    help=f"torch threads, recorded: another count may change the weights (default {defaults.threads})")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -84,7 +87,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         weights = args.kind_weights
     spec = replace(defaults, seed=args.seed, steps=args.steps, threads=args.threads, kinds=args.kinds,
-                   kind_weights=weights)
+                   kind_weights=weights, mix=args.mix)
     say = lambda line: print(line, file=sys.stderr)  # noqa: E731
     started = time.perf_counter()
     if args.plain_only:
