@@ -39,7 +39,6 @@ PAIR_ID_PREFIX = "organism"
 # puts each of its text lines in a token row of its own.
 IMAGE_WIDTH = 192
 TOKEN_ROW = 32
-IMAGE_HEIGHT = TOKEN_ROW  # of the one-line kinds
 IMAGE_ROWS: MappingProxyType[str, int] = MappingProxyType({"add": 1, "sub": 1, "max": 1, "table": 2, "bar": 2})
 FONT_SIZE = 24
 BAR_WIDTH = 40

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from rd_eval.benchmarks.demo import IMG_LEAD, TXT_LEAD, answer_instruction
-from rd_eval.organism.problems import OPERATORS, Problem
+from rd_eval.organism.problems import OPERATORS, QUESTIONS, Problem
 
 SYSTEM_PROMPT = "You are a helpful assistant."  # lmms-eval's Qwen3_VL system_prompt default
 IMAGE_FORMS = frozenset({"transcribe", "img"})
@@ -50,7 +50,7 @@ def tokenizer_corpus(kinds: tuple[str, ...]) -> list[str]:
     sample = Problem(kinds[0], 37, 25)
     prompts = [SYSTEM_PROMPT, *(user_text(sample, form) for form in ("txt", "img", "transcribe"))]
     # a table's or chart's own wording (kinds whose expression is the question add none)
-    prompts += [user_text(Problem(kind, 37, 25), form) for kind in kinds[1:] if Problem(kind, 37, 25).question
+    prompts += [user_text(Problem(kind, 37, 25), form) for kind in kinds[1:] if kind in QUESTIONS
                 for form in ("txt", "img")]
     symbols = " ".join([*"0123456789", *(OPERATORS[k] for k in kinds)])
     return prompts * 4 + [symbols]
