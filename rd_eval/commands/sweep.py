@@ -43,7 +43,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print("Written:")
         for name, path in result.paths.items():
             print(f"  {name:<22} {path}")
+    _end_process_group()
     return 0
+
+
+def _end_process_group() -> None:
+    """Under `accelerate launch`, close the ranks' process group before the interpreter exits: left to exit-time
+    teardown, a rank sometimes aborted ("terminate called without an active exception") after a finished sweep."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def bad_input_errors() -> tuple[type[Exception], ...]:
